@@ -1,0 +1,125 @@
+//! Server functions: what pages load (history, presence, rooms, the current user) and the
+//! guest sign-in. They run on the server through the [`Backend`](crate::backend::Backend)
+//! provided as context, and are called over HTTP from the browser.
+
+use crate::protocol::{HistoryPage, Member, RoomSummary, User};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Everything a room page renders on the server: recent history, who is here, who you are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSnapshot {
+    pub page: HistoryPage,
+    pub members: Vec<Member>,
+    pub me: Option<User>,
+}
+
+/// The human text of a server function error, without the framework's prefix.
+pub fn error_text(err: &ServerFnError) -> String {
+    match err {
+        ServerFnError::ServerError(message) => message.clone(),
+        other => format!("the server could not be reached ({other})"),
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use crate::backend::{session_token, BackendError, SharedBackend};
+    use crate::protocol::User;
+    use leptos::prelude::*;
+
+    pub fn backend() -> Result<SharedBackend, ServerFnError> {
+        use_context::<SharedBackend>()
+            .ok_or_else(|| ServerFnError::new("the chat backend is not configured"))
+    }
+
+    pub fn to_error(err: BackendError) -> ServerFnError {
+        ServerFnError::new(err.to_string())
+    }
+
+    pub async fn token() -> Option<String> {
+        let headers: http::HeaderMap = leptos_axum::extract().await.ok()?;
+        session_token(&headers)
+    }
+
+    pub async fn me(backend: &SharedBackend) -> Result<Option<User>, ServerFnError> {
+        match token().await {
+            Some(token) => backend.user_for_token(&token).await.map_err(to_error),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_cookie(value: String) -> Result<(), ServerFnError> {
+        let value =
+            http::HeaderValue::from_str(&value).map_err(|_| ServerFnError::new("bad cookie"))?;
+        expect_context::<leptos_axum::ResponseOptions>()
+            .append_header(http::header::SET_COOKIE, value);
+        Ok(())
+    }
+}
+
+/// The signed-in user, if any.
+#[server(endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<User>, ServerFnError> {
+    let backend = ssr::backend()?;
+    ssr::me(&backend).await
+}
+
+/// Starts a guest session under `name` and stores its token in an HttpOnly cookie.
+#[server(endpoint = "start_guest_session")]
+pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
+    let backend = ssr::backend()?;
+    let (token, user) = backend.create_guest(&name).await.map_err(ssr::to_error)?;
+    ssr::set_cookie(backend.session_cookie(&token))?;
+    Ok(user)
+}
+
+/// Ends the session and removes the cookie.
+#[server(endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ServerFnError> {
+    let backend = ssr::backend()?;
+    if let Some(token) = ssr::token().await {
+        backend.end_session(&token).await.map_err(ssr::to_error)?;
+    }
+    ssr::set_cookie(backend.clear_session_cookie())
+}
+
+/// What a room page shows before any live update.
+#[server(endpoint = "load_room")]
+pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
+    let backend = ssr::backend()?;
+    let page = backend
+        .history_page(&room, None)
+        .await
+        .map_err(ssr::to_error)?;
+    let members = backend.members(&room).await.map_err(ssr::to_error)?;
+    let me = ssr::me(&backend).await?;
+    Ok(RoomSnapshot { page, members, me })
+}
+
+/// Older messages, for scrolling back.
+#[server(endpoint = "older_messages")]
+pub async fn older_messages(
+    room: String,
+    before: Option<String>,
+) -> Result<HistoryPage, ServerFnError> {
+    let backend = ssr::backend()?;
+    backend
+        .history_page(&room, before.as_deref())
+        .await
+        .map_err(ssr::to_error)
+}
+
+/// Who is present in a room.
+#[server(endpoint = "room_members")]
+pub async fn room_members(room: String) -> Result<Vec<Member>, ServerFnError> {
+    let backend = ssr::backend()?;
+    backend.members(&room).await.map_err(ssr::to_error)
+}
+
+/// Rooms with history or people in them, busiest first.
+#[server(endpoint = "list_rooms")]
+pub async fn list_rooms() -> Result<Vec<RoomSummary>, ServerFnError> {
+    let backend = ssr::backend()?;
+    backend.rooms().await.map_err(ssr::to_error)
+}

@@ -1,0 +1,105 @@
+//! What server functions need from the server (ssr only).
+//!
+//! The `server` crate depends on this crate, not the other way round, so server functions
+//! reach the engine through this trait, provided as Leptos context ([`SharedBackend`]). The
+//! server's HTTP endpoints use the same trait, so both read the same data.
+
+use crate::protocol::{HistoryPage, Member, RoomSummary, User};
+use crate::validate::Invalid;
+use async_trait::async_trait;
+use http::HeaderMap;
+use std::sync::Arc;
+
+/// Name of the HttpOnly session cookie.
+pub const SESSION_COOKIE: &str = "confab_session";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The request was wrong; the text says how.
+    #[error("{0}")]
+    Invalid(Invalid),
+    /// The engine cannot serve now (details are logged by the server, not returned).
+    #[error("the chat service is unavailable, try again shortly")]
+    Unavailable,
+}
+
+impl From<Invalid> for BackendError {
+    fn from(invalid: Invalid) -> Self {
+        BackendError::Invalid(invalid)
+    }
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The user behind a session token, if it is valid.
+    async fn user_for_token(&self, token: &str) -> Result<Option<User>, BackendError>;
+    /// Starts a guest session under a display name: the token and the user.
+    async fn create_guest(&self, name: &str) -> Result<(String, User), BackendError>;
+    /// Ends a session.
+    async fn end_session(&self, token: &str) -> Result<(), BackendError>;
+    /// A page of a room's history, oldest first, older than `before` (or the newest).
+    async fn history_page(
+        &self,
+        room: &str,
+        before: Option<&str>,
+    ) -> Result<HistoryPage, BackendError>;
+    /// Who is present in a room.
+    async fn members(&self, room: &str) -> Result<Vec<Member>, BackendError>;
+    /// Rooms with history or people present, busiest first.
+    async fn rooms(&self) -> Result<Vec<RoomSummary>, BackendError>;
+    /// The `Set-Cookie` value that stores `token` in the browser.
+    fn session_cookie(&self, token: &str) -> String;
+    /// The `Set-Cookie` value that removes the session cookie.
+    fn clear_session_cookie(&self) -> String;
+}
+
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// The session token of a request: the session cookie, or an `Authorization: Bearer` header.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty());
+    if let Some(token) = bearer {
+        return Some(token.to_string());
+    }
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn finds_the_token_in_cookies_or_bearer() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(session_token(&headers), None);
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_static("a=1; confab_session=abc; b=2"),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("abc"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer xyz"),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("xyz"));
+        let mut empty = HeaderMap::new();
+        empty.insert(
+            http::header::COOKIE,
+            HeaderValue::from_static("confab_session="),
+        );
+        assert_eq!(session_token(&empty), None);
+    }
+}

@@ -1,0 +1,444 @@
+//! The room page's state and how server events change it. Plain data with no browser or
+//! reactive parts, so the rules (ordering, de-duplication, acks, resume, typing expiry) are
+//! tested natively; the page keeps one [`ChatLog`] in a signal.
+
+use crate::api::RoomSnapshot;
+use crate::protocol::{ChatMessage, Member, ServerMsg, User};
+use crate::validate::MessageId;
+use std::cmp::Ordering;
+
+/// How long a "typing" indication lasts without being renewed.
+pub const TYPING_TTL_MS: f64 = 5_000.0;
+
+/// A message of ours that the server has not confirmed yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    pub client_msg_id: String,
+    pub content: String,
+    /// Set when the server refused it: why.
+    pub error: Option<String>,
+}
+
+/// Someone typing, until `until_ms` (browser clock).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Typist {
+    pub user_id: String,
+    pub name: String,
+    pub until_ms: f64,
+}
+
+/// The state of the live connection, as shown to the person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnStatus {
+    Connecting,
+    Online,
+    /// Waiting before the next attempt.
+    Reconnecting {
+        seconds: u32,
+    },
+    /// Given up (terminal close): why.
+    Offline(String),
+}
+
+impl ConnStatus {
+    pub fn label(&self) -> String {
+        match self {
+            ConnStatus::Connecting => "Connecting…".into(),
+            ConnStatus::Online => "Live".into(),
+            ConnStatus::Reconnecting { seconds } => format!("Reconnecting in {seconds} s…"),
+            ConnStatus::Offline(why) => format!("Offline: {why}"),
+        }
+    }
+
+    pub fn css_class(&self) -> &'static str {
+        match self {
+            ConnStatus::Online => "status online",
+            ConnStatus::Offline(_) => "status offline",
+            _ => "status waiting",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatLog {
+    pub room_id: String,
+    pub me: Option<User>,
+    /// Confirmed messages, ordered by id, no duplicates.
+    pub messages: Vec<ChatMessage>,
+    /// Whether older messages exist on the server.
+    pub has_more: bool,
+    pub pending: Vec<Pending>,
+    pub members: Vec<Member>,
+    pub typing: Vec<Typist>,
+    /// The last problem worth showing that belongs to no message.
+    pub notice: Option<String>,
+}
+
+fn by_id(a: &ChatMessage, b: &ChatMessage) -> Ordering {
+    MessageId::compare(&a.id, &b.id)
+}
+
+impl ChatLog {
+    pub fn from_snapshot(snapshot: RoomSnapshot) -> Self {
+        ChatLog {
+            room_id: snapshot.page.room_id,
+            me: snapshot.me,
+            messages: snapshot.page.messages,
+            has_more: snapshot.page.has_more,
+            members: snapshot.members,
+            ..ChatLog::default()
+        }
+    }
+
+    /// The resume position: the newest confirmed message.
+    pub fn last_id(&self) -> Option<String> {
+        self.messages.last().map(|m| m.id.clone())
+    }
+
+    pub fn oldest_id(&self) -> Option<String> {
+        self.messages.first().map(|m| m.id.clone())
+    }
+
+    /// Adds a confirmed message in id order, ignoring one already present.
+    pub fn insert(&mut self, message: ChatMessage) {
+        match self.messages.last() {
+            Some(last) if by_id(last, &message) == Ordering::Less => self.messages.push(message),
+            None => self.messages.push(message),
+            Some(_) => {
+                if let Err(at) = self.messages.binary_search_by(|m| by_id(m, &message)) {
+                    self.messages.insert(at, message);
+                }
+            }
+        }
+    }
+
+    /// Adds an older page (scroll-back).
+    pub fn add_older(&mut self, messages: Vec<ChatMessage>, has_more: bool) {
+        for message in messages {
+            self.insert(message);
+        }
+        self.has_more = has_more;
+    }
+
+    /// A message typed here, shown at once and sent; confirmed later by the ack.
+    pub fn queue(&mut self, client_msg_id: String, content: String) -> Pending {
+        let pending = Pending {
+            client_msg_id,
+            content,
+            error: None,
+        };
+        self.pending.push(pending.clone());
+        pending
+    }
+
+    /// Applies one server event. Returns the pending messages to send again, which only an
+    /// answer to `join` (after a reconnect) produces: those not found in the recovered history.
+    pub fn apply(&mut self, event: ServerMsg, now_ms: f64) -> Vec<Pending> {
+        match event {
+            ServerMsg::RoomHistory {
+                room_id,
+                messages,
+                has_more,
+                recovered,
+                members,
+            } if room_id == self.room_id => {
+                if recovered == Some(false) {
+                    // A gap we cannot fill: show the newest history instead of a hole.
+                    self.messages.clear();
+                    self.has_more = has_more;
+                    self.notice =
+                        Some("Some messages were missed while offline; showing the latest.".into());
+                } else if self.messages.is_empty() {
+                    self.has_more = has_more;
+                }
+                for message in messages {
+                    self.insert(message);
+                }
+                self.members = members;
+                return self.unconfirmed();
+            }
+            ServerMsg::Message(message) if message.room_id == self.room_id => {
+                self.typing.retain(|t| t.user_id != message.user_id);
+                self.insert(message);
+            }
+            ServerMsg::Ack {
+                client_msg_id: Some(client_msg_id),
+                id,
+                room_id,
+                timestamp,
+            } if room_id == self.room_id => {
+                if let Some(at) = self
+                    .pending
+                    .iter()
+                    .position(|p| p.client_msg_id == client_msg_id)
+                {
+                    let pending = self.pending.remove(at);
+                    if let Some(me) = &self.me {
+                        self.insert(ChatMessage {
+                            id,
+                            room_id,
+                            user_id: me.id.clone(),
+                            name: me.name.clone(),
+                            content: pending.content,
+                            timestamp,
+                            server_id: String::new(),
+                            client_msg_id: Some(client_msg_id),
+                        });
+                    }
+                }
+            }
+            ServerMsg::UserJoined {
+                room_id,
+                user_id,
+                name,
+                ..
+            } if room_id == self.room_id => {
+                if !self.members.iter().any(|m| m.user_id == user_id) {
+                    self.members.push(Member { user_id, name });
+                    self.members.sort_by(|a, b| {
+                        a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id))
+                    });
+                }
+            }
+            ServerMsg::UserLeft {
+                room_id, user_id, ..
+            } if room_id == self.room_id => {
+                self.members.retain(|m| m.user_id != user_id);
+                self.typing.retain(|t| t.user_id != user_id);
+            }
+            ServerMsg::Typing {
+                room_id,
+                user_id,
+                name,
+                is_typing,
+            } if room_id == self.room_id => {
+                self.typing.retain(|t| t.user_id != user_id);
+                if is_typing && self.me.as_ref().is_none_or(|me| me.id != user_id) {
+                    self.typing.push(Typist {
+                        user_id,
+                        name,
+                        until_ms: now_ms + TYPING_TTL_MS,
+                    });
+                }
+            }
+            ServerMsg::Error {
+                client_msg_id: Some(client_msg_id),
+                error,
+                ..
+            } => {
+                if let Some(pending) = self
+                    .pending
+                    .iter_mut()
+                    .find(|p| p.client_msg_id == client_msg_id)
+                {
+                    pending.error = Some(error);
+                }
+            }
+            ServerMsg::Error { error, .. } => self.notice = Some(error),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Pending messages not yet stored: those whose id does not appear among our messages.
+    fn unconfirmed(&mut self) -> Vec<Pending> {
+        let me = self.me.as_ref().map(|me| me.id.as_str());
+        let stored: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|m| Some(m.user_id.as_str()) == me)
+            .filter_map(|m| m.client_msg_id.clone())
+            .collect();
+        self.pending.retain(|p| !stored.contains(&p.client_msg_id));
+        self.pending
+            .iter()
+            .filter(|p| p.error.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Drops typing indications that expired.
+    pub fn prune_typing(&mut self, now_ms: f64) {
+        self.typing.retain(|t| t.until_ms > now_ms);
+    }
+
+    /// "Ana is typing…", "Ana and Ben are typing…", "3 people are typing…".
+    pub fn typing_line(&self) -> Option<String> {
+        match self.typing.as_slice() {
+            [] => None,
+            [one] => Some(format!("{} is typing…", one.name)),
+            [a, b] => Some(format!("{} and {} are typing…", a.name, b.name)),
+            many => Some(format!("{} people are typing…", many.len())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::HistoryPage;
+
+    fn msg(id: &str, user: &str, cid: Option<&str>) -> ChatMessage {
+        ChatMessage {
+            id: id.into(),
+            room_id: "r".into(),
+            user_id: user.into(),
+            name: user.to_uppercase(),
+            content: format!("m{id}"),
+            timestamp: 1,
+            server_id: "s".into(),
+            client_msg_id: cid.map(Into::into),
+        }
+    }
+
+    fn log() -> ChatLog {
+        ChatLog::from_snapshot(RoomSnapshot {
+            page: HistoryPage {
+                room_id: "r".into(),
+                messages: vec![msg("1-0", "b", None), msg("2-0", "b", None)],
+                has_more: true,
+            },
+            members: vec![],
+            me: Some(User {
+                id: "me".into(),
+                name: "Me".into(),
+                guest: true,
+            }),
+        })
+    }
+
+    fn history(messages: Vec<ChatMessage>, recovered: Option<bool>) -> ServerMsg {
+        ServerMsg::RoomHistory {
+            room_id: "r".into(),
+            messages,
+            has_more: false,
+            recovered,
+            members: vec![Member {
+                user_id: "b".into(),
+                name: "B".into(),
+            }],
+        }
+    }
+
+    fn ids(log: &ChatLog) -> Vec<&str> {
+        log.messages.iter().map(|m| m.id.as_str()).collect()
+    }
+
+    #[test]
+    fn live_messages_are_ordered_and_deduplicated() {
+        let mut log = log();
+        log.apply(ServerMsg::Message(msg("3-0", "b", None)), 0.0);
+        log.apply(ServerMsg::Message(msg("2-0", "b", None)), 0.0);
+        log.apply(ServerMsg::Message(msg("2-5", "b", None)), 0.0);
+        assert_eq!(ids(&log), ["1-0", "2-0", "2-5", "3-0"]);
+        let mut other_room = msg("9-0", "b", None);
+        other_room.room_id = "elsewhere".into();
+        log.apply(ServerMsg::Message(other_room), 0.0);
+        assert_eq!(log.messages.len(), 4);
+    }
+
+    #[test]
+    fn ack_confirms_a_pending_message() {
+        let mut log = log();
+        log.queue("c1".into(), "hello".into());
+        let ack = ServerMsg::Ack {
+            client_msg_id: Some("c1".into()),
+            id: "5-0".into(),
+            room_id: "r".into(),
+            timestamp: 5,
+        };
+        log.apply(ack, 0.0);
+        assert!(log.pending.is_empty());
+        assert_eq!(log.messages.last().unwrap().content, "hello");
+        assert_eq!(log.messages.last().unwrap().user_id, "me");
+    }
+
+    #[test]
+    fn resume_resends_only_what_was_not_stored() {
+        let mut log = log();
+        log.queue("stored".into(), "a".into());
+        log.queue("lost".into(), "b".into());
+        let resend = log.apply(
+            history(vec![msg("3-0", "me", Some("stored"))], Some(true)),
+            0.0,
+        );
+        assert_eq!(resend.len(), 1);
+        assert_eq!(resend[0].client_msg_id, "lost");
+        assert_eq!(ids(&log), ["1-0", "2-0", "3-0"]);
+        assert_eq!(log.members.len(), 1);
+    }
+
+    #[test]
+    fn unrecoverable_gap_replaces_history() {
+        let mut log = log();
+        log.apply(history(vec![msg("90-0", "b", None)], Some(false)), 0.0);
+        assert_eq!(ids(&log), ["90-0"]);
+        assert!(log.notice.is_some());
+    }
+
+    #[test]
+    fn refused_message_keeps_its_error() {
+        let mut log = log();
+        log.queue("c1".into(), "x".into());
+        let refusal = ServerMsg::Error {
+            code: crate::protocol::ErrorCode::ContentTooLong,
+            error: "too long".into(),
+            room_id: Some("r".into()),
+            client_msg_id: Some("c1".into()),
+        };
+        log.apply(refusal, 0.0);
+        assert_eq!(log.pending[0].error.as_deref(), Some("too long"));
+        // A refused message is not sent again on reconnect.
+        assert!(log.apply(history(vec![], Some(true)), 0.0).is_empty());
+    }
+
+    #[test]
+    fn typing_expires_and_clears_on_message() {
+        let mut log = log();
+        let typing = |user: &str, on: bool| ServerMsg::Typing {
+            room_id: "r".into(),
+            user_id: user.into(),
+            name: user.to_uppercase(),
+            is_typing: on,
+        };
+        log.apply(typing("b", true), 1000.0);
+        log.apply(typing("c", true), 1000.0);
+        log.apply(typing("me", true), 1000.0);
+        assert_eq!(log.typing_line().as_deref(), Some("B and C are typing…"));
+        log.apply(ServerMsg::Message(msg("7-0", "b", None)), 1100.0);
+        assert_eq!(log.typing_line().as_deref(), Some("C is typing…"));
+        log.prune_typing(1000.0 + TYPING_TTL_MS + 1.0);
+        assert_eq!(log.typing_line(), None);
+    }
+
+    #[test]
+    fn members_follow_joins_and_leaves() {
+        let mut log = log();
+        let joined = |user: &str| ServerMsg::UserJoined {
+            room_id: "r".into(),
+            user_id: user.into(),
+            name: user.to_uppercase(),
+            timestamp: 0,
+        };
+        log.apply(joined("zed"), 0.0);
+        log.apply(joined("amy"), 0.0);
+        log.apply(joined("amy"), 0.0);
+        assert_eq!(
+            log.members
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
+            ["AMY", "ZED"]
+        );
+        log.apply(
+            ServerMsg::UserLeft {
+                room_id: "r".into(),
+                user_id: "amy".into(),
+                name: "AMY".into(),
+                timestamp: 0,
+            },
+            0.0,
+        );
+        assert_eq!(log.members.len(), 1);
+    }
+}

@@ -1,0 +1,70 @@
+//! Confab's shared crate: the wire protocol, validation rules, server functions and the
+//! Leptos UI. Compiled twice: with `ssr` into the server, with `hydrate` into the WASM.
+//!
+//! # Layout
+//! - [`protocol`]: WebSocket messages, error codes, close codes (both sides).
+//! - [`validate`]: room ids, names, content, message ids (both sides).
+//! - [`api`]: `#[server]` functions the pages load through.
+//! - [`chat`]: the room page's state and how server events change it.
+//! - `backend` (ssr): the trait through which server functions reach the server's engine.
+//! - [`pages`]: the home page and the room page; `components`: their parts.
+//! - `live` (hydrate): the browser's WebSocket client with reconnect and resume.
+
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod backend;
+pub mod chat;
+mod components;
+#[cfg(feature = "hydrate")]
+mod live;
+pub mod pages;
+pub mod protocol;
+pub mod validate;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{ParamSegment, StaticSegment};
+
+/// The HTML document around the app (server side).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let session = components::Session::provide();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/confab.css"/>
+        <Title text="Confab"/>
+        <Router>
+            <header class="topbar">
+                <a href="/" class="brand">"Confab"</a>
+                <components::UserBadge session/>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <pages::NotFound/> }>
+                    <Route path=StaticSegment("") view=pages::HomePage/>
+                    <Route path=(StaticSegment("rooms"), ParamSegment("room")) view=pages::RoomPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,453 @@
+//! The WebSocket wire protocol: JSON text frames with a `type` tag and camelCase fields.
+//!
+//! Defined once here and used by the server (to decode requests and encode events) and by
+//! the browser (the other way round). It stays compatible with the classic "Redis pub/sub
+//! chat" articles' protocol: their client works once it sends a real token in `auth`.
+//!
+//! Client → server: [`ClientMsg`]. Server → client: [`ServerMsg`]. Errors carry a stable
+//! machine [`ErrorCode`] and a human sentence; abuse closes the socket with a [`close`] code.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A signed-in person, as the server knows them. Never taken from the client's word.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    /// Guests chose a display name only; they have no account.
+    pub guest: bool,
+}
+
+/// One stored chat message. `id` orders messages within a room and is a resume position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessage {
+    pub id: String,
+    pub room_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub content: String,
+    /// Milliseconds since the Unix epoch, assigned by the server.
+    pub timestamp: u64,
+    /// The instance that accepted the message.
+    pub server_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
+/// Someone present in a room (or online at all): one entry per user, however many tabs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub user_id: String,
+    pub name: String,
+}
+
+/// A room as listed on the home page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomSummary {
+    pub room_id: String,
+    /// People present now.
+    pub members: usize,
+    /// Id of the newest message, if the room has any history.
+    pub last_message_id: Option<String>,
+}
+
+/// A page of history, oldest first. `has_more` says whether older messages exist.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    pub room_id: String,
+    pub messages: Vec<ChatMessage>,
+    pub has_more: bool,
+}
+
+/// Requests a client sends. Unknown fields (such as the articles' `userId` in `auth`) are ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ClientMsg {
+    /// Present a session token (from `POST /api/session`). Browsers are authenticated by cookie.
+    Auth {
+        token: String,
+    },
+    /// Start receiving a room. With `since` (a message id) the answer holds exactly what came after it.
+    Join {
+        room_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
+    Leave {
+        room_id: String,
+    },
+    Message {
+        room_id: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    Typing {
+        room_id: String,
+        is_typing: bool,
+    },
+    Ping,
+}
+
+/// Events the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ServerMsg {
+    Connected {
+        connection_id: String,
+        server_id: String,
+    },
+    Authenticated {
+        user_id: String,
+        name: String,
+        guest: bool,
+    },
+    /// The answer to `join`: the newest messages (oldest first), or with `since`, those after it.
+    RoomHistory {
+        room_id: String,
+        messages: Vec<ChatMessage>,
+        /// Whether older messages exist before `messages`.
+        has_more: bool,
+        /// With `since`: true when `messages` are exactly what came after it; false when history
+        /// was trimmed past it or too much was missed, and `messages` are the newest instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        members: Vec<Member>,
+    },
+    Message(ChatMessage),
+    /// Confirms a sent message to its sender: it is stored and on its way to the room.
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+        id: String,
+        room_id: String,
+        timestamp: u64,
+    },
+    UserJoined {
+        room_id: String,
+        user_id: String,
+        name: String,
+        timestamp: u64,
+    },
+    UserLeft {
+        room_id: String,
+        user_id: String,
+        name: String,
+        timestamp: u64,
+    },
+    Typing {
+        room_id: String,
+        user_id: String,
+        name: String,
+        is_typing: bool,
+    },
+    Error {
+        code: ErrorCode,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    Pong,
+}
+
+impl ServerMsg {
+    /// An error event about no room or message in particular.
+    pub fn error(code: ErrorCode, error: impl Into<String>) -> Self {
+        ServerMsg::Error {
+            code,
+            error: error.into(),
+            room_id: None,
+            client_msg_id: None,
+        }
+    }
+}
+
+/// Stable machine-readable error codes. The human `error` text may change; these do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON.
+    InvalidJson,
+    /// The `type` is missing or not one this server knows.
+    UnknownType,
+    /// A field is missing or has the wrong type.
+    InvalidMessage,
+    /// The request needs a session: send `auth` first.
+    NotAuthenticated,
+    /// The token is unknown or expired.
+    InvalidToken,
+    /// The room id breaks the rules (1–64 of `a-z 0-9 - _`, starting with a letter or digit).
+    InvalidRoom,
+    /// The room was not joined on this connection.
+    NotInRoom,
+    /// This connection joined as many rooms as it may.
+    TooManyRooms,
+    /// The content is empty once trimmed.
+    EmptyContent,
+    /// The content is longer than the configured limit.
+    ContentTooLong,
+    /// The content holds control characters other than newline and tab.
+    InvalidContent,
+    /// `clientMsgId` is longer than 64 characters.
+    InvalidClientMsgId,
+    /// `since` is not a message id.
+    InvalidSince,
+    /// The engine (e.g. Redis) cannot serve this now; retry later. Nothing was stored.
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::EmptyContent => "empty_content",
+            ErrorCode::ContentTooLong => "content_too_long",
+            ErrorCode::InvalidContent => "invalid_content",
+            ErrorCode::InvalidClientMsgId => "invalid_client_msg_id",
+            ErrorCode::InvalidSince => "invalid_since",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a frame could not be decoded into a [`ClientMsg`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+/// Decodes one client frame, telling malformed JSON, unknown types and bad fields apart.
+///
+/// The common case costs one parse; only a failure parses again to classify it.
+pub fn decode_client_msg(text: &str) -> Result<ClientMsg, DecodeError> {
+    let err = match serde_json::from_str::<ClientMsg>(text) {
+        Ok(msg) => return Ok(msg),
+        Err(err) => err,
+    };
+    if err.is_syntax() || err.is_eof() {
+        return Err(DecodeError {
+            code: ErrorCode::InvalidJson,
+            detail: "the frame is not valid JSON".into(),
+        });
+    }
+    #[derive(Deserialize)]
+    struct Tagged<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    const KNOWN: [&str; 6] = ["auth", "join", "leave", "message", "typing", "ping"];
+    match serde_json::from_str::<Tagged>(text) {
+        Ok(Tagged { kind: Some(kind) }) if KNOWN.contains(&kind.as_ref()) => Err(DecodeError {
+            code: ErrorCode::InvalidMessage,
+            detail: format!("bad `{kind}` request: {}", strip_position(&err.to_string())),
+        }),
+        Ok(Tagged { kind: Some(kind) }) => Err(DecodeError {
+            code: ErrorCode::UnknownType,
+            detail: format!("unknown message type `{}`", truncate(&kind, 32)),
+        }),
+        Ok(Tagged { kind: None }) => Err(DecodeError {
+            code: ErrorCode::UnknownType,
+            detail: "the message has no `type` field".into(),
+        }),
+        Err(_) => Err(DecodeError {
+            code: ErrorCode::InvalidMessage,
+            detail: "the message must be a JSON object with a string `type`".into(),
+        }),
+    }
+}
+
+/// serde_json appends " at line 1 column 42": useless to a client, so it is cut.
+fn strip_position(text: &str) -> &str {
+    text.find(" at line ").map_or(text, |at| &text[..at])
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// WebSocket close codes. 4000–4499: transient, the client reconnects (with backoff).
+/// 4500–4999: terminal, the client must not reconnect without a change (new session, smaller
+/// frames). Standard codes are used where they fit (RFC 6455 §7.4).
+pub mod close {
+    /// Invalid UTF-8 in a text frame.
+    pub const INVALID_UTF8: u16 = 1007;
+    /// A frame or message larger than the configured limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server is shutting down or restarting: reconnect (to any instance).
+    pub const SHUTDOWN: u16 = 4000;
+    /// The connection could not keep up with its outbound queue: reconnect.
+    pub const SLOW_CONSUMER: u16 = 4001;
+    /// No pong (or any frame) within the ping timeout: reconnect.
+    pub const NO_PONG: u16 = 4002;
+    /// No successful `auth` within the auth timeout. Terminal: get a session first.
+    pub const AUTH_TIMEOUT: u16 = 4500;
+    /// Too many protocol errors in a short time. Terminal: the client is broken.
+    pub const PROTOCOL_ERRORS: u16 = 4501;
+
+    /// Whether a client should reconnect after this close code.
+    pub fn should_reconnect(code: u16) -> bool {
+        !(4500..=4999).contains(&code) && code != MESSAGE_TOO_BIG && code != INVALID_UTF8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_client_message() {
+        let cases = [
+            (
+                r#"{"type":"auth","token":"t","userId":"ignored"}"#,
+                ClientMsg::Auth { token: "t".into() },
+            ),
+            (
+                r#"{"type":"join","roomId":"general"}"#,
+                ClientMsg::Join {
+                    room_id: "general".into(),
+                    since: None,
+                },
+            ),
+            (
+                r#"{"type":"join","roomId":"general","since":"5-0"}"#,
+                ClientMsg::Join {
+                    room_id: "general".into(),
+                    since: Some("5-0".into()),
+                },
+            ),
+            (
+                r#"{"type":"leave","roomId":"a"}"#,
+                ClientMsg::Leave {
+                    room_id: "a".into(),
+                },
+            ),
+            (
+                r#"{"type":"message","roomId":"a","content":"hi","clientMsgId":"c1"}"#,
+                ClientMsg::Message {
+                    room_id: "a".into(),
+                    content: "hi".into(),
+                    client_msg_id: Some("c1".into()),
+                },
+            ),
+            (
+                r#"{"type":"typing","roomId":"a","isTyping":true}"#,
+                ClientMsg::Typing {
+                    room_id: "a".into(),
+                    is_typing: true,
+                },
+            ),
+            (r#"{"type":"ping"}"#, ClientMsg::Ping),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(decode_client_msg(text), Ok(expected.clone()), "{text}");
+            // And the browser's encoding decodes to the same thing.
+            let round = serde_json::to_string(&expected).unwrap();
+            assert_eq!(decode_client_msg(&round), Ok(expected));
+        }
+    }
+
+    #[test]
+    fn classifies_bad_frames() {
+        let code = |text: &str| decode_client_msg(text).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::InvalidJson);
+        assert_eq!(code(""), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"roomId":"a"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(
+            code(r#"{"type":"typing","roomId":"a","isTyping":"yes"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(code("42"), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn missing_field_is_named_without_position() {
+        let err = decode_client_msg(r#"{"type":"message","roomId":"a"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidMessage);
+        assert!(err.detail.contains("content"), "{}", err.detail);
+        assert!(!err.detail.contains("line"), "{}", err.detail);
+    }
+
+    #[test]
+    fn server_events_use_the_articles_shape() {
+        let msg = ServerMsg::Message(ChatMessage {
+            id: "1-0".into(),
+            room_id: "r".into(),
+            user_id: "u".into(),
+            name: "Ana".into(),
+            content: "<b>hi</b>".into(),
+            timestamp: 7,
+            server_id: "s".into(),
+            client_msg_id: None,
+        });
+        let json: serde_json::Value = serde_json::to_value(&msg).unwrap();
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["roomId"], "r");
+        assert_eq!(json["userId"], "u");
+        assert_eq!(json["serverId"], "s");
+        assert!(json.get("clientMsgId").is_none());
+
+        let err = serde_json::to_value(ServerMsg::error(ErrorCode::NotInRoom, "x")).unwrap();
+        assert_eq!(
+            err,
+            serde_json::json!({"type":"error","code":"not_in_room","error":"x"})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMsg::Pong).unwrap(),
+            serde_json::json!({"type":"pong"})
+        );
+    }
+
+    #[test]
+    fn error_code_strings_match_serde() {
+        for code in [
+            ErrorCode::InvalidJson,
+            ErrorCode::TooManyRooms,
+            ErrorCode::InvalidClientMsgId,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn close_codes_split_reconnect_from_terminal() {
+        assert!(close::should_reconnect(close::SHUTDOWN));
+        assert!(close::should_reconnect(close::SLOW_CONSUMER));
+        assert!(close::should_reconnect(1006));
+        assert!(!close::should_reconnect(close::AUTH_TIMEOUT));
+        assert!(!close::should_reconnect(close::MESSAGE_TOO_BIG));
+    }
+}

@@ -1,0 +1,180 @@
+//! Configuration: one clap struct, every option also read from the environment.
+//! `confab --help` lists them with their defaults; the README repeats the table.
+
+use clap::Parser;
+use std::time::Duration;
+
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "confab",
+    version,
+    about = "Confab: a real-time chat server and web app"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Redis URL for running many instances together. Unset: the in-process memory engine.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Where the built site (pkg/ with the WASM, JS and CSS) lives.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: String,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. "info,server=debug").
+    #[arg(long, env = "CONFAB_LOG", default_value = "info")]
+    pub log: String,
+
+    /// This instance's id in messages and /health (default: random).
+    #[arg(long, env = "CONFAB_SERVER_ID")]
+    pub server_id: Option<String>,
+
+    /// Largest WebSocket frame or message a client may send, in bytes; larger ones close
+    /// the connection with 1009.
+    #[arg(long, env = "CONFAB_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Longest chat message, in bytes of UTF-8.
+    #[arg(long, env = "CONFAB_MAX_CONTENT_BYTES", default_value_t = 4096)]
+    pub max_content_bytes: usize,
+
+    /// Frames queued per connection before it is closed as a slow consumer (4001).
+    #[arg(long, env = "CONFAB_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub outbound_queue: usize,
+
+    /// Seconds a write to a client may take before the connection is closed.
+    #[arg(long, env = "CONFAB_WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    pub write_timeout_secs: u64,
+
+    /// Seconds between server pings.
+    #[arg(long, env = "CONFAB_PING_INTERVAL_SECS", default_value_t = 25)]
+    pub ping_interval_secs: u64,
+
+    /// Seconds after a ping without any frame from the client before it is closed (4002).
+    #[arg(long, env = "CONFAB_PONG_TIMEOUT_SECS", default_value_t = 8)]
+    pub pong_timeout_secs: u64,
+
+    /// Seconds an unauthenticated socket may stay open (then closed with 4500).
+    #[arg(long, env = "CONFAB_AUTH_TIMEOUT_SECS", default_value_t = 10)]
+    pub auth_timeout_secs: u64,
+
+    /// Rooms one connection may join at once.
+    #[arg(long, env = "CONFAB_MAX_ROOMS_PER_CONNECTION", default_value_t = 128)]
+    pub max_rooms_per_connection: usize,
+
+    /// Protocol errors a connection may make within 5 s before it is closed (4501).
+    #[arg(long, env = "CONFAB_MAX_PROTOCOL_ERRORS", default_value_t = 20)]
+    pub max_protocol_errors: u32,
+
+    /// Messages kept per room; older ones are trimmed.
+    #[arg(long, env = "CONFAB_HISTORY_MAX", default_value_t = 10_000)]
+    pub history_max: usize,
+
+    /// Messages sent on join and per history page.
+    #[arg(long, env = "CONFAB_HISTORY_PAGE", default_value_t = 50)]
+    pub history_page: usize,
+
+    /// Most messages a rejoin with `since` is given; past that it gets `recovered: false`.
+    #[arg(long, env = "CONFAB_RESUME_MAX", default_value_t = 300)]
+    pub resume_max: usize,
+
+    /// Milliseconds between forwarded `typing: true` events per connection and room.
+    #[arg(long, env = "CONFAB_TYPING_THROTTLE_MS", default_value_t = 1000)]
+    pub typing_throttle_ms: u64,
+
+    /// Seconds to wait for connections to close on shutdown.
+    #[arg(long, env = "CONFAB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    #[arg(long, env = "CONFAB_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+}
+
+impl Config {
+    /// The defaults, as if no flag or variable were given (for tests and embedding).
+    pub fn defaults() -> Self {
+        Config::parse_from(["confab"])
+    }
+
+    /// Checks values clap cannot check alone.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max-frame-bytes", self.max_frame_bytes),
+            ("max-content-bytes", self.max_content_bytes),
+            ("outbound-queue", self.outbound_queue),
+            ("max-rooms-per-connection", self.max_rooms_per_connection),
+            ("history-max", self.history_max),
+            ("history-page", self.history_page),
+            ("resume-max", self.resume_max),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("--{name} must be at least 1"));
+        }
+        for (name, secs) in [
+            ("write-timeout-secs", self.write_timeout_secs),
+            ("ping-interval-secs", self.ping_interval_secs),
+            ("pong-timeout-secs", self.pong_timeout_secs),
+            ("auth-timeout-secs", self.auth_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(format!("--{name} must be at least 1"));
+            }
+        }
+        if self.max_content_bytes > self.max_frame_bytes {
+            return Err("--max-content-bytes cannot exceed --max-frame-bytes".into());
+        }
+        Ok(())
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_secs(self.pong_timeout_secs)
+    }
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout_secs)
+    }
+    pub fn typing_throttle(&self) -> Duration {
+        Duration::from_millis(self.typing_throttle_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::defaults();
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.max_frame_bytes, 65536);
+        assert_eq!(config.max_content_bytes, 4096);
+        assert_eq!(config.max_rooms_per_connection, 128);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_zero_limits() {
+        let config = Config::parse_from(["confab", "--outbound-queue", "0"]);
+        assert_eq!(
+            config.validate().unwrap_err(),
+            "--outbound-queue must be at least 1"
+        );
+        let config = Config::parse_from(["confab", "--max-content-bytes", "100000"]);
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! The in-process engine: one instance, nothing to install. History, presence and sessions
+//! live in this process and are gone when it stops.
+//!
+//! Message ids have the same shape and order as Redis stream ids (`<ms>-<seq>`, per room),
+//! so clients and the resume logic cannot tell the engines apart.
+
+use super::{Broker, Draft, EngineResult, History, Presence, Resume, Sessions};
+use crate::engine::now_ms;
+use crate::hub::{ConnectionId, Frame, Hub};
+use app::protocol::{ChatMessage, HistoryPage, Member, ServerMsg, User};
+use app::validate::MessageId;
+use async_trait::async_trait;
+use rand::Rng;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Settings of the memory engine.
+#[derive(Clone, Debug)]
+pub struct MemoryConfig {
+    /// This instance's id, stamped on messages.
+    pub server_id: String,
+    /// Messages kept per room; older ones are trimmed.
+    pub history_max: usize,
+}
+
+pub struct MemoryEngine {
+    config: MemoryConfig,
+    hub: Arc<Hub>,
+    // Each Mutex guards plain maps and is never held across an await. `history` is also held
+    // while a new message is delivered to the hub, so deliveries leave in id order.
+    history: Mutex<HashMap<String, RoomLog>>,
+    presence: Mutex<PresenceState>,
+    sessions: Mutex<HashMap<String, User>>,
+}
+
+#[derive(Default)]
+struct RoomLog {
+    messages: VecDeque<(MessageId, ChatMessage)>,
+    /// The newest id ever assigned (also after trimming), so ids never go backwards.
+    last: Option<MessageId>,
+    /// The newest id trimmed away: a resume from before it cannot be exact.
+    trimmed_through: Option<MessageId>,
+}
+
+#[derive(Default)]
+struct PresenceState {
+    connections: HashMap<ConnectionId, User>,
+    /// user id → connections
+    online: HashMap<String, HashSet<ConnectionId>>,
+    /// room → user id → connections in that room
+    rooms: HashMap<String, HashMap<String, HashSet<ConnectionId>>>,
+    names: HashMap<String, String>,
+}
+
+impl MemoryEngine {
+    pub fn new(config: MemoryConfig, hub: Arc<Hub>) -> Self {
+        MemoryEngine {
+            config,
+            hub,
+            history: Mutex::default(),
+            presence: Mutex::default(),
+            sessions: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single map operation or a push: a panic elsewhere
+    // cannot leave them inconsistent, so a poisoned lock is safe to keep using.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn encode(msg: &ServerMsg) -> Frame {
+    Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
+}
+
+#[async_trait]
+impl Broker for MemoryEngine {
+    async fn publish(
+        &self,
+        room: &str,
+        frame: Frame,
+        origin: Option<ConnectionId>,
+    ) -> EngineResult<()> {
+        self.hub.deliver(room, &frame, origin);
+        Ok(())
+    }
+
+    // One process: the hub's local rooms are all there is, so there is nothing to subscribe to.
+    async fn subscribe(&self, _room: &str) -> EngineResult<()> {
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, _room: &str) -> EngineResult<()> {
+        Ok(())
+    }
+}
+
+impl RoomLog {
+    fn next_id(&self, now: u64) -> MessageId {
+        match self.last {
+            Some(last) if now <= last.ms => MessageId {
+                ms: last.ms,
+                seq: last.seq + 1,
+            },
+            _ => MessageId { ms: now, seq: 0 },
+        }
+    }
+}
+
+#[async_trait]
+impl History for MemoryEngine {
+    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<ChatMessage> {
+        let mut rooms = lock(&self.history);
+        let log = rooms.entry(draft.room_id.clone()).or_default();
+        let id = log.next_id(now_ms());
+        let message = ChatMessage {
+            id: id.to_string(),
+            room_id: draft.room_id,
+            user_id: draft.user.id,
+            name: draft.user.name,
+            content: draft.content,
+            timestamp: id.ms,
+            server_id: self.config.server_id.clone(),
+            client_msg_id: draft.client_msg_id,
+        };
+        let frame = encode(&ServerMsg::Message(message.clone()));
+        log.last = Some(id);
+        log.messages.push_back((id, message.clone()));
+        while log.messages.len() > self.config.history_max {
+            if let Some((trimmed, _)) = log.messages.pop_front() {
+                log.trimmed_through = Some(trimmed);
+            }
+        }
+        self.hub.deliver(&message.room_id, &frame, origin);
+        Ok(message)
+    }
+
+    async fn page(
+        &self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> EngineResult<HistoryPage> {
+        let rooms = lock(&self.history);
+        let messages = rooms.get(room).map(|log| &log.messages);
+        let older: Vec<&(MessageId, ChatMessage)> = messages
+            .into_iter()
+            .flatten()
+            .filter(|(id, _)| before.is_none_or(|before| *id < before))
+            .collect();
+        let start = older.len().saturating_sub(limit);
+        Ok(HistoryPage {
+            room_id: room.to_string(),
+            messages: older[start..].iter().map(|(_, m)| m.clone()).collect(),
+            has_more: start > 0,
+        })
+    }
+
+    async fn since(&self, room: &str, after: MessageId, max: usize) -> EngineResult<Resume> {
+        let rooms = lock(&self.history);
+        let Some(log) = rooms.get(room) else {
+            return Ok(Resume::Recovered(Vec::new()));
+        };
+        if log.trimmed_through.is_some_and(|trimmed| after < trimmed) {
+            return Ok(Resume::Lost);
+        }
+        let newer: Vec<ChatMessage> = log
+            .messages
+            .iter()
+            .filter(|(id, _)| *id > after)
+            .map(|(_, m)| m.clone())
+            .take(max + 1)
+            .collect();
+        if newer.len() > max {
+            return Ok(Resume::Lost);
+        }
+        Ok(Resume::Recovered(newer))
+    }
+
+    async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
+        let rooms = lock(&self.history);
+        Ok(rooms
+            .iter()
+            .filter_map(|(room, log)| log.last.map(|id| (room.clone(), id.to_string())))
+            .collect())
+    }
+}
+
+impl PresenceState {
+    fn members_of<'a>(&self, users: impl Iterator<Item = &'a String>) -> Vec<Member> {
+        let mut members: Vec<Member> = users
+            .map(|user_id| Member {
+                user_id: user_id.clone(),
+                name: self.names.get(user_id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id)));
+        members
+    }
+}
+
+#[async_trait]
+impl Presence for MemoryEngine {
+    async fn connect(&self, conn: ConnectionId, user: &User) -> EngineResult<()> {
+        let mut state = lock(&self.presence);
+        state.connections.insert(conn, user.clone());
+        state.names.insert(user.id.clone(), user.name.clone());
+        state
+            .online
+            .entry(user.id.clone())
+            .or_default()
+            .insert(conn);
+        Ok(())
+    }
+
+    async fn disconnect(&self, conn: ConnectionId) -> EngineResult<()> {
+        let mut state = lock(&self.presence);
+        let Some(user) = state.connections.remove(&conn) else {
+            return Ok(());
+        };
+        if let Some(conns) = state.online.get_mut(&user.id) {
+            conns.remove(&conn);
+            if conns.is_empty() {
+                state.online.remove(&user.id);
+                state.names.remove(&user.id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn join(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool> {
+        let mut state = lock(&self.presence);
+        let conns = state
+            .rooms
+            .entry(room.to_string())
+            .or_default()
+            .entry(user.id.clone())
+            .or_default();
+        let first = conns.is_empty();
+        conns.insert(conn);
+        Ok(first)
+    }
+
+    async fn leave(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool> {
+        let mut state = lock(&self.presence);
+        let Some(users) = state.rooms.get_mut(room) else {
+            return Ok(false);
+        };
+        let Some(conns) = users.get_mut(&user.id) else {
+            return Ok(false);
+        };
+        if !conns.remove(&conn) {
+            return Ok(false);
+        }
+        let gone = conns.is_empty();
+        if gone {
+            users.remove(&user.id);
+            if users.is_empty() {
+                state.rooms.remove(room);
+            }
+        }
+        Ok(gone)
+    }
+
+    async fn members(&self, room: &str) -> EngineResult<Vec<Member>> {
+        let state = lock(&self.presence);
+        Ok(match state.rooms.get(room) {
+            Some(users) => state.members_of(users.keys()),
+            None => Vec::new(),
+        })
+    }
+
+    async fn online(&self) -> EngineResult<Vec<Member>> {
+        let state = lock(&self.presence);
+        Ok(state.members_of(state.online.keys()))
+    }
+
+    async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>> {
+        let state = lock(&self.presence);
+        Ok(state
+            .rooms
+            .iter()
+            .map(|(room, users)| (room.clone(), users.len()))
+            .collect())
+    }
+}
+
+/// 256 random bits, hex encoded.
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[async_trait]
+impl Sessions for MemoryEngine {
+    async fn create_guest(&self, name: &str) -> EngineResult<(String, User)> {
+        let token = new_token();
+        let user = User {
+            id: format!("g-{}", &new_token()[..16]),
+            name: name.to_string(),
+            guest: true,
+        };
+        lock(&self.sessions).insert(token.clone(), user.clone());
+        Ok((token, user))
+    }
+
+    async fn resolve(&self, token: &str) -> EngineResult<Option<User>> {
+        Ok(lock(&self.sessions).get(token).cloned())
+    }
+
+    async fn end(&self, token: &str) -> EngineResult<()> {
+        lock(&self.sessions).remove(token);
+        Ok(())
+    }
+}

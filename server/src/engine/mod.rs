@@ -1,0 +1,145 @@
+//! The engine: everything one instance shares with the others (or keeps for itself, alone).
+//!
+//! Four interfaces, each with a memory implementation here and (later) a Redis one:
+//! - [`Broker`]: ephemeral room events (typing, joins) to every instance with members there.
+//! - [`History`]: stored messages; `post` stores and publishes in one atomic step.
+//! - [`Presence`]: who is connected, per room and overall, aggregated per user.
+//! - [`Sessions`]: who a token belongs to.
+//!
+//! Events reach local connections through the [`Hub`](crate::hub::Hub), which every engine
+//! is given at construction: the broker's deliveries land there.
+
+pub mod memory;
+
+use crate::hub::{ConnectionId, Frame};
+use app::protocol::{ChatMessage, HistoryPage, Member, User};
+use app::validate::MessageId;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// What can go wrong inside an engine. Callers turn it into an `unavailable` error for the
+/// client; the detail is logged, never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Carries room events between instances.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// Delivers `frame` (an encoded server event) to every member of `room` on every
+    /// instance, except the connection `origin` if given.
+    async fn publish(
+        &self,
+        room: &str,
+        frame: Frame,
+        origin: Option<ConnectionId>,
+    ) -> EngineResult<()>;
+    /// Starts receiving `room`'s events on this instance. Called when its first local member joins.
+    async fn subscribe(&self, room: &str) -> EngineResult<()>;
+    /// Stops receiving `room`'s events. Called when its last local member leaves.
+    async fn unsubscribe(&self, room: &str) -> EngineResult<()>;
+}
+
+/// A message as the sender's connection hands it over: validated, not yet stored.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    pub room_id: String,
+    pub user: User,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+}
+
+/// What `since` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Exactly the messages after the given id (possibly none).
+    Recovered(Vec<ChatMessage>),
+    /// History was trimmed past the id, or more than the resume window was missed.
+    Lost,
+}
+
+/// Stored messages, per room, ordered by id.
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Assigns an id and timestamp, stores the message and publishes it to the room, in one
+    /// atomic step: it is either stored and delivered, or neither. Deliveries skip `origin`.
+    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<ChatMessage>;
+    /// Up to `limit` messages older than `before` (or the newest), oldest first.
+    async fn page(
+        &self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> EngineResult<HistoryPage>;
+    /// The messages after `after`, if there are at most `max` and none was trimmed.
+    async fn since(&self, room: &str, after: MessageId, max: usize) -> EngineResult<Resume>;
+    /// Every room with stored history: its id and the id of its newest message.
+    async fn rooms(&self) -> EngineResult<Vec<(String, String)>>;
+}
+
+/// Who is here. Entries are per connection; readers see one [`Member`] per user.
+#[async_trait]
+pub trait Presence: Send + Sync {
+    /// A connection authenticated as `user`.
+    async fn connect(&self, conn: ConnectionId, user: &User) -> EngineResult<()>;
+    /// A connection ended. Its rooms must have been left first.
+    async fn disconnect(&self, conn: ConnectionId) -> EngineResult<()>;
+    /// Adds the connection to the room; true when the user was not present there before.
+    async fn join(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool>;
+    /// Removes the connection from the room; true when the user has no connection left there.
+    async fn leave(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool>;
+    /// Users present in the room, sorted by name.
+    async fn members(&self, room: &str) -> EngineResult<Vec<Member>>;
+    /// Users with at least one connection, sorted by name.
+    async fn online(&self) -> EngineResult<Vec<Member>>;
+    /// Rooms with anyone present, and how many users each.
+    async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>>;
+}
+
+/// Session tokens.
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// A new guest user with a fresh token.
+    async fn create_guest(&self, name: &str) -> EngineResult<(String, User)>;
+    /// The user a token belongs to, if it is valid.
+    async fn resolve(&self, token: &str) -> EngineResult<Option<User>>;
+    /// Ends a session; its token stops working.
+    async fn end(&self, token: &str) -> EngineResult<()>;
+}
+
+/// The four parts, shared by every task of the instance.
+#[derive(Clone)]
+pub struct Engine {
+    pub broker: Arc<dyn Broker>,
+    pub history: Arc<dyn History>,
+    pub presence: Arc<dyn Presence>,
+    pub sessions: Arc<dyn Sessions>,
+    /// "memory" or "redis", for `/health`.
+    pub kind: &'static str,
+}
+
+impl Engine {
+    /// One memory engine serving all four roles.
+    pub fn memory(engine: memory::MemoryEngine) -> Self {
+        let engine = Arc::new(engine);
+        Engine {
+            broker: engine.clone(),
+            history: engine.clone(),
+            presence: engine.clone(),
+            sessions: engine,
+            kind: "memory",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,177 @@
+//! The JSON HTTP API: sessions for programs, health, and the articles' presence endpoints.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | POST | /api/session `{"name"}` | `{"token","user"}` and the session cookie |
+//! | GET | /api/session | `{"user"}` of the cookie or bearer token, else 401 |
+//! | DELETE | /api/session | ends the session, clears the cookie |
+//! | GET | /health | status, connections, rooms, serverId, engine |
+//! | GET | /api/online-users | `{"count","users"}` |
+//! | GET | /api/rooms | `{"rooms"}` with member counts |
+//! | GET | /api/rooms/{room}/members | `{"roomId","members"}` |
+//! | GET | /api/rooms/{room}/messages?before=&limit= | a history page |
+//!
+//! Every failure is a 4xx/5xx with `{"code","error"}`; internals are never returned.
+
+use crate::state::AppState;
+use app::backend::{session_token, Backend, BackendError};
+use app::protocol::ErrorCode;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The one error type of the HTTP API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code.as_str(), message)
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(err: BackendError) -> Self {
+        match err {
+            BackendError::Invalid(invalid) => ApiError::bad_request(invalid.code, invalid.reason),
+            BackendError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable.as_str(),
+                BackendError::Unavailable.to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"code": self.code, "error": self.message})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Parses a JSON body, answering a clear 400 (not axum's plain-text rejection) when it is bad.
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| {
+        let message = err.to_string();
+        let message = message.split(" at line ").next().unwrap_or_default();
+        ApiError::bad_request(ErrorCode::InvalidJson, format!("bad JSON body: {message}"))
+    })
+}
+
+#[derive(Deserialize)]
+struct NewSession {
+    name: String,
+}
+
+pub async fn create_session(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let request: NewSession = parse_body(&body)?;
+    let (token, user) = state.create_guest(&request.name).await?;
+    tracing::info!(user = user.id, name = user.name, "guest session created");
+    let cookie = state.session_cookie(&token);
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({"token": token, "user": user})),
+    )
+        .into_response())
+}
+
+pub async fn current_session(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let user = match session_token(&headers) {
+        Some(token) => state.user_for_token(&token).await?,
+        None => None,
+    };
+    match user {
+        Some(user) => Ok(Json(json!({"user": user})).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::NotAuthenticated.as_str(),
+            "no valid session",
+        )),
+    }
+}
+
+pub async fn end_session(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    if let Some(token) = session_token(&headers) {
+        state.end_session(&token).await?;
+    }
+    Ok((
+        [(header::SET_COOKIE, state.clear_session_cookie())],
+        StatusCode::NO_CONTENT,
+    )
+        .into_response())
+}
+
+pub async fn health(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "connections": state.hub().connection_count(),
+        "rooms": state.hub().room_count(),
+        "serverId": state.server_id(),
+        "engine": state.engine().kind,
+    }))
+    .into_response()
+}
+
+pub async fn online_users(State(state): State<AppState>) -> ApiResult {
+    let users = state.engine().presence.online().await.map_err(|err| {
+        tracing::warn!(error = %err, "presence unavailable");
+        ApiError::from(BackendError::Unavailable)
+    })?;
+    Ok(Json(json!({"count": users.len(), "users": users})).into_response())
+}
+
+pub async fn rooms(State(state): State<AppState>) -> ApiResult {
+    Ok(Json(json!({"rooms": state.rooms().await?})).into_response())
+}
+
+pub async fn room_members(State(state): State<AppState>, Path(room): Path<String>) -> ApiResult {
+    let members = state.members(&room).await?;
+    Ok(Json(json!({"roomId": room, "members": members})).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    before: Option<String>,
+}
+
+pub async fn room_messages(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult {
+    Ok(Json(state.history_page(&room, query.before.as_deref()).await?).into_response())
+}
+
+pub async fn api_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

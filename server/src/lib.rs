@@ -1,0 +1,204 @@
+//! Confab's server: an axum app that renders the Leptos UI, serves the JSON API, and runs a
+//! WebSocket session per client on top of an [`engine`].
+//!
+//! # Layout
+//! - [`config`]: the clap [`Config`](config::Config), also read from the environment.
+//! - [`engine`]: the Broker / History / Presence / Sessions traits and the memory engine.
+//! - [`hub`]: this instance's local rooms → connections, with bounded outbound queues.
+//! - [`ws`]: the `/ws` endpoint; a reader and a writer task per connection, and the protocol.
+//! - [`http`]: the JSON API (`/api/...`, `/health`) and its one error type.
+//! - [`state`]: the shared state, and the `Backend` that server functions read through.
+//!
+//! [`start`] binds and serves; [`Running::shutdown`] (or SIGTERM / Ctrl-C in `main`) stops
+//! accepting, closes every socket with 4000 ("reconnect") and waits for connections to end.
+
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod hub;
+pub mod state;
+pub mod ws;
+
+use crate::config::Config;
+use crate::engine::memory::{MemoryConfig, MemoryEngine};
+use crate::engine::Engine;
+use crate::hub::Hub;
+use crate::state::AppState;
+use app::backend::SharedBackend;
+use app::protocol::close;
+use axum::routing::{any, get};
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::trace::TraceLayer;
+
+/// What can stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the instance's state: the engine chosen by the configuration, and the hub.
+pub fn build_state(config: Config) -> Result<AppState, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    if config.redis_url.is_some() {
+        return Err(StartError::Config(
+            "REDIS_URL is set, but this build has no Redis engine yet; unset it to run one instance \
+             with the memory engine"
+                .into(),
+        ));
+    }
+    let server_id = config
+        .server_id
+        .clone()
+        .unwrap_or_else(|| engine::memory::new_token()[..8].to_string());
+    let hub = Arc::new(Hub::new(config.outbound_queue));
+    let memory = MemoryEngine::new(
+        MemoryConfig {
+            server_id: server_id.clone(),
+            history_max: config.history_max,
+        },
+        hub.clone(),
+    );
+    let leptos = LeptosOptions::builder()
+        .output_name("confab")
+        .site_root(config.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .build();
+    Ok(AppState::new(
+        config,
+        server_id,
+        Engine::memory(memory),
+        hub,
+        leptos,
+    ))
+}
+
+/// The whole HTTP surface: pages, server functions, JSON API, WebSocket and static files.
+pub fn app(state: AppState) -> Router {
+    let routes = generate_route_list(app::App);
+    let backend: SharedBackend = Arc::new(state.clone());
+    let context = move || provide_context(backend.clone());
+    let leptos = state.leptos().clone();
+    let api = Router::new()
+        .route(
+            "/api/session",
+            get(http::current_session)
+                .post(http::create_session)
+                .delete(http::end_session),
+        )
+        .route("/api/online-users", get(http::online_users))
+        .route("/api/rooms", get(http::rooms))
+        .route("/api/rooms/{room}/members", get(http::room_members))
+        .route("/api/rooms/{room}/messages", get(http::room_messages))
+        .route("/api/{*rest}", any(http::api_not_found))
+        .route("/health", get(http::health))
+        .method_not_allowed_fallback(http::method_not_allowed);
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .merge(api)
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let leptos = leptos.clone();
+            move || app::shell(leptos.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, app::shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A server that is serving.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, close every socket with 4000, wait for them to
+    /// end (at most the configured grace), then return.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+    }
+
+    /// A handle that triggers [`Running::shutdown`] from elsewhere (e.g. a signal handler).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Binds to the configured address and serves until stopped.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let state = build_state(config)?;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let (stop, mut stopped) = watch::channel(false);
+    let router = app(state.clone());
+    let serve_state = state.clone();
+    let task = tokio::spawn(async move {
+        let mut drained = stopped.clone();
+        let serve =
+            axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            });
+        let served = tokio::spawn(async move { serve.await });
+        let _ = drained.wait_for(|stop| *stop).await;
+        drain(&serve_state).await;
+        served
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+    });
+    tracing::info!(%addr, server_id = state.server_id(), engine = state.engine().kind, "listening");
+    Ok(Running {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+/// Tells every client to reconnect elsewhere and waits for the sockets to close.
+async fn drain(state: &AppState) {
+    let hub = state.hub();
+    tracing::info!(
+        connections = hub.connection_count(),
+        "shutting down: closing connections"
+    );
+    hub.close_all(close::SHUTDOWN, "server shutting down");
+    let deadline = tokio::time::Instant::now() + state.config().shutdown_grace();
+    while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::info!(remaining = hub.connection_count(), "connections drained");
+}

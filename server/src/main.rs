@@ -1,0 +1,62 @@
+//! The `confab` binary: reads the configuration, sets up logging, serves until SIGTERM or
+//! Ctrl-C, then shuts down gracefully.
+
+use clap::Parser;
+use server::config::Config;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|err| {
+        eprintln!("confab: bad --log filter ({err}); using \"info\"");
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let running = match server::start(config).await {
+        Ok(running) => running,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stopper = running.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = stopper.send(true);
+    });
+    match running.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

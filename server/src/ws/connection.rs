@@ -1,0 +1,213 @@
+//! One WebSocket connection: a reader (this task) and a writer (a spawned task).
+//!
+//! The reader decodes frames and hands them to [`Dispatch`]; everything the client is sent
+//! goes through the connection's bounded queue to the writer. When either side ends, the
+//! other is stopped: the writer ends on a close request ([`Kick`]) or a failed write, and the
+//! reader stops when it sees the writer gone. Limits enforced here: frame size (1009),
+//! invalid UTF-8 (1007), auth timeout (4500), ping/pong (4002), write timeout.
+
+use super::dispatch::Dispatch;
+use crate::hub::{Frame, Kick};
+use crate::state::AppState;
+use app::protocol::{close, User};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout, Instant};
+
+/// When the client was last heard from, as milliseconds since the connection started.
+/// Written by the reader, read by the writer to detect a dead peer.
+struct LastSeen {
+    start: Instant,
+    ms: AtomicU64,
+}
+
+impl LastSeen {
+    fn new() -> Self {
+        LastSeen {
+            start: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+    fn touch(&self) {
+        self.ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn at(&self) -> Instant {
+        self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Runs a connection to its end, then cleans up its rooms and presence.
+pub async fn run(socket: WebSocket, state: AppState, user: Option<User>) {
+    let registration = state.hub().register();
+    let id = registration.id;
+    let kick = registration.kick.clone();
+    let last_seen = Arc::new(LastSeen::new());
+    let (sink, mut stream) = socket.split();
+    let timing = WriterTiming::from_state(&state);
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        registration.queue,
+        kick.clone(),
+        last_seen.clone(),
+        timing,
+    ));
+    let mut writer_done = false;
+
+    let mut dispatch = Dispatch::new(state.clone(), id, registration.outbox);
+    dispatch.start(user).await;
+    tracing::debug!(connection = id.0, "connection opened");
+
+    let auth_deadline = sleep(state.config().auth_timeout());
+    tokio::pin!(auth_deadline);
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                last_seen.touch();
+                match frame {
+                    Some(Ok(Message::Text(text))) => dispatch.handle_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => dispatch.binary_frame(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(err)) => {
+                        if let Some((code, reason)) = close_for_read_error(err) {
+                            kick.kick(code, reason);
+                        }
+                        break;
+                    }
+                }
+            }
+            () = &mut auth_deadline, if !dispatch.is_authenticated() => {
+                tracing::info!(connection = id.0, "closing unauthenticated connection");
+                kick.kick(close::AUTH_TIMEOUT, "authentication timeout");
+                break;
+            }
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
+        }
+    }
+
+    dispatch.finish().await;
+    kick.kick(1000, "");
+    if !writer_done {
+        // The writer sends the close frame; it is bounded by the write timeout.
+        let _ = writer.await;
+    }
+    tracing::debug!(connection = id.0, reason = ?kick.reason(), "connection closed");
+}
+
+/// The close code for a read error, if the client should be told (it may still listen).
+fn close_for_read_error(err: axum::Error) -> Option<(u16, &'static str)> {
+    match err.into_inner().downcast::<tungstenite::Error>() {
+        Ok(err) => match *err {
+            tungstenite::Error::Capacity(_) => Some((close::MESSAGE_TOO_BIG, "message too big")),
+            tungstenite::Error::Utf8(_) => Some((close::INVALID_UTF8, "invalid UTF-8")),
+            tungstenite::Error::Protocol(_) => Some((1002, "protocol error")),
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+struct WriterTiming {
+    write_timeout: Duration,
+    ping_interval: Duration,
+    pong_timeout: Duration,
+}
+
+impl WriterTiming {
+    fn from_state(state: &AppState) -> Self {
+        let config = state.config();
+        WriterTiming {
+            write_timeout: config.write_timeout(),
+            ping_interval: config.ping_interval(),
+            pong_timeout: config.pong_timeout(),
+        }
+    }
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Writes queued frames (batched into one flush when several are waiting), pings the client
+/// and closes the socket when asked.
+async fn write_loop(
+    mut sink: Sink,
+    mut queue: mpsc::Receiver<Frame>,
+    kick: Arc<Kick>,
+    last_seen: Arc<LastSeen>,
+    timing: WriterTiming,
+) {
+    let mut next_ping = Instant::now() + timing.ping_interval;
+    // Set while a ping is outstanding: when it was sent.
+    let mut ping_sent: Option<Instant> = None;
+    loop {
+        let pong_deadline = ping_sent.map(|sent| sent + timing.pong_timeout);
+        tokio::select! {
+            biased;
+            reason = kick.requested() => {
+                let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
+                let _ = timeout(timing.write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                return;
+            }
+            frame = queue.recv() => {
+                let Some(frame) = frame else { return };
+                if !write_batch(&mut sink, &mut queue, frame, timing.write_timeout).await {
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(pong_deadline.unwrap_or(next_ping)), if pong_deadline.is_some() => {
+                if ping_sent.is_some_and(|sent| last_seen.at() < sent) {
+                    kick.kick(close::NO_PONG, "ping timeout");
+                } else {
+                    ping_sent = None;
+                }
+            }
+            () = tokio::time::sleep_until(next_ping) => {
+                next_ping = Instant::now() + timing.ping_interval;
+                if ping_sent.is_none() {
+                    let sent = timeout(timing.write_timeout, sink.send(Message::Ping(Default::default()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return;
+                    }
+                    ping_sent = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once. False when the
+/// socket failed or the write timed out.
+async fn write_batch(
+    sink: &mut Sink,
+    queue: &mut mpsc::Receiver<Frame>,
+    first: Frame,
+    limit: Duration,
+) -> bool {
+    let write = async {
+        sink.feed(Message::Text(first)).await?;
+        while let Ok(frame) = queue.try_recv() {
+            sink.feed(Message::Text(frame)).await?;
+        }
+        sink.flush().await
+    };
+    match timeout(limit, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "write failed");
+            false
+        }
+        Err(_) => {
+            tracing::info!("write timed out; dropping the connection");
+            false
+        }
+    }
+}

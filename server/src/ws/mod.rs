@@ -1,0 +1,44 @@
+//! The `/ws` endpoint: one [`connection`] task pair per socket, requests handled by [`dispatch`].
+//!
+//! A browser is authenticated by its session cookie on the upgrade request; a program by
+//! `Authorization: Bearer` on the upgrade or by the token in an `auth` message.
+
+mod connection;
+mod dispatch;
+
+use crate::state::AppState;
+use app::backend::session_token;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+/// Bytes tungstenite buffers per socket for reading and writing. Small, because most sockets
+/// are idle most of the time; frames larger than this still work (the buffer grows).
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let user = match session_token(&headers) {
+        Some(token) => match state.engine().sessions.resolve(&token).await {
+            Ok(user) => user,
+            Err(err) => {
+                tracing::warn!(error = %err, "session lookup failed on upgrade");
+                None
+            }
+        },
+        None => None,
+    };
+    let config = state.config();
+    let max_frame = config.max_frame_bytes;
+    ws.max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
+        // The outbound queue bounds what waits to be written; this bounds what tungstenite
+        // holds while the socket is not writable: one largest message plus slack.
+        .max_write_buffer_size(max_frame * 2 + SOCKET_BUFFER_BYTES)
+        .on_upgrade(move |socket| connection::run(socket, state, user))
+}

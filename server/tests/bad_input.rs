@@ -1,0 +1,249 @@
+//! Every bad input gets a clear error with a stable code, and the connection lives on;
+//! abuse closes it with a documented code. HTTP endpoints answer 4xx with JSON.
+
+mod common;
+
+use common::{Client, TestServer};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn each_bad_frame_gets_its_error_code_and_the_connection_lives() {
+    let server = TestServer::start_with(|c| {
+        c.max_content_bytes = 100;
+        c.max_protocol_errors = 1000;
+    })
+    .await;
+    // Before auth.
+    let mut anon = Client::connect(&server.ws_url(), &[]).await;
+    anon.expect("connected").await;
+    for request in [
+        json!({"type": "join", "roomId": "r"}),
+        json!({"type": "message", "roomId": "r", "content": "x"}),
+        json!({"type": "typing", "roomId": "r", "isTyping": true}),
+        json!({"type": "leave", "roomId": "r"}),
+    ] {
+        anon.send(request).await;
+        anon.expect_error("not_authenticated").await;
+    }
+    anon.send(json!({"type": "auth", "token": "not-a-real-token"}))
+        .await;
+    anon.expect_error("invalid_token").await;
+    anon.send(json!({"type": "auth"})).await;
+    anon.expect_error("invalid_message").await;
+    anon.assert_alive().await;
+
+    let mut ana = server.client("Ana").await;
+    ana.join("r").await;
+    let cases: Vec<(&str, String)> = vec![
+        ("invalid_json", "{not json".into()),
+        ("invalid_json", "".into()),
+        ("unknown_type", r#"{"type":"dance"}"#.into()),
+        ("unknown_type", r#"{"roomId":"r"}"#.into()),
+        ("invalid_message", r#"{"type":"join"}"#.into()),
+        (
+            "invalid_message",
+            r#"{"type":"message","roomId":"r"}"#.into(),
+        ),
+        (
+            "invalid_message",
+            r#"{"type":"typing","roomId":"r","isTyping":"yes"}"#.into(),
+        ),
+        ("invalid_message", "[1,2,3]".into()),
+        (
+            "invalid_room",
+            r#"{"type":"join","roomId":"Not Valid"}"#.into(),
+        ),
+        ("invalid_room", r#"{"type":"join","roomId":""}"#.into()),
+        (
+            "invalid_room",
+            format!(r#"{{"type":"join","roomId":"{}"}}"#, "r".repeat(65)),
+        ),
+        (
+            "invalid_room",
+            r#"{"type":"message","roomId":"../etc","content":"x"}"#.into(),
+        ),
+        (
+            "not_in_room",
+            r#"{"type":"message","roomId":"elsewhere","content":"x"}"#.into(),
+        ),
+        (
+            "not_in_room",
+            r#"{"type":"typing","roomId":"elsewhere","isTyping":true}"#.into(),
+        ),
+        (
+            "not_in_room",
+            r#"{"type":"leave","roomId":"elsewhere"}"#.into(),
+        ),
+        (
+            "empty_content",
+            r#"{"type":"message","roomId":"r","content":"   \n "}"#.into(),
+        ),
+        (
+            "content_too_long",
+            format!(
+                r#"{{"type":"message","roomId":"r","content":"{}"}}"#,
+                "x".repeat(101)
+            ),
+        ),
+        (
+            "invalid_content",
+            r#"{"type":"message","roomId":"r","content":"bell\u0007"}"#.into(),
+        ),
+        (
+            "invalid_client_msg_id",
+            format!(
+                r#"{{"type":"message","roomId":"r","content":"x","clientMsgId":"{}"}}"#,
+                "c".repeat(65)
+            ),
+        ),
+        (
+            "invalid_since",
+            r#"{"type":"join","roomId":"r2","since":"yesterday"}"#.into(),
+        ),
+    ];
+    for (code, frame) in &cases {
+        ana.send_text(frame).await;
+        let error = ana.expect_error(code).await;
+        assert!(
+            !error["error"].as_str().unwrap().contains(" at line "),
+            "no parser positions: {error}"
+        );
+    }
+    // A refused send names its clientMsgId and room, so the client can mark that message.
+    ana.send(json!({"type": "message", "roomId": "r", "content": "", "clientMsgId": "c9"}))
+        .await;
+    let error = ana.expect_error("empty_content").await;
+    assert_eq!(error["clientMsgId"], "c9");
+    assert_eq!(error["roomId"], "r");
+    ana.send_raw(Message::binary(vec![1, 2, 3])).await;
+    ana.expect_error("invalid_message").await;
+    ana.assert_alive().await;
+    // Nothing refused was stored.
+    let page = server
+        .http("GET", "/api/rooms/r/messages", None, &[])
+        .await
+        .json();
+    assert_eq!(page["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn oversize_frames_close_with_1009() {
+    let server = TestServer::start_with(|c| {
+        c.max_frame_bytes = 1024;
+        c.max_content_bytes = 512;
+    })
+    .await;
+    let mut ana = server.client("Ana").await;
+    ana.join("r").await;
+    let big = json!({"type": "message", "roomId": "r", "content": "x".repeat(2000)});
+    ana.send(big).await;
+    let (code, _) = ana.expect_close().await;
+    assert_eq!(code, 1009);
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() {
+    let server = TestServer::start().await;
+    let mut ana = server.client("Ana").await;
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    ana.send_raw(Message::Frame(frame)).await;
+    let (code, _) = ana.expect_close().await;
+    assert_eq!(code, 1007);
+}
+
+#[tokio::test]
+async fn too_many_protocol_errors_close_with_4501() {
+    let server = TestServer::start_with(|c| c.max_protocol_errors = 5).await;
+    let mut ana = server.client("Ana").await;
+    for _ in 0..6 {
+        ana.send_text("nonsense").await;
+    }
+    let (code, _) = ana.expect_close().await;
+    assert_eq!(code, 4501);
+}
+
+#[tokio::test]
+async fn unauthenticated_sockets_are_closed_with_4500() {
+    let server = TestServer::start_with(|c| c.auth_timeout_secs = 1).await;
+    let mut anon = Client::connect(&server.ws_url(), &[]).await;
+    anon.expect("connected").await;
+    let (code, _) = anon.expect_close().await;
+    assert_eq!(code, 4500);
+    // An authenticated one stays past the timeout.
+    let mut ana = server.client("Ana").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    ana.assert_alive().await;
+}
+
+#[tokio::test]
+async fn rooms_per_connection_are_limited() {
+    let server = TestServer::start_with(|c| c.max_rooms_per_connection = 2).await;
+    let mut ana = server.client("Ana").await;
+    ana.join("a").await;
+    ana.join("b").await;
+    ana.join("a").await; // rejoining is not a new room
+    ana.send(json!({"type": "join", "roomId": "c"})).await;
+    ana.expect_error("too_many_rooms").await;
+    ana.send(json!({"type": "leave", "roomId": "a"})).await;
+    ana.join("c").await;
+}
+
+#[tokio::test]
+async fn http_errors_are_json() {
+    let server = TestServer::start().await;
+    let cases = [
+        ("POST", "/api/session", Some("{broken"), 400, "invalid_json"),
+        (
+            "POST",
+            "/api/session",
+            Some(r#"{"nom":"x"}"#),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/api/session",
+            Some(r#"{"name":"   "}"#),
+            400,
+            "invalid_message",
+        ),
+        (
+            "POST",
+            "/api/session",
+            Some(r#"{"name":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#),
+            400,
+            "invalid_message",
+        ),
+        (
+            "GET",
+            "/api/rooms/Bad%20Room/members",
+            None,
+            400,
+            "invalid_room",
+        ),
+        (
+            "GET",
+            "/api/rooms/ok/messages?before=nope",
+            None,
+            400,
+            "invalid_since",
+        ),
+        ("GET", "/api/nothing-here", None, 404, "not_found"),
+        ("PUT", "/health", None, 405, "method_not_allowed"),
+        ("GET", "/api/session", None, 401, "not_authenticated"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let response =
+            common::http_request(server.addr, method, path, body.map(String::from), &[]).await;
+        assert_eq!(
+            response.status, status,
+            "{method} {path}: {}",
+            response.body
+        );
+        assert_eq!(response.json()["code"], code, "{method} {path}");
+        assert!(response.json()["error"].as_str().is_some());
+    }
+}

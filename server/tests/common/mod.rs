@@ -1,0 +1,330 @@
+//! Test fixtures: a real server on 127.0.0.1:0, WebSocket clients, and a small HTTP client.
+#![allow(dead_code)] // each test file uses a different part
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use server::config::Config;
+use server::Running;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for an expected event.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    running: Option<Running>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server with the default configuration changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::defaults();
+        config.host = "127.0.0.1".into();
+        config.port = 0;
+        config.redis_url = None;
+        config.log = "warn".into();
+        adjust(&mut config);
+        let running = server::start(config).await.expect("server starts");
+        TestServer {
+            addr: running.addr,
+            running: Some(running),
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        let running = self.running.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(15), running.shutdown())
+            .await
+            .expect("shutdown finishes in time")
+            .expect("shutdown is clean");
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// A new guest session: (token, user id).
+    pub async fn guest(&self, name: &str) -> (String, String) {
+        let response = self
+            .http("POST", "/api/session", Some(json!({ "name": name })), &[])
+            .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        let body = response.json();
+        (
+            body["token"].as_str().unwrap().to_string(),
+            body["user"]["id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// A WebSocket client, signed in with a fresh guest session under `name`.
+    pub async fn client(&self, name: &str) -> Client {
+        let (token, user_id) = self.guest(name).await;
+        let mut client = Client::connect(&self.ws_url(), &[]).await;
+        client.expect("connected").await;
+        client.send(json!({"type": "auth", "token": token})).await;
+        let authed = client.expect("authenticated").await;
+        assert_eq!(authed["userId"], user_id.as_str());
+        client.user_id = user_id;
+        client.token = token;
+        client
+    }
+
+    /// Another connection (tab) of an existing client's user.
+    pub async fn second_tab(&self, of: &Client) -> Client {
+        let mut client = Client::connect(&self.ws_url(), &[]).await;
+        client.expect("connected").await;
+        client
+            .send(json!({"type": "auth", "token": of.token}))
+            .await;
+        client.expect("authenticated").await;
+        client.user_id = of.user_id.clone();
+        client.token = of.token.clone();
+        client
+    }
+
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> HttpResponse {
+        http_request(
+            self.addr,
+            method,
+            path,
+            body.map(|b| b.to_string()),
+            headers,
+        )
+        .await
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_string())
+        })
+    }
+}
+
+/// A minimal HTTP/1.1 request with `Connection: close`, raw body allowed.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let body = body.unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    HttpResponse {
+        status,
+        head: head.to_string(),
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub socket: Socket,
+    pub user_id: String,
+    pub token: String,
+}
+
+impl Client {
+    /// Connects without signing in; `headers` go on the upgrade request.
+    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Client {
+        let mut request = url.into_client_request().expect("request");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        Client {
+            socket,
+            user_id: String::new(),
+            token: String::new(),
+        }
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.send_raw(Message::text(value.to_string())).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.send_raw(Message::text(text.to_string())).await;
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send");
+    }
+
+    /// The next JSON event (pings skipped); panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("an event in time")
+                .expect("socket open")
+                .expect("socket ok");
+            match frame {
+                Message::Text(text) => {
+                    return serde_json::from_str(text.as_str()).expect("JSON event")
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// The next event of type `kind`, skipping others (e.g. presence noise).
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let event = self.recv().await;
+            if event["type"] == kind {
+                return event;
+            }
+        }
+    }
+
+    /// The next event, which must be an error with `code`.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let event = self.recv().await;
+        assert_eq!(event["type"], "error", "expected error {code}, got {event}");
+        assert_eq!(event["code"], code, "{event}");
+        assert!(
+            event["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{event}"
+        );
+        event
+    }
+
+    /// Asserts that nothing but pings arrives for `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the server's close frame: (code, reason).
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("close in time");
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return (u16::from(CloseCode::Status), String::new())
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a ping request and expects the pong: proof the connection is alive.
+    pub async fn assert_alive(&mut self) {
+        self.send(json!({"type": "ping"})).await;
+        assert_eq!(self.expect("pong").await["type"], "pong");
+    }
+
+    /// Joins a room and returns the `room_history` answer.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join", "roomId": room})).await;
+        let history = self.expect("room_history").await;
+        assert_eq!(history["roomId"], room);
+        history
+    }
+
+    /// Sends a message and returns its ack.
+    pub async fn say(&mut self, room: &str, content: &str, client_msg_id: &str) -> Value {
+        self.send(json!({"type": "message", "roomId": room, "content": content, "clientMsgId": client_msg_id}))
+            .await;
+        let ack = self.expect("ack").await;
+        assert_eq!(ack["clientMsgId"], client_msg_id);
+        ack
+    }
+}
