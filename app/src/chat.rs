@@ -192,13 +192,10 @@ impl ChatLog {
                 user_id,
                 name,
                 ..
-            } if room_id == self.room_id => {
-                if !self.members.iter().any(|m| m.user_id == user_id) {
-                    self.members.push(Member { user_id, name });
-                    self.members.sort_by(|a, b| {
-                        a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id))
-                    });
-                }
+            } if room_id == self.room_id && !self.is_member(&user_id) => {
+                self.members.push(Member { user_id, name });
+                self.members
+                    .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id)));
             }
             ServerMsg::UserLeft {
                 room_id, user_id, ..
@@ -238,6 +235,10 @@ impl ChatLog {
             _ => {}
         }
         Vec::new()
+    }
+
+    fn is_member(&self, user_id: &str) -> bool {
+        self.members.iter().any(|m| m.user_id == user_id)
     }
 
     /// Pending messages not yet stored: those whose id does not appear among our messages.

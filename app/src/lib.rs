@@ -24,7 +24,7 @@ pub mod validate;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{ParamSegment, StaticSegment};
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -61,8 +61,14 @@ pub fn App() -> impl IntoView {
             </header>
             <main>
                 <Routes fallback=|| view! { <pages::NotFound/> }>
-                    <Route path=StaticSegment("") view=pages::HomePage/>
-                    <Route path=(StaticSegment("rooms"), ParamSegment("room")) view=pages::RoomPage/>
+                    // Async: the whole page, history included, is in the first response, so it
+                    // reads without JavaScript (streamed chunks would need a script to show).
+                    <Route path=StaticSegment("") view=pages::HomePage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("rooms"), ParamSegment("room"))
+                        view=pages::RoomPage
+                        ssr=SsrMode::Async
+                    />
                 </Routes>
             </main>
         </Router>

@@ -9,7 +9,8 @@
 //! | GET | /api/online-users | `{"count","users"}` |
 //! | GET | /api/rooms | `{"rooms"}` with member counts |
 //! | GET | /api/rooms/{room}/members | `{"roomId","members"}` |
-//! | GET | /api/rooms/{room}/messages?before=&limit= | a history page |
+//! | GET | /api/rooms/{room}/messages?before= | a page of history, oldest first |
+//! | GET | /open?room= | the home page's room form without JavaScript: a redirect |
 //!
 //! Every failure is a 4xx/5xx with `{"code","error"}`; internals are never returned.
 
@@ -162,6 +163,19 @@ pub async fn room_messages(
     Query(query): Query<PageQuery>,
 ) -> ApiResult {
     Ok(Json(state.history_page(&room, query.before.as_deref()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct OpenRoom {
+    room: Option<String>,
+}
+
+/// The home page's "open a room" form without JavaScript: to the room, or back home.
+pub async fn open_room(Query(query): Query<OpenRoom>) -> Response {
+    match app::validate::room_name_to_id(query.room.as_deref().unwrap_or_default()) {
+        Ok(room) => axum::response::Redirect::to(&format!("/rooms/{room}")).into_response(),
+        Err(_) => axum::response::Redirect::to("/").into_response(),
+    }
 }
 
 pub async fn api_not_found() -> ApiError {

@@ -105,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/rooms/{room}/messages", get(http::room_messages))
         .route("/api/{*rest}", any(http::api_not_found))
         .route("/health", get(http::health))
+        .route("/open", get(http::open_room))
         .method_not_allowed_fallback(http::method_not_allowed);
     Router::new()
         .route("/ws", get(ws::upgrade))
@@ -179,6 +180,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .await
             .unwrap_or_else(|err| Err(std::io::Error::other(err)))
     });
+    warn_if_site_missing(state.leptos());
     tracing::info!(%addr, server_id = state.server_id(), engine = state.engine().kind, "listening");
     Ok(Running {
         addr,
@@ -186,6 +188,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop,
         task,
     })
+}
+
+/// Pages still render without the built site, but unstyled and without live updates: say so.
+fn warn_if_site_missing(leptos: &LeptosOptions) {
+    let wasm = std::path::Path::new(&*leptos.site_root)
+        .join(&*leptos.site_pkg_dir)
+        .join(format!("{}.wasm", leptos.output_name));
+    if !wasm.exists() {
+        tracing::warn!(
+            path = %wasm.display(),
+            "the built site is missing: run `cargo leptos build` and start confab from the repository \
+             root, or set LEPTOS_SITE_ROOT"
+        );
+    }
 }
 
 /// Tells every client to reconnect elsewhere and waits for the sockets to close.

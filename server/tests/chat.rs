@@ -411,3 +411,19 @@ async fn room_page_is_rendered_with_history_as_text() {
     let missing = server.http("GET", "/no/such/page", None, &[]).await;
     assert_eq!(missing.status, 404);
 }
+
+#[tokio::test]
+async fn the_room_form_works_without_javascript() {
+    let server = TestServer::start().await;
+    let valid = server
+        .http("GET", "/open?room=Book%20Club", None, &[])
+        .await;
+    assert_eq!(valid.status, 303);
+    assert_eq!(
+        valid.header("location").as_deref(),
+        Some("/rooms/book-club")
+    );
+    let invalid = server.http("GET", "/open?room=caf%C3%A9", None, &[]).await;
+    assert_eq!(invalid.status, 303);
+    assert_eq!(invalid.header("location").as_deref(), Some("/"));
+}

@@ -60,6 +60,15 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
         link
     };
 
+    // Keep the newest message in view as messages arrive.
+    let list = NodeRef::<leptos::html::Ol>::new();
+    Effect::new(move |_| {
+        log.with(|log| (log.messages.len(), log.pending.len()));
+        if let Some(list) = list.get() {
+            list.set_scroll_top(list.scroll_height());
+        }
+    });
+
     let draft = RwSignal::new(String::new());
     let send = move || {
         let text = draft.get_untracked();
@@ -122,7 +131,7 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                 {move || log.with(|log| log.notice.clone()).map(|text| view! {
                     <p class="notice" role="status">{text}</p>
                 })}
-                <ol class="messages" data-testid="messages">
+                <ol class="messages" data-testid="messages" node_ref=list>
                     {move || log.with(|log| log.has_more).then(|| view! {
                         <li class="older">
                             <button type="button" class="link" on:click=load_older.clone()>"Load older messages"</button>

@@ -1,0 +1,23 @@
+// Page-level steps shared by the specs.
+import { expect, Page } from "@playwright/test";
+
+/** A room id no other test uses. */
+export function uniqueRoom(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** Opens a room, picks a display name there, and waits until the live connection is up. */
+export async function enterRoom(page: Page, baseUrl: string, room: string, name: string): Promise<void> {
+  await page.goto(`${baseUrl}/rooms/${room}`);
+  await page.getByLabel("Choose a display name to join the conversation").fill(name);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await expect(page.getByTestId("status")).toHaveText("Live");
+  await expect(page.getByTestId("me")).toHaveText(name);
+}
+
+/** Types and sends a message with Enter. */
+export async function send(page: Page, text: string): Promise<void> {
+  const box = page.getByRole("textbox", { name: "Message" });
+  await box.fill(text);
+  await box.press("Enter");
+}

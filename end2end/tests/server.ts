@@ -1,0 +1,74 @@
+// Starts the real `confab` binary (built by `cargo leptos build`) on a free loopback port,
+// waits until /health answers, and stops it with SIGTERM like an operator would.
+import { ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import * as path from "node:path";
+
+const repoRoot = path.resolve(__dirname, "..", "..");
+const binary = process.env.CONFAB_BIN ?? path.join(repoRoot, "target", "debug", "confab");
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export class ConfabServer {
+  private child: ChildProcess | null = null;
+  private output = "";
+
+  constructor(readonly port: number, private readonly env: Record<string, string> = {}) {}
+
+  static async start(env: Record<string, string> = {}): Promise<ConfabServer> {
+    const server = new ConfabServer(await freePort(), env);
+    await server.start();
+    return server;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(binary, [], {
+      cwd: repoRoot,
+      env: { ...process.env, HOST: "127.0.0.1", PORT: String(this.port), CONFAB_LOG: "warn", ...this.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout?.on("data", (chunk) => (this.output += chunk));
+    child.stderr?.on("data", (chunk) => (this.output += chunk));
+    this.child = child;
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) {
+        throw new Error(`confab exited with ${child.exitCode}:\n${this.output}`);
+      }
+      try {
+        const response = await fetch(`${this.url}/health`);
+        if (response.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`confab did not answer /health within 20 s:\n${this.output}`);
+  }
+
+  /** SIGTERM, then wait for the process to exit (graceful shutdown). */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    const timeout = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(timeout);
+    this.child = null;
+  }
+}
