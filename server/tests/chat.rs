@@ -68,24 +68,14 @@ async fn joining_returns_the_last_messages_oldest_first() {
     }
     let mut ben = server.client("Ben").await;
     let history = ben.join("lobby").await;
-    let contents: Vec<&str> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents = common::fields(&history["messages"], "content");
     assert_eq!(contents, ["m3", "m4", "m5"]);
     assert_eq!(history["hasMore"], true);
     assert!(
         history.get("recovered").is_none(),
         "no since, no recovered flag"
     );
-    let members: Vec<&str> = history["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let members = common::fields(&history["members"], "name");
     assert_eq!(members, ["Ana", "Ben"]);
 
     // The same history over HTTP, and older pages by id.
@@ -104,12 +94,7 @@ async fn joining_returns_the_last_messages_oldest_first() {
         )
         .await
         .json();
-    let older: Vec<&str> = older["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let older = common::fields(&older["messages"], "content");
     assert_eq!(older, ["m1", "m2"]);
 }
 
@@ -132,12 +117,7 @@ async fn rejoining_with_since_gets_exactly_what_was_missed() {
         .await;
     let history = ben.expect("room_history").await;
     assert_eq!(history["recovered"], true);
-    let contents: Vec<&str> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents = common::fields(&history["messages"], "content");
     assert_eq!(contents, ["two", "three"]);
 
     // More missed than the resume window: not recovered, the newest instead.
@@ -263,12 +243,7 @@ async fn presence_endpoints_show_who_is_where() {
         .await
         .json();
     assert_eq!(alpha["roomId"], "alpha");
-    let names: Vec<&str> = alpha["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names = common::fields(&alpha["members"], "name");
     assert_eq!(names, ["Ana", "Ben"]);
     let empty = server
         .http("GET", "/api/rooms/nobody-here/members", None, &[])

@@ -328,3 +328,17 @@ impl Client {
         ack
     }
 }
+
+/// `field` of every object in the JSON array `list`, as strings.
+pub fn fields(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {field} in {item}"))
+                .to_string()
+        })
+        .collect()
+}
