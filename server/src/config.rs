@@ -23,6 +23,27 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
+    #[arg(long, env = "CONFAB_REDIS_PREFIX", default_value = "confab")]
+    pub redis_prefix: String,
+
+    /// Milliseconds a Redis command may take before the request is answered `unavailable`.
+    #[arg(long, env = "CONFAB_REDIS_TIMEOUT_MS", default_value_t = 2000)]
+    pub redis_timeout_ms: u64,
+
+    /// Seconds an instance's presence lease lives without renewal (Redis engine): after a
+    /// crash, its users vanish from presence within this time.
+    #[arg(long, env = "CONFAB_PRESENCE_LEASE_SECS", default_value_t = 20)]
+    pub presence_lease_secs: u64,
+
+    /// Seconds between lease renewals and checks for dead instances.
+    #[arg(long, env = "CONFAB_PRESENCE_REFRESH_SECS", default_value_t = 5)]
+    pub presence_refresh_secs: u64,
+
+    /// Seconds a session lives (Redis engine; the memory engine forgets sessions on exit).
+    #[arg(long, env = "CONFAB_SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
     /// Where the built site (pkg/ with the WASM, JS and CSS) lives.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
@@ -125,6 +146,24 @@ impl Config {
         ] {
             if secs == 0 {
                 return Err(format!("--{name} must be at least 1"));
+            }
+        }
+        if self.presence_refresh_secs == 0
+            || self.presence_refresh_secs * 2 > self.presence_lease_secs
+        {
+            return Err("--presence-refresh-secs must be at least 1 and at most half of --presence-lease-secs".into());
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return Err("--redis-prefix must be non-empty and without spaces".into());
+        }
+        if let Some(id) = &self.server_id {
+            let ok = !id.is_empty()
+                && id.len() <= 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err("--server-id must be 1–32 of A-Z a-z 0-9 - _".into());
             }
         }
         if self.max_content_bytes > self.max_frame_bytes {

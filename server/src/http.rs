@@ -124,15 +124,24 @@ pub async fn end_session(State(state): State<AppState>, headers: HeaderMap) -> A
         .into_response())
 }
 
+/// 200 with `"status":"ok"` when the engine can serve; 503 with `"status":"unavailable"` and
+/// the reason (e.g. Redis unreachable, pub/sub down) when it cannot.
 pub async fn health(State(state): State<AppState>) -> Response {
-    Json(json!({
-        "status": "ok",
+    let engine = state.engine().lifecycle.health().await;
+    let status = if engine.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if engine.is_ok() { "ok" } else { "unavailable" },
+        "reason": engine.err(),
         "connections": state.hub().connection_count(),
         "rooms": state.hub().room_count(),
         "serverId": state.server_id(),
         "engine": state.engine().kind,
-    }))
-    .into_response()
+    });
+    (status, Json(body)).into_response()
 }
 
 pub async fn online_users(State(state): State<AppState>) -> ApiResult {

@@ -5,7 +5,7 @@
 //! member. A connection whose queue is full is disconnected as a slow consumer rather than
 //! allowed to grow memory.
 
-use app::protocol::close;
+use app::protocol::{close, ServerMsg};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -13,6 +13,11 @@ use tokio::sync::{mpsc, Notify};
 
 /// An encoded server event: cheap to clone, shared by all recipients.
 pub type Frame = axum::extract::ws::Utf8Bytes;
+
+/// Encodes a server event once, for any number of recipients.
+pub fn encode(msg: &ServerMsg) -> Frame {
+    Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
+}
 
 /// A connection's id, unique within this instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -189,6 +194,11 @@ impl Hub {
             .filter(|(id, _)| Some(**id) != skip)
             .filter(|(_, outbox)| outbox.send(frame.clone()))
             .count()
+    }
+
+    /// Rooms with local members (to subscribe again after a reconnect).
+    pub fn room_ids(&self) -> Vec<String> {
+        self.read().rooms.keys().cloned().collect()
     }
 
     /// Asks every connection to close (e.g. on shutdown).

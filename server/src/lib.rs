@@ -21,6 +21,7 @@ pub mod ws;
 
 use crate::config::Config;
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
+use crate::engine::redis::{RedisConfig, RedisEngine};
 use crate::engine::Engine;
 use crate::hub::Hub;
 use crate::state::AppState;
@@ -33,6 +34,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -50,40 +52,47 @@ pub enum StartError {
     },
 }
 
-/// Builds the instance's state: the engine chosen by the configuration, and the hub.
+/// Builds the instance's state: the engine chosen by the configuration (Redis when a URL is
+/// given, else memory), and the hub. Must run inside the tokio runtime (engines spawn tasks).
 pub fn build_state(config: Config) -> Result<AppState, StartError> {
     config.validate().map_err(StartError::Config)?;
-    if config.redis_url.is_some() {
-        return Err(StartError::Config(
-            "REDIS_URL is set, but this build has no Redis engine yet; unset it to run one instance \
-             with the memory engine"
-                .into(),
-        ));
-    }
     let server_id = config
         .server_id
         .clone()
         .unwrap_or_else(|| engine::memory::new_token()[..8].to_string());
     let hub = Arc::new(Hub::new(config.outbound_queue));
-    let memory = MemoryEngine::new(
-        MemoryConfig {
-            server_id: server_id.clone(),
-            history_max: config.history_max,
-        },
-        hub.clone(),
-    );
+    let engine = match &config.redis_url {
+        Some(url) => {
+            let redis = RedisEngine::start(
+                RedisConfig {
+                    url: url.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    server_id: server_id.clone(),
+                    history_max: config.history_max,
+                    lease_ttl: Duration::from_secs(config.presence_lease_secs),
+                    lease_refresh: Duration::from_secs(config.presence_refresh_secs),
+                    command_timeout: Duration::from_millis(config.redis_timeout_ms),
+                    session_ttl: Duration::from_secs(config.session_ttl_secs),
+                },
+                hub.clone(),
+            )
+            .map_err(|err| StartError::Config(format!("REDIS_URL: {err}")))?;
+            Engine::redis(redis)
+        }
+        None => Engine::memory(MemoryEngine::new(
+            MemoryConfig {
+                server_id: server_id.clone(),
+                history_max: config.history_max,
+            },
+            hub.clone(),
+        )),
+    };
     let leptos = LeptosOptions::builder()
         .output_name("confab")
         .site_root(config.site_root.as_str())
         .site_pkg_dir("pkg")
         .build();
-    Ok(AppState::new(
-        config,
-        server_id,
-        Engine::memory(memory),
-        hub,
-        leptos,
-    ))
+    Ok(AppState::new(config, server_id, engine, hub, leptos))
 }
 
 /// The whole HTTP surface: pages, server functions, JSON API, WebSocket and static files.
@@ -217,4 +226,5 @@ async fn drain(state: &AppState) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     tracing::info!(remaining = hub.connection_count(), "connections drained");
+    state.engine().lifecycle.shutdown().await;
 }

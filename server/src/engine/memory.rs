@@ -4,9 +4,9 @@
 //! Message ids have the same shape and order as Redis stream ids (`<ms>-<seq>`, per room),
 //! so clients and the resume logic cannot tell the engines apart.
 
-use super::{Broker, Draft, EngineResult, History, Presence, Resume, Sessions};
+use super::{Broker, Draft, EngineResult, History, Lifecycle, Presence, Resume, Sessions};
 use crate::engine::now_ms;
-use crate::hub::{ConnectionId, Frame, Hub};
+use crate::hub::{encode, ConnectionId, Frame, Hub};
 use app::protocol::{ChatMessage, HistoryPage, Member, ServerMsg, User};
 use app::validate::MessageId;
 use async_trait::async_trait;
@@ -70,10 +70,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn encode(msg: &ServerMsg) -> Frame {
-    Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
 }
 
 #[async_trait]
@@ -315,4 +311,14 @@ impl Sessions for MemoryEngine {
         lock(&self.sessions).remove(token);
         Ok(())
     }
+}
+
+#[async_trait]
+impl Lifecycle for MemoryEngine {
+    // In-process: nothing can be unreachable, and nothing outlives the process.
+    async fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn shutdown(&self) {}
 }

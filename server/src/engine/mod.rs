@@ -6,10 +6,13 @@
 //! - [`Presence`]: who is connected, per room and overall, aggregated per user.
 //! - [`Sessions`]: who a token belongs to.
 //!
+//! - [`Lifecycle`]: health (is the backend reachable?) and shutdown.
+//!
 //! Events reach local connections through the [`Hub`](crate::hub::Hub), which every engine
 //! is given at construction: the broker's deliveries land there.
 
 pub mod memory;
+pub mod redis;
 
 use crate::hub::{ConnectionId, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
@@ -111,13 +114,23 @@ pub trait Sessions: Send + Sync {
     async fn end(&self, token: &str) -> EngineResult<()>;
 }
 
-/// The four parts, shared by every task of the instance.
+/// The engine's own state.
+#[async_trait]
+pub trait Lifecycle: Send + Sync {
+    /// Ok when the engine can serve; else why not (for `/health`).
+    async fn health(&self) -> Result<(), String>;
+    /// Called once all connections have closed on shutdown.
+    async fn shutdown(&self);
+}
+
+/// The parts, shared by every task of the instance.
 #[derive(Clone)]
 pub struct Engine {
     pub broker: Arc<dyn Broker>,
     pub history: Arc<dyn History>,
     pub presence: Arc<dyn Presence>,
     pub sessions: Arc<dyn Sessions>,
+    pub lifecycle: Arc<dyn Lifecycle>,
     /// "memory" or "redis", for `/health`.
     pub kind: &'static str,
 }
@@ -130,8 +143,21 @@ impl Engine {
             broker: engine.clone(),
             history: engine.clone(),
             presence: engine.clone(),
-            sessions: engine,
+            sessions: engine.clone(),
+            lifecycle: engine,
             kind: "memory",
+        }
+    }
+
+    /// One Redis engine serving all roles.
+    pub fn redis(engine: Arc<redis::RedisEngine>) -> Self {
+        Engine {
+            broker: engine.clone(),
+            history: engine.clone(),
+            presence: engine.clone(),
+            sessions: engine.clone(),
+            lifecycle: engine,
+            kind: "redis",
         }
     }
 }

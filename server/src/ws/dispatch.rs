@@ -4,7 +4,7 @@
 //! connection lives on; a client making too many of them in a short time is closed (4501).
 
 use crate::engine::{now_ms, Draft, EngineError, Resume};
-use crate::hub::{ConnectionId, Frame, Outbox};
+use crate::hub::{encode, ConnectionId, Outbox};
 use crate::state::AppState;
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
 use app::validate::{self, Invalid, MessageId};
@@ -57,10 +57,6 @@ fn refuse(code: ErrorCode, error: impl Into<String>) -> Refusal {
         code,
         error: error.into(),
     }
-}
-
-fn encode(msg: &ServerMsg) -> Frame {
-    Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
 }
 
 impl Dispatch {

@@ -342,3 +342,106 @@ pub fn fields(list: &Value, field: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A real `redis-server` (Debian's binary) on a free loopback port, without persistence.
+/// Stopped when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = RedisServer { port, child: None };
+        redis.launch().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn launch(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt-get install redis-server)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                let _ = stream.write_all(b"PING\r\n").await;
+                let mut reply = [0u8; 7];
+                if stream.read_exact(&mut reply).await.is_ok() && &reply == b"+PONG\r\n" {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills Redis (SIGKILL): everything in it is lost, as in a crash without persistence.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Redis again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server instance using `redis`, with short presence leases for tests.
+pub async fn redis_instance(redis: &RedisServer, prefix: &str) -> TestServer {
+    let url = redis.url();
+    let prefix = prefix.to_string();
+    TestServer::start_with(move |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = prefix;
+        c.presence_lease_secs = 2;
+        c.presence_refresh_secs = 1;
+        c.redis_timeout_ms = 500;
+    })
+    .await
+}
+
+/// Polls `check` every 100 ms until it returns true, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {limit:?}: {what}");
+}

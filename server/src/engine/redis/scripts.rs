@@ -1,0 +1,101 @@
+//! Lua scripts: each is one round trip and runs atomically in Redis.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// Appends a message to the room's stream (capped) and publishes it, atomically.
+/// The published frame is assembled around the new id, so receivers forward it as is.
+///
+/// KEYS: stream, channel, rooms hash. ARGV: maxlen, stored body, frame head (envelope +
+/// `{"type":"message","id":"`), frame tail (`,` + body fields + `}`), room id.
+pub static POST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
+local ms = string.match(id, '^(%d+)')
+redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '","timestamp":' .. ms .. ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[5], id)
+return id
+"#,
+    )
+});
+
+/// Newest-first entries older than ARGV[1] (`+` or `(id`), at most ARGV[2]: a flat list
+/// `id, body, id, body, ...`.
+pub static PAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
+local out = {}
+for _, e in ipairs(entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+return out
+"#,
+    )
+});
+
+/// Entries after ARGV[1], at most ARGV[2], preceded by the oldest position that can still be
+/// resumed exactly: `0-0` when the stream never lost an entry (`entries-added == length`,
+/// Redis 7), else its first retained id (`MAXLEN ~` trimming does not record what it
+/// removed). Reply: `boundary, id, body, id, body, ...`.
+pub static SINCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0'} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local fields = {}
+for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+local boundary = '0-0'
+if tonumber(fields['entries-added']) > tonumber(fields['length']) and fields['first-entry'] then
+  boundary = fields['first-entry'][1]
+end
+local out = {boundary}
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+for _, e in ipairs(entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+return out
+"#,
+    )
+});
+
+/// Shared by JOIN and LEAVE: whether user ARGV[2] has a connection other than ARGV[1] in
+/// the members hash KEYS[1] on an instance whose lease (ARGV[3] .. server id) is alive.
+const OTHER_LIVE_CONNECTION: &str = r#"
+local function present_elsewhere(hash, conn, user, lease_prefix)
+  local vals = redis.call('HGETALL', hash)
+  for i = 1, #vals, 2 do
+    local field, value = vals[i], vals[i + 1]
+    if field ~= conn and string.sub(value, 1, #user + 1) == user .. '\t' then
+      local sid = string.match(field, '^([^/]+)/')
+      if sid and redis.call('EXISTS', lease_prefix .. sid) == 1 then return true end
+    end
+  end
+  return false
+end
+"#;
+
+/// Adds a connection to a room. Returns 1 when the user was not present there before.
+/// KEYS: members hash, this instance's rooms set, active rooms set.
+/// ARGV: connection key, user id, name, lease prefix, room id.
+pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{OTHER_LIVE_CONNECTION}
+local newly = present_elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[4]) and 0 or 1
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\t' .. ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[5])
+return newly
+"#
+    ))
+});
+
+/// Removes a connection from a room. Returns 1 when the user has no live connection left
+/// there, 0 when they are still present, -1 when the connection was not in the room.
+/// KEYS: members hash, active rooms set. ARGV: connection key, user id, lease prefix, room id.
+pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{OTHER_LIVE_CONNECTION}
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
+return present_elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) and 0 or 1
+"#
+    ))
+});

@@ -1,0 +1,284 @@
+//! One suite, run against both engines: broker, history (ids, pages, since, trimming),
+//! presence (multi-tab, rooms, online) and sessions behave the same.
+
+mod common;
+
+use app::protocol::{ServerMsg, User};
+use app::validate::MessageId;
+use common::{eventually, RedisServer};
+use server::config::Config;
+use server::engine::{Draft, Resume};
+use server::hub::{encode, ConnectionId};
+use server::state::AppState;
+use std::time::Duration;
+
+fn state(adjust: impl FnOnce(&mut Config)) -> AppState {
+    let mut config = Config::defaults();
+    config.redis_url = None;
+    config.history_max = 5;
+    config.presence_lease_secs = 2;
+    config.presence_refresh_secs = 1;
+    adjust(&mut config);
+    server::build_state(config).expect("state")
+}
+
+fn user(id: &str) -> User {
+    User {
+        id: id.into(),
+        name: id.to_uppercase(),
+        guest: true,
+    }
+}
+
+fn draft(room: &str, content: &str) -> Draft {
+    Draft {
+        room_id: room.into(),
+        user: user("ana"),
+        content: content.into(),
+        client_msg_id: Some(format!("c-{content}")),
+    }
+}
+
+async fn suite(state: AppState) {
+    let engine = state.engine().clone();
+    eventually(Duration::from_secs(5), "engine healthy", || async {
+        engine.lifecycle.health().await.is_ok()
+    })
+    .await;
+    broker_and_post_deliver_encoded_events(&state).await;
+    history_orders_pages_and_resumes(&state).await;
+    presence_counts_people_not_tabs(&state).await;
+    sessions_resolve_until_ended(&state).await;
+}
+
+async fn broker_and_post_deliver_encoded_events(state: &AppState) {
+    let engine = state.engine();
+    let hub = state.hub();
+    let mut a = hub.register();
+    let mut b = hub.register();
+    hub.join("fan", a.id, &a.outbox);
+    hub.join("fan", b.id, &b.outbox);
+    engine.broker.subscribe("fan").await.unwrap();
+
+    let typing = ServerMsg::Typing {
+        room_id: "fan".into(),
+        user_id: "ana".into(),
+        name: "ANA".into(),
+        is_typing: true,
+    };
+    engine
+        .broker
+        .publish("fan", encode(&typing), Some(a.id))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), b.queue.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(serde_json::from_str::<ServerMsg>(&got).unwrap(), typing);
+
+    // A posted message reaches members as the exact message the sender is told about.
+    let posted = engine
+        .history
+        .post(draft("fan", "hello \"quoted\" <b>"), Some(a.id))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), b.queue.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<ServerMsg>(&got).unwrap(),
+        ServerMsg::Message(posted.clone())
+    );
+    assert_eq!(posted.timestamp, MessageId::parse(&posted.id).unwrap().ms);
+    // The origin connection got neither.
+    assert!(a.queue.try_recv().is_err());
+
+    hub.leave("fan", a.id);
+    hub.leave("fan", b.id);
+    engine.broker.unsubscribe("fan").await.unwrap();
+}
+
+async fn history_orders_pages_and_resumes(state: &AppState) {
+    let history = &state.engine().history;
+    let empty = history.page("nothing", None, 10).await.unwrap();
+    assert!(empty.messages.is_empty() && !empty.has_more);
+    assert_eq!(
+        history
+            .since("nothing", MessageId { ms: 1, seq: 0 }, 10)
+            .await
+            .unwrap(),
+        Resume::Recovered(vec![])
+    );
+
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(
+            history
+                .post(draft("h", &format!("m{n}")), None)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let parsed: Vec<MessageId> = ids.iter().map(|id| MessageId::parse(id).unwrap()).collect();
+    assert!(
+        parsed.windows(2).all(|w| w[0] < w[1]),
+        "ids increase: {ids:?}"
+    );
+
+    let newest = history.page("h", None, 3).await.unwrap();
+    assert_eq!(
+        newest
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        ["m1", "m2", "m3"]
+    );
+    assert!(newest.has_more);
+    let older = history.page("h", Some(parsed[1]), 3).await.unwrap();
+    assert_eq!(
+        older
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        ["m0"]
+    );
+    assert!(!older.has_more);
+    let stored = &newest.messages[0];
+    assert_eq!(
+        (stored.user_id.as_str(), stored.name.as_str()),
+        ("ana", "ANA")
+    );
+    assert_eq!(stored.client_msg_id.as_deref(), Some("c-m1"));
+
+    let Resume::Recovered(after) = history.since("h", parsed[1], 10).await.unwrap() else {
+        panic!("recoverable");
+    };
+    assert_eq!(
+        after.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        [&ids[2], &ids[3]]
+    );
+    assert_eq!(
+        history.since("h", parsed[0], 2).await.unwrap(),
+        Resume::Lost,
+        "more than the window"
+    );
+
+    let rooms = history.rooms().await.unwrap();
+    assert!(
+        rooms.contains(&("h".to_string(), ids[3].clone())),
+        "{rooms:?}"
+    );
+
+    // Trimming: history_max is 5. Redis trims approximately (whole stream nodes), so post
+    // enough for it to trim for sure; either way the oldest position is no longer resumable.
+    for n in 0..300 {
+        history
+            .post(draft("t", &format!("t{n}")), None)
+            .await
+            .unwrap();
+    }
+    let first_page = history.page("t", None, 1).await.unwrap();
+    assert_eq!(first_page.messages[0].content, "t299");
+    assert_eq!(
+        history
+            .since("t", MessageId { ms: 1, seq: 0 }, 1000)
+            .await
+            .unwrap(),
+        Resume::Lost
+    );
+    let latest = MessageId::parse(&first_page.messages[0].id).unwrap();
+    assert_eq!(
+        history.since("t", latest, 10).await.unwrap(),
+        Resume::Recovered(vec![])
+    );
+}
+
+async fn presence_counts_people_not_tabs(state: &AppState) {
+    let presence = &state.engine().presence;
+    let (ana, ben) = (user("ana"), user("ben"));
+    let (tab1, tab2, ben_tab) = (ConnectionId(9001), ConnectionId(9002), ConnectionId(9003));
+    presence.connect(tab1, &ana).await.unwrap();
+    presence.connect(tab2, &ana).await.unwrap();
+    presence.connect(ben_tab, &ben).await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "lease live, presence visible",
+        || async { presence.online().await.unwrap().len() == 2 },
+    )
+    .await;
+
+    assert!(
+        presence.join("p", tab1, &ana).await.unwrap(),
+        "first tab: new in the room"
+    );
+    assert!(
+        !presence.join("p", tab2, &ana).await.unwrap(),
+        "second tab: already present"
+    );
+    assert!(presence.join("p", ben_tab, &ben).await.unwrap());
+    let names: Vec<String> = presence
+        .members("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["ANA", "BEN"]);
+    assert_eq!(
+        presence.room_counts().await.unwrap(),
+        [("p".to_string(), 2)]
+    );
+
+    assert!(
+        !presence.leave("p", tab1, &ana).await.unwrap(),
+        "one tab left: still present"
+    );
+    assert!(
+        !presence.leave("p", tab1, &ana).await.unwrap(),
+        "leaving twice is not leaving"
+    );
+    assert!(
+        presence.leave("p", tab2, &ana).await.unwrap(),
+        "last tab left: gone"
+    );
+    assert_eq!(presence.members("p").await.unwrap().len(), 1);
+    assert!(presence.leave("p", ben_tab, &ben).await.unwrap());
+    assert!(presence.room_counts().await.unwrap().is_empty());
+
+    for tab in [tab1, tab2, ben_tab] {
+        presence.disconnect(tab).await.unwrap();
+    }
+    assert!(presence.online().await.unwrap().is_empty());
+}
+
+async fn sessions_resolve_until_ended(state: &AppState) {
+    let sessions = &state.engine().sessions;
+    let (token, user) = sessions.create_guest("Ana").await.unwrap();
+    assert_eq!(token.len(), 64);
+    assert!(user.guest && user.name == "Ana");
+    assert_eq!(sessions.resolve(&token).await.unwrap(), Some(user));
+    assert_eq!(sessions.resolve("forged").await.unwrap(), None);
+    sessions.end(&token).await.unwrap();
+    assert_eq!(sessions.resolve(&token).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn memory_engine_conforms() {
+    let state = state(|_| {});
+    assert_eq!(state.engine().kind, "memory");
+    suite(state).await;
+}
+
+#[tokio::test]
+async fn redis_engine_conforms() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let state = state(move |c| c.redis_url = Some(url));
+    assert_eq!(state.engine().kind, "redis");
+    suite(state).await;
+}
