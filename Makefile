@@ -49,10 +49,11 @@ lint:
 
 setup: deps-apt deps-wasm-target deps-cargo-leptos deps-wasm-bindgen deps-npm
 
-# Debian's Chromium for Playwright (never a downloaded browser).
+# Debian's Chromium for Playwright (never a downloaded browser) and redis-server for the
+# multi-instance tests (the tests start it themselves on free loopback ports).
 deps-apt:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium: present"; else \
-		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; fi
+	@if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null; then echo "chromium, redis-server: present"; else \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium redis-server; fi
 
 deps-wasm-target:
 	@if rustup target list --installed | grep -qx wasm32-unknown-unknown; then echo "wasm32 target: present"; else \
