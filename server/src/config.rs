@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "CONFAB_LOG", default_value = "info")]
     pub log: String,
 
+    /// Tokio worker threads (0: one per CPU core). Fewer threads mean fewer cross-thread
+    /// wake-ups per delivery when several instances share a machine.
+    #[arg(long, env = "CONFAB_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// This instance's id in messages and /health (default: random).
     #[arg(long, env = "CONFAB_SERVER_ID")]
     pub server_id: Option<String>,

@@ -28,6 +28,7 @@ use crate::state::AppState;
 use app::backend::SharedBackend;
 use app::protocol::close;
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -178,6 +179,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let serve_state = state.clone();
     let task = tokio::spawn(async move {
         let mut drained = stopped.clone();
+        // Chat frames are small and latency-bound: send them at once (no Nagle delay).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         let serve =
             axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;

@@ -33,12 +33,16 @@ impl LastSeen {
             ms: AtomicU64::new(0),
         }
     }
-    fn touch(&self) {
-        self.ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    /// Milliseconds since the connection started: the one clock both tasks compare on, so
+    /// a pong arriving within the same millisecond as its ping still counts.
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
     }
-    fn at(&self) -> Instant {
-        self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    fn touch(&self) {
+        self.ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+    fn last_ms(&self) -> u64 {
+        self.ms.load(Ordering::Relaxed)
     }
 }
 
@@ -146,10 +150,10 @@ async fn write_loop(
     timing: WriterTiming,
 ) {
     let mut next_ping = Instant::now() + timing.ping_interval;
-    // Set while a ping is outstanding: when it was sent.
-    let mut ping_sent: Option<Instant> = None;
+    // Set while a ping is outstanding: when it was sent (instant, and on the LastSeen clock).
+    let mut ping_sent: Option<(Instant, u64)> = None;
     loop {
-        let pong_deadline = ping_sent.map(|sent| sent + timing.pong_timeout);
+        let pong_deadline = ping_sent.map(|(sent, _)| sent + timing.pong_timeout);
         tokio::select! {
             biased;
             reason = kick.requested() => {
@@ -164,7 +168,7 @@ async fn write_loop(
                 }
             }
             () = tokio::time::sleep_until(pong_deadline.unwrap_or(next_ping)), if pong_deadline.is_some() => {
-                if ping_sent.is_some_and(|sent| last_seen.at() < sent) {
+                if ping_sent.is_some_and(|(_, sent_ms)| last_seen.last_ms() < sent_ms) {
                     kick.kick(close::NO_PONG, "ping timeout");
                 } else {
                     ping_sent = None;
@@ -177,7 +181,7 @@ async fn write_loop(
                     if !matches!(sent, Ok(Ok(()))) {
                         return;
                     }
-                    ping_sent = Some(Instant::now());
+                    ping_sent = Some((Instant::now(), last_seen.now_ms()));
                 }
             }
         }
