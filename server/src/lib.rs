@@ -60,7 +60,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
     let server_id = config
         .server_id
         .clone()
-        .unwrap_or_else(|| engine::memory::new_token()[..8].to_string());
+        .unwrap_or_else(|| engine::new_token()[..8].to_string());
     let hub = Arc::new(Hub::new(config.outbound_queue));
     let engine = match &config.redis_url {
         Some(url) => {

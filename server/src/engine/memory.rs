@@ -10,7 +10,6 @@ use crate::hub::{encode, ConnectionId, Frame, Hub};
 use app::protocol::{ChatMessage, HistoryPage, Member, ServerMsg, User};
 use app::validate::MessageId;
 use async_trait::async_trait;
-use rand::Rng;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -284,21 +283,10 @@ impl Presence for MemoryEngine {
     }
 }
 
-/// 256 random bits, hex encoded.
-pub fn new_token() -> String {
-    let bytes: [u8; 32] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[async_trait]
 impl Sessions for MemoryEngine {
     async fn create_guest(&self, name: &str) -> EngineResult<(String, User)> {
-        let token = new_token();
-        let user = User {
-            id: format!("g-{}", &new_token()[..16]),
-            name: name.to_string(),
-            guest: true,
-        };
+        let (token, user) = super::new_guest(name);
         lock(&self.sessions).insert(token.clone(), user.clone());
         Ok((token, user))
     }

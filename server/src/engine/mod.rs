@@ -162,6 +162,23 @@ impl Engine {
     }
 }
 
+/// 256 random bits, hex encoded: session tokens and (shortened) ids.
+pub fn new_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new guest: a fresh session token and a user with a random id.
+pub fn new_guest(name: &str) -> (String, User) {
+    let user = User {
+        id: format!("g-{}", &new_token()[..16]),
+        name: name.to_string(),
+        guest: true,
+    };
+    (new_token(), user)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

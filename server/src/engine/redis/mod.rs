@@ -521,12 +521,7 @@ impl Presence for RedisEngine {
 #[async_trait]
 impl Sessions for RedisEngine {
     async fn create_guest(&self, name: &str) -> EngineResult<(String, User)> {
-        let token = super::memory::new_token();
-        let user = User {
-            id: format!("g-{}", &super::memory::new_token()[..16]),
-            name: name.to_string(),
-            guest: true,
-        };
+        let (token, user) = super::new_guest(name);
         let json = serde_json::to_string(&user).expect("users always serialize");
         self.conn()
             .set_ex::<_, _, ()>(
