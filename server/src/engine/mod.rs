@@ -136,28 +136,27 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// One memory engine serving all four roles.
+    /// One memory engine serving every role.
     pub fn memory(engine: memory::MemoryEngine) -> Self {
-        let engine = Arc::new(engine);
-        Engine {
-            broker: engine.clone(),
-            history: engine.clone(),
-            presence: engine.clone(),
-            sessions: engine.clone(),
-            lifecycle: engine,
-            kind: "memory",
-        }
+        Engine::serving_all(Arc::new(engine), "memory")
     }
 
-    /// One Redis engine serving all roles.
+    /// One Redis engine serving every role.
     pub fn redis(engine: Arc<redis::RedisEngine>) -> Self {
+        Engine::serving_all(engine, "redis")
+    }
+
+    fn serving_all<E>(engine: Arc<E>, kind: &'static str) -> Self
+    where
+        E: Broker + History + Presence + Sessions + Lifecycle + 'static,
+    {
         Engine {
             broker: engine.clone(),
             history: engine.clone(),
             presence: engine.clone(),
             sessions: engine.clone(),
             lifecycle: engine,
-            kind: "redis",
+            kind,
         }
     }
 }
