@@ -142,6 +142,10 @@ type Sink = SplitSink<WebSocket, Message>;
 
 /// Writes queued frames (batched into one flush when several are waiting), pings the client
 /// and closes the socket when asked.
+///
+/// Per delivery this does no timer or waiter bookkeeping: the one timer (next ping, or the
+/// pong deadline while a ping is outstanding) and the close request are pinned once, and a
+/// write is only given a deadline when it cannot complete at once.
 async fn write_loop(
     mut sink: Sink,
     mut queue: mpsc::Receiver<Frame>,
@@ -149,69 +153,72 @@ async fn write_loop(
     last_seen: Arc<LastSeen>,
     timing: WriterTiming,
 ) {
-    let mut next_ping = Instant::now() + timing.ping_interval;
+    let kicked = kick.requested();
+    tokio::pin!(kicked);
+    let timer = tokio::time::sleep(timing.ping_interval);
+    tokio::pin!(timer);
     // Set while a ping is outstanding: when it was sent (instant, and on the LastSeen clock).
     let mut ping_sent: Option<(Instant, u64)> = None;
     loop {
-        let pong_deadline = ping_sent.map(|(sent, _)| sent + timing.pong_timeout);
         tokio::select! {
             biased;
-            reason = kick.requested() => {
+            reason = &mut kicked => {
                 let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
-                let _ = timeout(timing.write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                let _ = bounded(sink.send(Message::Close(Some(frame))), timing.write_timeout).await;
                 return;
             }
             frame = queue.recv() => {
                 let Some(frame) = frame else { return };
-                if !write_batch(&mut sink, &mut queue, frame, timing.write_timeout).await {
+                let batch = async {
+                    sink.feed(Message::Text(frame)).await?;
+                    while let Ok(frame) = queue.try_recv() {
+                        sink.feed(Message::Text(frame)).await?;
+                    }
+                    sink.flush().await
+                };
+                if let Err(failure) = bounded(batch, timing.write_timeout).await {
+                    tracing::debug!(?failure, "write failed; dropping the connection");
                     return;
                 }
             }
-            () = tokio::time::sleep_until(pong_deadline.unwrap_or(next_ping)), if pong_deadline.is_some() => {
-                if ping_sent.is_some_and(|(_, sent_ms)| last_seen.last_ms() < sent_ms) {
-                    kick.kick(close::NO_PONG, "ping timeout");
-                } else {
-                    ping_sent = None;
+            () = &mut timer => match ping_sent.take() {
+                Some((sent, sent_ms)) => {
+                    if last_seen.last_ms() < sent_ms {
+                        kick.kick(close::NO_PONG, "ping timeout");
+                    }
+                    timer.as_mut().reset(sent + timing.ping_interval);
                 }
-            }
-            () = tokio::time::sleep_until(next_ping) => {
-                next_ping = Instant::now() + timing.ping_interval;
-                if ping_sent.is_none() {
-                    let sent = timeout(timing.write_timeout, sink.send(Message::Ping(Default::default()))).await;
-                    if !matches!(sent, Ok(Ok(()))) {
+                None => {
+                    if bounded(sink.send(Message::Ping(Default::default())), timing.write_timeout).await.is_err() {
                         return;
                     }
-                    ping_sent = Some((Instant::now(), last_seen.now_ms()));
+                    let now = Instant::now();
+                    ping_sent = Some((now, last_seen.now_ms()));
+                    timer.as_mut().reset(now + timing.pong_timeout);
                 }
-            }
+            },
         }
     }
 }
 
-/// Writes `first` and whatever else is already queued, then flushes once. False when the
-/// socket failed or the write timed out.
-async fn write_batch(
-    sink: &mut Sink,
-    queue: &mut mpsc::Receiver<Frame>,
-    first: Frame,
+#[derive(Debug)]
+enum WriteFailure {
+    Socket(#[allow(dead_code)] axum::Error),
+    TimedOut,
+}
+
+/// Runs a write; only if it cannot finish at once is it given `limit` (a timer per write
+/// would be pure overhead on the common path, where the socket is writable).
+async fn bounded(
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
     limit: Duration,
-) -> bool {
-    let write = async {
-        sink.feed(Message::Text(first)).await?;
-        while let Ok(frame) = queue.try_recv() {
-            sink.feed(Message::Text(frame)).await?;
-        }
-        sink.flush().await
-    };
+) -> Result<(), WriteFailure> {
+    let mut write = std::pin::pin!(write);
+    if let std::task::Poll::Ready(result) = futures::poll!(write.as_mut()) {
+        return result.map_err(WriteFailure::Socket);
+    }
     match timeout(limit, write).await {
-        Ok(Ok(())) => true,
-        Ok(Err(err)) => {
-            tracing::debug!(error = %err, "write failed");
-            false
-        }
-        Err(_) => {
-            tracing::info!("write timed out; dropping the connection");
-            false
-        }
+        Ok(result) => result.map_err(WriteFailure::Socket),
+        Err(_) => Err(WriteFailure::TimedOut),
     }
 }

@@ -12,9 +12,10 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-/// Bytes tungstenite buffers per socket for reading and writing. Small, because most sockets
-/// are idle most of the time; frames larger than this still work (the buffer grows).
-const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes tungstenite allocates per socket for reading (at once) and buffers for writing.
+/// Small, because most sockets are idle and client frames are small; larger frames still
+/// work (the buffer grows for them).
+const SOCKET_BUFFER_BYTES: usize = 1024;
 
 pub async fn upgrade(
     State(state): State<AppState>,
