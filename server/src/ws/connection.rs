@@ -64,7 +64,7 @@ pub async fn run(socket: WebSocket, state: AppState, user: Option<User>) {
     let mut writer_done = false;
 
     let mut dispatch = Dispatch::new(state.clone(), id, registration.outbox);
-    dispatch.start(user).await;
+    Box::pin(dispatch.start(user)).await;
     tracing::debug!(connection = id.0, "connection opened");
 
     let auth_deadline = sleep(state.config().auth_timeout());
@@ -74,7 +74,9 @@ pub async fn run(socket: WebSocket, state: AppState, user: Option<User>) {
             frame = stream.next() => {
                 last_seen.touch();
                 match frame {
-                    Some(Ok(Message::Text(text))) => dispatch.handle_text(text.as_str()).await,
+                    // Boxed: handling a request (join, post, ...) is a large future, and an idle
+                    // connection should not carry its space for its whole life.
+                    Some(Ok(Message::Text(text))) => Box::pin(dispatch.handle_text(text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => dispatch.binary_frame(),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,
@@ -98,7 +100,7 @@ pub async fn run(socket: WebSocket, state: AppState, user: Option<User>) {
         }
     }
 
-    dispatch.finish().await;
+    Box::pin(dispatch.finish()).await;
     kick.kick(1000, "");
     if !writer_done {
         // The writer sends the close frame; it is bounded by the write timeout.
