@@ -6,10 +6,12 @@
 //! allowed to grow memory.
 
 use app::protocol::{close, ServerMsg};
+use futures::task::AtomicWaker;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use tokio::sync::{mpsc, Notify};
+use std::task::Poll;
+use tokio::sync::mpsc;
 
 /// An encoded server event: cheap to clone, shared by all recipients.
 pub type Frame = axum::extract::ws::Utf8Bytes;
@@ -34,26 +36,32 @@ pub struct CloseReason {
 #[derive(Default)]
 pub struct Kick {
     reason: OnceLock<CloseReason>,
-    // Notify keeps a permit when the writer is not waiting yet, so no request is missed.
-    notify: Notify,
+    // Lock-free wake-up of the writer: it polls this on every pass, once per delivery.
+    waker: AtomicWaker,
 }
 
 impl Kick {
     /// Asks the connection to close. The first reason wins.
     pub fn kick(&self, code: u16, reason: &'static str) {
         if self.reason.set(CloseReason { code, reason }).is_ok() {
-            self.notify.notify_one();
+            self.waker.wake();
         }
     }
 
     /// Waits until a close is requested, then returns the reason.
     pub async fn requested(&self) -> CloseReason {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Some(reason) = self.reason.get() {
-                return *reason;
+                return Poll::Ready(*reason);
             }
-            self.notify.notified().await;
-        }
+            self.waker.register(cx.waker());
+            // A kick between the check and the registration would otherwise be missed.
+            match self.reason.get() {
+                Some(reason) => Poll::Ready(*reason),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     pub fn reason(&self) -> Option<CloseReason> {
@@ -275,5 +283,26 @@ mod tests {
             slow.kick.reason().map(|r| r.code),
             Some(close::SLOW_CONSUMER)
         );
+    }
+
+    #[tokio::test]
+    async fn a_kick_reaches_the_writer_before_or_while_it_waits() {
+        let early = Kick::default();
+        early.kick(close::SHUTDOWN, "bye");
+        early.kick(close::SLOW_CONSUMER, "ignored: the first reason wins");
+        assert_eq!(early.requested().await.code, close::SHUTDOWN);
+
+        let late = Arc::new(Kick::default());
+        let waiting = tokio::spawn({
+            let late = late.clone();
+            async move { late.requested().await }
+        });
+        tokio::task::yield_now().await;
+        late.kick(close::NO_PONG, "ping timeout");
+        let reason = tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reason.code, close::NO_PONG);
     }
 }

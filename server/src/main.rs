@@ -8,8 +8,13 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.worker_threads > 0 {
+    // One worker: the current-thread scheduler, which has no work-stealing machinery and
+    // parks and wakes less (measured: less CPU per delivery than a one-worker pool).
+    let mut runtime = match config.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if config.worker_threads > 1 {
         runtime.worker_threads(config.worker_threads);
     }
     match runtime.enable_all().build() {

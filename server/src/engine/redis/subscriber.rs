@@ -41,6 +41,7 @@ impl Subscriber {
         let connected = Arc::new(AtomicBool::new(false));
         let task = Task {
             client,
+            channel_prefix: keys.channel_prefix(),
             keys,
             server_id,
             hub,
@@ -78,6 +79,8 @@ impl Subscriber {
 struct Task {
     client: redis::Client,
     keys: Keys,
+    /// `P:room:`, computed once: every delivery strips it from the channel name.
+    channel_prefix: String,
     server_id: String,
     hub: Arc<Hub>,
     queue: mpsc::Receiver<Sync>,
@@ -163,7 +166,7 @@ impl Task {
     fn deliver(&self, message: &redis::Msg) {
         let Some(room) = message
             .get_channel_name()
-            .strip_prefix(&self.keys.channel_prefix())
+            .strip_prefix(&self.channel_prefix)
             .and_then(|rest| rest.strip_suffix(":ch"))
         else {
             return;
