@@ -145,10 +145,12 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 pub async fn online_users(State(state): State<AppState>) -> ApiResult {
-    let users = state.engine().presence.online().await.map_err(|err| {
-        tracing::warn!(error = %err, "presence unavailable");
-        ApiError::from(BackendError::Unavailable)
-    })?;
+    let users = state
+        .engine()
+        .presence
+        .online()
+        .await
+        .map_err(BackendError::from)?;
     Ok(Json(json!({"count": users.len(), "users": users})).into_response())
 }
 

@@ -2,7 +2,7 @@
 //! [`Backend`] that server functions and HTTP endpoints read through.
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 use crate::hub::Hub;
 use app::backend::{Backend, BackendError, SESSION_COOKIE};
 use app::protocol::{HistoryPage, Member, RoomSummary, User};
@@ -67,32 +67,19 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-fn unavailable(err: EngineError) -> BackendError {
-    tracing::warn!(error = %err, "engine error");
-    BackendError::Unavailable
-}
-
 #[async_trait]
 impl Backend for AppState {
     async fn user_for_token(&self, token: &str) -> Result<Option<User>, BackendError> {
-        self.engine()
-            .sessions
-            .resolve(token)
-            .await
-            .map_err(unavailable)
+        Ok(self.engine().sessions.resolve(token).await?)
     }
 
     async fn create_guest(&self, name: &str) -> Result<(String, User), BackendError> {
         let name = validate::display_name(name)?;
-        self.engine()
-            .sessions
-            .create_guest(&name)
-            .await
-            .map_err(unavailable)
+        Ok(self.engine().sessions.create_guest(&name).await?)
     }
 
     async fn end_session(&self, token: &str) -> Result<(), BackendError> {
-        self.engine().sessions.end(token).await.map_err(unavailable)
+        Ok(self.engine().sessions.end(token).await?)
     }
 
     async fn history_page(
@@ -103,26 +90,18 @@ impl Backend for AppState {
         let room = validate::room_id(room)?;
         let before = before.map(MessageId::parse).transpose()?;
         let limit = self.config().history_page;
-        self.engine()
-            .history
-            .page(room, before, limit)
-            .await
-            .map_err(unavailable)
+        Ok(self.engine().history.page(room, before, limit).await?)
     }
 
     async fn members(&self, room: &str) -> Result<Vec<Member>, BackendError> {
         let room = validate::room_id(room)?;
-        self.engine()
-            .presence
-            .members(room)
-            .await
-            .map_err(unavailable)
+        Ok(self.engine().presence.members(room).await?)
     }
 
     async fn rooms(&self) -> Result<Vec<RoomSummary>, BackendError> {
         let engine = self.engine();
         let mut rooms: HashMap<String, RoomSummary> = HashMap::new();
-        for (room_id, last) in engine.history.rooms().await.map_err(unavailable)? {
+        for (room_id, last) in engine.history.rooms().await? {
             rooms.insert(
                 room_id.clone(),
                 RoomSummary {
@@ -132,7 +111,7 @@ impl Backend for AppState {
                 },
             );
         }
-        for (room_id, count) in engine.presence.room_counts().await.map_err(unavailable)? {
+        for (room_id, count) in engine.presence.room_counts().await? {
             rooms
                 .entry(room_id.clone())
                 .or_insert_with(|| RoomSummary {

@@ -30,6 +30,14 @@ pub enum EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
+/// What callers outside the engine see: the detail is logged here, once, never returned.
+impl From<EngineError> for app::backend::BackendError {
+    fn from(err: EngineError) -> Self {
+        tracing::warn!(error = %err, "engine error");
+        app::backend::BackendError::Unavailable
+    }
+}
+
 /// Carries room events between instances.
 #[async_trait]
 pub trait Broker: Send + Sync {

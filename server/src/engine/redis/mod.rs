@@ -335,8 +335,6 @@ impl History for RedisEngine {
             "{}{{\"type\":\"message\",\"id\":\"",
             self.envelope_head(origin)
         );
-        // `{"roomId":...}` → `,"roomId":...}`: the fields after id and timestamp.
-        let tail = format!(",{}", &body_json[1..]);
         let id: String = scripts::POST
             .key(self.keys.log(&draft.room_id))
             .key(self.keys.channel(&draft.room_id))
@@ -344,7 +342,6 @@ impl History for RedisEngine {
             .arg(self.config.history_max)
             .arg(&body_json)
             .arg(head)
-            .arg(tail)
             .arg(&draft.room_id)
             .invoke_async(&mut self.conn())
             .await

@@ -4,17 +4,18 @@ use redis::Script;
 use std::sync::LazyLock;
 
 /// Appends a message to the room's stream (capped) and publishes it, atomically.
-/// The published frame is assembled around the new id, so receivers forward it as is.
+/// The published frame is assembled around the new id, so receivers forward it as is:
+/// head + id + timestamp + the stored body's fields (the body JSON without its leading `{`).
 ///
-/// KEYS: stream, channel, rooms hash. ARGV: maxlen, stored body, frame head (envelope +
-/// `{"type":"message","id":"`), frame tail (`,` + body fields + `}`), room id.
+/// KEYS: stream, channel, rooms hash. ARGV: maxlen, stored body (a JSON object), frame head
+/// (envelope + `{"type":"message","id":"`), room id.
 pub static POST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
 local ms = string.match(id, '^(%d+)')
-redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '","timestamp":' .. ms .. ARGV[4])
-redis.call('HSET', KEYS[3], ARGV[5], id)
+redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '","timestamp":' .. ms .. ',' .. string.sub(ARGV[2], 2))
+redis.call('HSET', KEYS[3], ARGV[4], id)
 return id
 "#,
     )
