@@ -130,6 +130,30 @@ async fn each_bad_frame_gets_its_error_code_and_the_connection_lives() {
 }
 
 #[tokio::test]
+async fn a_signed_in_connection_cannot_switch_user() {
+    let server = TestServer::start().await;
+    let mut ana = server.client("Ana").await;
+    let (ben_token, _) = server.guest("Ben").await;
+    ana.send(json!({"type": "auth", "token": ben_token})).await;
+    ana.expect_error("invalid_token").await;
+    // Still Ana: her messages carry her id.
+    ana.join("r").await;
+    let mut watcher = server.client("Watcher").await;
+    watcher.join("r").await;
+    ana.say("r", "who am I", "c1").await;
+    assert_eq!(
+        watcher.expect("message").await["userId"],
+        ana.user_id.as_str()
+    );
+    // Her own token again is fine: answered with who she is.
+    ana.send(json!({"type": "auth", "token": ana.token})).await;
+    assert_eq!(
+        ana.expect("authenticated").await["userId"],
+        ana.user_id.as_str()
+    );
+}
+
+#[tokio::test]
 async fn oversize_frames_close_with_1009() {
     let server = TestServer::start_with(|c| {
         c.max_frame_bytes = 1024;

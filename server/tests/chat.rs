@@ -34,7 +34,16 @@ async fn two_users_chat_in_a_room() {
     let reply = ben.say("general", "  hi Ana  ", "c-2").await;
     let reply_message = ana.expect("message").await;
     assert_eq!(reply_message["content"], "hi Ana", "content is trimmed");
-    assert!(reply["id"].as_str().unwrap() > id.as_str() || reply["id"] != ack["id"]);
+    let first = app::validate::MessageId::parse(&id).unwrap();
+    let second = app::validate::MessageId::parse(reply["id"].as_str().unwrap()).unwrap();
+    assert!(
+        first < second,
+        "a later message has a later id: {id} then {second}"
+    );
+    assert_eq!(
+        reply_message["id"], reply["id"],
+        "the ack names the delivered message"
+    );
 }
 
 #[tokio::test]

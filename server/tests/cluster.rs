@@ -12,15 +12,8 @@ use std::time::Duration;
 /// A client on `on`, signed in with a session created on `issuer` (tokens work everywhere).
 async fn client_via(issuer: &TestServer, on: &TestServer, name: &str) -> Client {
     let (token, user_id) = issuer.guest(name).await;
-    let mut client = Client::connect(&on.ws_url(), &[]).await;
-    client.expect("connected").await;
-    client.send(json!({"type": "auth", "token": token})).await;
-    assert_eq!(
-        client.expect("authenticated").await["userId"],
-        user_id.as_str()
-    );
-    client.user_id = user_id;
-    client.token = token;
+    let client = Client::signed_in(&on.ws_url(), &token).await;
+    assert_eq!(client.user_id, user_id);
     client
 }
 
@@ -126,12 +119,7 @@ async fn presence_agrees_on_every_instance() {
     );
 
     // Ana's second tab with the same token on the other instance: one person.
-    let mut ana_tab2 = Client::connect(&b.ws_url(), &[]).await;
-    ana_tab2.expect("connected").await;
-    ana_tab2
-        .send(json!({"type": "auth", "token": ana.token}))
-        .await;
-    ana_tab2.expect("authenticated").await;
+    let mut ana_tab2 = b.second_tab(&ana).await;
     ana_tab2.join("p").await;
     ben.expect_silence(Duration::from_millis(300)).await;
 
@@ -191,10 +179,7 @@ async fn a_killed_instance_disappears_from_presence() {
     let mut ben = survivor.client("Ben").await;
     ben.join("k").await;
     let (token, _) = survivor.guest("Vic").await;
-    let mut vic = Client::connect(&victim_url, &[]).await;
-    vic.expect("connected").await;
-    vic.send(json!({"type": "auth", "token": token})).await;
-    vic.expect("authenticated").await;
+    let mut vic = Client::signed_in(&victim_url, &token).await;
     vic.join("k").await;
     assert_eq!(ben.expect("user_joined").await["name"], "Vic");
     assert_eq!(members_on(&survivor, "k").await, ["Ben", "Vic"]);

@@ -51,6 +51,15 @@ async fn suite(state: AppState) {
     sessions_resolve_until_ended(&state).await;
 }
 
+/// The next frame queued to a connection, decoded.
+async fn next_event(registration: &mut server::hub::Registration) -> ServerMsg {
+    let frame = tokio::time::timeout(Duration::from_secs(5), registration.queue.recv())
+        .await
+        .expect("a frame in time")
+        .expect("queue open");
+    serde_json::from_str(&frame).expect("a server event")
+}
+
 async fn broker_and_post_deliver_encoded_events(state: &AppState) {
     let engine = state.engine();
     let hub = state.hub();
@@ -71,11 +80,7 @@ async fn broker_and_post_deliver_encoded_events(state: &AppState) {
         .publish("fan", encode(&typing), Some(a.id))
         .await
         .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), b.queue.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(serde_json::from_str::<ServerMsg>(&got).unwrap(), typing);
+    assert_eq!(next_event(&mut b).await, typing);
 
     // A posted message reaches members as the exact message the sender is told about.
     let posted = engine
@@ -83,14 +88,7 @@ async fn broker_and_post_deliver_encoded_events(state: &AppState) {
         .post(draft("fan", "hello \"quoted\" <b>"), Some(a.id))
         .await
         .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), b.queue.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<ServerMsg>(&got).unwrap(),
-        ServerMsg::Message(posted.clone())
-    );
+    assert_eq!(next_event(&mut b).await, ServerMsg::Message(posted.clone()));
     assert_eq!(posted.timestamp, MessageId::parse(&posted.id).unwrap().ms);
     // The origin connection got neither.
     assert!(a.queue.try_recv().is_err());

@@ -70,27 +70,14 @@ impl TestServer {
     /// A WebSocket client, signed in with a fresh guest session under `name`.
     pub async fn client(&self, name: &str) -> Client {
         let (token, user_id) = self.guest(name).await;
-        let mut client = Client::connect(&self.ws_url(), &[]).await;
-        client.expect("connected").await;
-        client.send(json!({"type": "auth", "token": token})).await;
-        let authed = client.expect("authenticated").await;
-        assert_eq!(authed["userId"], user_id.as_str());
-        client.user_id = user_id;
-        client.token = token;
+        let client = Client::signed_in(&self.ws_url(), &token).await;
+        assert_eq!(client.user_id, user_id);
         client
     }
 
     /// Another connection (tab) of an existing client's user.
     pub async fn second_tab(&self, of: &Client) -> Client {
-        let mut client = Client::connect(&self.ws_url(), &[]).await;
-        client.expect("connected").await;
-        client
-            .send(json!({"type": "auth", "token": of.token}))
-            .await;
-        client.expect("authenticated").await;
-        client.user_id = of.user_id.clone();
-        client.token = of.token.clone();
-        client
+        Client::signed_in(&self.ws_url(), &of.token).await
     }
 
     pub async fn http(
@@ -220,6 +207,17 @@ impl Client {
             user_id: String::new(),
             token: String::new(),
         }
+    }
+
+    /// Connects and signs in with `token` through the `auth` message.
+    pub async fn signed_in(url: &str, token: &str) -> Client {
+        let mut client = Client::connect(url, &[]).await;
+        client.expect("connected").await;
+        client.send(json!({"type": "auth", "token": token})).await;
+        let authed = client.expect("authenticated").await;
+        client.user_id = authed["userId"].as_str().expect("userId").to_string();
+        client.token = token.to_string();
+        client
     }
 
     pub async fn send(&mut self, value: Value) {
