@@ -1,5 +1,5 @@
 //! Server functions: what pages load (history, presence, rooms, the current user) and the
-//! guest sign-in. They run on the server through the [`Backend`](crate::backend::Backend)
+//! sign-in forms (guest, account sign-in, registration, sign-out). They run on the server through the [`Backend`](crate::backend::Backend)
 //! provided as context, and are called over HTTP from the browser.
 
 use crate::protocol::{HistoryPage, Member, RoomSummary, User};
@@ -49,6 +49,20 @@ mod ssr {
         }
     }
 
+    /// Who is asking, as the server's request middleware recorded it.
+    pub async fn client() -> crate::backend::Client {
+        let extensions: Option<http::Extensions> = leptos_axum::extract().await.ok();
+        extensions
+            .and_then(|extensions| extensions.get::<crate::backend::Client>().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Stores a new session's token in the HttpOnly cookie.
+    pub async fn remember(backend: &SharedBackend, token: &str) -> Result<(), ServerFnError> {
+        let client = client().await;
+        set_cookie(backend.session_cookie(token, &client))
+    }
+
     pub fn set_cookie(value: String) -> Result<(), ServerFnError> {
         let value =
             http::HeaderValue::from_str(&value).map_err(|_| ServerFnError::new("bad cookie"))?;
@@ -69,8 +83,38 @@ pub async fn current_user() -> Result<Option<User>, ServerFnError> {
 #[server(endpoint = "start_guest_session")]
 pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
-    let (token, user) = backend.create_guest(&name).await.map_err(ssr::to_error)?;
-    ssr::set_cookie(backend.session_cookie(&token))?;
+    let client = ssr::client().await;
+    let (token, user) = backend
+        .create_guest(&name, &client)
+        .await
+        .map_err(ssr::to_error)?;
+    ssr::remember(&backend, &token).await?;
+    Ok(user)
+}
+
+/// Signs in to an account and stores the session in the HttpOnly cookie.
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(username: String, password: String) -> Result<User, ServerFnError> {
+    let backend = ssr::backend()?;
+    let client = ssr::client().await;
+    let (token, user) = backend
+        .sign_in(&username, &password, &client)
+        .await
+        .map_err(ssr::to_error)?;
+    ssr::remember(&backend, &token).await?;
+    Ok(user)
+}
+
+/// Creates an account, signs it in and stores the session in the HttpOnly cookie.
+#[server(endpoint = "register")]
+pub async fn register(username: String, password: String) -> Result<User, ServerFnError> {
+    let backend = ssr::backend()?;
+    let client = ssr::client().await;
+    let (token, user) = backend
+        .register(&username, &password, &client)
+        .await
+        .map_err(ssr::to_error)?;
+    ssr::remember(&backend, &token).await?;
     Ok(user)
 }
 

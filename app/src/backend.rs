@@ -15,9 +15,13 @@ pub const SESSION_COOKIE: &str = "confab_session";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// The request was wrong; the text says how.
+    /// The request was refused; the code says why (bad input, taken name, wrong password),
+    /// the text says what to do.
     #[error("{0}")]
     Invalid(Invalid),
+    /// Too many attempts: try again after this many seconds.
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// The engine cannot serve now (details are logged by the server, not returned).
     #[error("the chat service is unavailable, try again shortly")]
     Unavailable,
@@ -34,7 +38,25 @@ pub trait Backend: Send + Sync + 'static {
     /// The user behind a session token, if it is valid.
     async fn user_for_token(&self, token: &str) -> Result<Option<User>, BackendError>;
     /// Starts a guest session under a display name: the token and the user.
-    async fn create_guest(&self, name: &str) -> Result<(String, User), BackendError>;
+    async fn create_guest(
+        &self,
+        name: &str,
+        client: &Client,
+    ) -> Result<(String, User), BackendError>;
+    /// Creates an account and signs it in: the token and the user.
+    async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        client: &Client,
+    ) -> Result<(String, User), BackendError>;
+    /// Signs in to an account: the token and the user.
+    async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: &Client,
+    ) -> Result<(String, User), BackendError>;
     /// Ends a session.
     async fn end_session(&self, token: &str) -> Result<(), BackendError>;
     /// A page of a room's history, oldest first, older than `before` (or the newest).
@@ -47,13 +69,35 @@ pub trait Backend: Send + Sync + 'static {
     async fn members(&self, room: &str) -> Result<Vec<Member>, BackendError>;
     /// Rooms with history or people present, busiest first.
     async fn rooms(&self) -> Result<Vec<RoomSummary>, BackendError>;
-    /// The `Set-Cookie` value that stores `token` in the browser.
-    fn session_cookie(&self, token: &str) -> String;
+    /// The `Set-Cookie` value that stores `token` in the browser (`Secure` when the client
+    /// came over HTTPS).
+    fn session_cookie(&self, token: &str, client: &Client) -> String;
     /// The `Set-Cookie` value that removes the session cookie.
     fn clear_session_cookie(&self) -> String;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;
+
+/// Who made a request, as far as rate limits and cookies care. The server works it out once
+/// per request (peer address, or a configured proxy header) and stores it in the request's
+/// extensions, where HTTP handlers and server functions read it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    /// The client's IP address, when known.
+    pub ip: Option<std::net::IpAddr>,
+    /// Whether the client reached us over HTTPS (directly or through a proxy saying so).
+    pub https: bool,
+}
+
+impl Client {
+    /// The key of per-address limits.
+    pub fn address_key(&self) -> String {
+        match self.ip {
+            Some(ip) => ip.to_string(),
+            None => "unknown".into(),
+        }
+    }
+}
 
 /// The session token of a request: the session cookie, or an `Authorization: Bearer` header.
 pub fn session_token(headers: &HeaderMap) -> Option<String> {

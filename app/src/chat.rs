@@ -386,6 +386,7 @@ mod tests {
             error: "too long".into(),
             room_id: Some("r".into()),
             client_msg_id: Some("c1".into()),
+            retry_after_ms: None,
         };
         log.apply(refusal, 0.0);
         assert_eq!(log.pending[0].error.as_deref(), Some("too long"));

@@ -162,6 +162,9 @@ pub enum ServerMsg {
         room_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
+        /// With `rate_limited`: milliseconds until the request would be accepted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     Pong,
 }
@@ -174,6 +177,7 @@ impl ServerMsg {
             error: error.into(),
             room_id: None,
             client_msg_id: None,
+            retry_after_ms: None,
         }
     }
 }
@@ -210,6 +214,20 @@ pub enum ErrorCode {
     InvalidSince,
     /// The engine (e.g. Redis) cannot serve this now; retry later. Nothing was stored.
     Unavailable,
+    /// Too many requests: wait `retryAfterMs` (WebSocket) or `Retry-After` seconds (HTTP).
+    RateLimited,
+    /// The username breaks the rules (3–32 of `A-Z a-z 0-9 _ -`, starting with a letter or digit).
+    InvalidUsername,
+    /// The password breaks the rules (8–128 characters, not the username).
+    InvalidPassword,
+    /// The username (in any letter case) belongs to a registered account.
+    UsernameTaken,
+    /// Sign-in failed: no such user, or the wrong password (deliberately not told apart).
+    InvalidCredentials,
+    /// The user has as many open connections as allowed.
+    TooManyConnections,
+    /// A browser request from a page of another origin (CSRF, cross-site WebSocket hijacking).
+    ForbiddenOrigin,
 }
 
 impl ErrorCode {
@@ -229,6 +247,13 @@ impl ErrorCode {
             ErrorCode::InvalidClientMsgId => "invalid_client_msg_id",
             ErrorCode::InvalidSince => "invalid_since",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidUsername => "invalid_username",
+            ErrorCode::InvalidPassword => "invalid_password",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::ForbiddenOrigin => "forbidden_origin",
         }
     }
 }
@@ -311,8 +336,13 @@ pub mod close {
     pub const NO_PONG: u16 = 4002;
     /// No successful `auth` within the auth timeout. Terminal: get a session first.
     pub const AUTH_TIMEOUT: u16 = 4500;
-    /// Too many protocol errors in a short time. Terminal: the client is broken.
+    /// Too many protocol errors (including refused sends while rate limited) in a short
+    /// time. Terminal: the client is broken or flooding.
     pub const PROTOCOL_ERRORS: u16 = 4501;
+    /// The user already has as many connections as allowed. Terminal: close another first.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4502;
+    /// The session was ended (signed out, on any instance). Terminal: sign in again.
+    pub const SESSION_ENDED: u16 = 4503;
 
     /// Whether a client should reconnect after this close code.
     pub fn should_reconnect(code: u16) -> bool {

@@ -13,6 +13,12 @@ pub const ROOM_ID_MAX: usize = 64;
 pub const NAME_MAX: usize = 32;
 /// Longest `clientMsgId`, in bytes.
 pub const CLIENT_MSG_ID_MAX: usize = 64;
+/// Shortest and longest username, in characters.
+pub const USERNAME_MIN: usize = 3;
+pub const USERNAME_MAX: usize = 32;
+/// Shortest and longest password, in characters (NIST SP 800-63B: at least 8, allow 64+).
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
 
 /// A failed check: what code to send and what to tell the person.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +28,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
         Invalid {
             code,
             reason: reason.into(),
@@ -99,6 +105,50 @@ pub fn display_name(name: &str) -> Result<String, Invalid> {
         return bad("a name cannot hold control characters");
     }
     Ok(name.to_string())
+}
+
+/// Usernames of accounts: 3–32 of `A-Z a-z 0-9 _ -`, starting with a letter or digit.
+/// ASCII only, so that no two accounts look alike (no homoglyphs); unique in any letter
+/// case ([`username_key`]). Surrounding spaces are trimmed; the case typed is kept for display.
+pub fn username(name: &str) -> Result<String, Invalid> {
+    let name = name.trim();
+    let bad = |why: &str| Err(Invalid::new(ErrorCode::InvalidUsername, why.to_string()));
+    let length = name.chars().count();
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&length) {
+        return bad("a username has 3 to 32 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return bad("a username starts with a letter or digit");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return bad("a username holds only letters A–Z, digits, _ and -");
+    }
+    Ok(name.to_string())
+}
+
+/// The form under which a username is unique: "Ana" and "ANA" are one account.
+pub fn username_key(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+/// Passwords: 8–128 characters, anything printable or not, but not the username itself.
+/// Not trimmed: every character counts.
+pub fn password<'a>(password: &'a str, username: &str) -> Result<&'a str, Invalid> {
+    let bad = |why: &str| Err(Invalid::new(ErrorCode::InvalidPassword, why.to_string()));
+    let length = password.chars().count();
+    if length < PASSWORD_MIN {
+        return bad("a password has at least 8 characters");
+    }
+    if length > PASSWORD_MAX {
+        return bad("a password has at most 128 characters");
+    }
+    if password.eq_ignore_ascii_case(username.trim()) {
+        return bad("the password cannot be the username");
+    }
+    Ok(password)
 }
 
 /// Chat content: trimmed, non-empty, at most `max_bytes` of UTF-8, and no control characters
@@ -238,6 +288,47 @@ mod tests {
         assert!(display_name("").is_err());
         assert!(display_name(&"x".repeat(33)).is_err());
         assert!(display_name("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn usernames() {
+        assert_eq!(username("  Ana_1 ").unwrap(), "Ana_1");
+        assert_eq!(username(&"a".repeat(32)).unwrap().len(), 32);
+        for bad in [
+            "ab",
+            "",
+            &"a".repeat(33),
+            "_ana",
+            "-ana",
+            "an a",
+            "anä",
+            "an.a",
+            "a\u{0}b",
+        ] {
+            assert_eq!(
+                username(bad).unwrap_err().code,
+                ErrorCode::InvalidUsername,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(username_key(" AnA "), "ana");
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(password("correct horse", "ana").is_ok());
+        assert!(password(&"é".repeat(128), "ana").is_ok());
+        for (bad, user) in [
+            ("short", "ana"),
+            (&*"x".repeat(129), "ana"),
+            ("Ana12345", "ana12345"),
+        ] {
+            assert_eq!(
+                password(bad, user).unwrap_err().code,
+                ErrorCode::InvalidPassword,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

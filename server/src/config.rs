@@ -40,9 +40,82 @@ pub struct Config {
     #[arg(long, env = "CONFAB_PRESENCE_REFRESH_SECS", default_value_t = 5)]
     pub presence_refresh_secs: u64,
 
-    /// Seconds a session lives (Redis engine; the memory engine forgets sessions on exit).
-    #[arg(long, env = "CONFAB_SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    /// Seconds a session lives without being used (sliding: each use pushes it back, at most
+    /// once per quarter of this time). The memory engine forgets sessions on exit.
+    #[arg(long, env = "CONFAB_SESSION_TTL_SECS", default_value_t = 14 * 24 * 3600)]
     pub session_ttl_secs: u64,
+
+    /// Seconds a session lives at most, however often it is used (then sign in again).
+    #[arg(long, env = "CONFAB_SESSION_MAX_AGE_SECS", default_value_t = 90 * 24 * 3600)]
+    pub session_max_age_secs: u64,
+
+    /// Argon2id memory cost per password hash, KiB (OWASP: 19456 with 2 iterations).
+    #[arg(long, env = "CONFAB_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+
+    /// Argon2id iterations (time cost).
+    #[arg(long, env = "CONFAB_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+
+    /// Argon2id lanes (parallelism).
+    #[arg(long, env = "CONFAB_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+
+    /// Password hashes computed at once (each takes the memory cost); more wait their turn.
+    #[arg(long, env = "CONFAB_MAX_CONCURRENT_HASHES", default_value_t = 4)]
+    pub max_concurrent_hashes: usize,
+
+    /// Chat messages per second a user may send, sustained (token bucket; 0: no limit).
+    #[arg(long, env = "CONFAB_SEND_RATE", default_value_t = 1.0)]
+    pub send_rate: f64,
+
+    /// Chat messages a user may send in a burst above the sustained rate.
+    #[arg(long, env = "CONFAB_SEND_BURST", default_value_t = 5)]
+    pub send_burst: u32,
+
+    /// Typing events per second a user may send, sustained (0: no limit).
+    #[arg(long, env = "CONFAB_TYPING_RATE", default_value_t = 2.0)]
+    pub typing_rate: f64,
+
+    /// Typing events a user may send in a burst.
+    #[arg(long, env = "CONFAB_TYPING_BURST", default_value_t = 6)]
+    pub typing_burst: u32,
+
+    /// WebSocket connections one user may hold on one instance.
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub max_connections_per_user: usize,
+
+    /// Window of the attempt limits below, in seconds.
+    #[arg(long, env = "CONFAB_ATTEMPT_WINDOW_SECS", default_value_t = 900)]
+    pub attempt_window_secs: u64,
+
+    /// Failed sign-ins per username per window; then sign-in to it is refused until the
+    /// window ends (0: no limit).
+    #[arg(long, env = "CONFAB_LOGIN_FAILURES_PER_USER", default_value_t = 10)]
+    pub login_failures_per_user: u64,
+
+    /// Failed sign-ins per client address per window (0: no limit).
+    #[arg(long, env = "CONFAB_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
+    pub login_failures_per_address: u64,
+
+    /// Accounts created per client address per window (0: no limit).
+    #[arg(long, env = "CONFAB_REGISTRATIONS_PER_ADDRESS", default_value_t = 20)]
+    pub registrations_per_address: u64,
+
+    /// Guest sessions started per client address per window (0: no limit).
+    #[arg(long, env = "CONFAB_GUESTS_PER_ADDRESS", default_value_t = 200)]
+    pub guests_per_address: u64,
+
+    /// Origins (e.g. `https://chat.example.com`) allowed besides the server's own, for
+    /// WebSocket upgrades and state-changing requests from browsers. Comma separated.
+    #[arg(long, env = "CONFAB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Header holding the client's address when behind a reverse proxy (e.g.
+    /// `X-Forwarded-For`: its last entry is used; `X-Forwarded-Proto: https` is then trusted
+    /// too). Unset: the TCP peer's address.
+    #[arg(long, env = "CONFAB_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
 
     /// Where the built site (pkg/ with the WASM, JS and CSS) lives.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
@@ -110,7 +183,7 @@ pub struct Config {
     #[arg(long, env = "CONFAB_RESUME_MAX", default_value_t = 300)]
     pub resume_max: usize,
 
-    /// Milliseconds between forwarded `typing: true` events per connection and room.
+    /// Milliseconds between forwarded `typing: true` events per user and room.
     #[arg(long, env = "CONFAB_TYPING_THROTTLE_MS", default_value_t = 1000)]
     pub typing_throttle_ms: u64,
 
@@ -171,6 +244,46 @@ impl Config {
                 return Err("--server-id must be 1–32 of A-Z a-z 0-9 - _".into());
             }
         }
+        if self.session_ttl_secs == 0 || self.session_max_age_secs < self.session_ttl_secs {
+            return Err(
+                "--session-ttl-secs must be at least 1 and at most --session-max-age-secs".into(),
+            );
+        }
+        if argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+        .is_err()
+        {
+            return Err("--argon2-memory-kib/--argon2-iterations/--argon2-parallelism are not valid Argon2 parameters (memory ≥ 8 × parallelism, iterations ≥ 1)".into());
+        }
+        if self.max_concurrent_hashes == 0 || self.max_connections_per_user == 0 {
+            return Err(
+                "--max-concurrent-hashes and --max-connections-per-user must be at least 1".into(),
+            );
+        }
+        for (name, rate, burst) in [
+            ("send", self.send_rate, self.send_burst),
+            ("typing", self.typing_rate, self.typing_burst),
+        ] {
+            if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && burst == 0) {
+                return Err(format!(
+                    "--{name}-rate must be 0 (no limit) or positive, with --{name}-burst at least 1"
+                ));
+            }
+        }
+        if self.attempt_window_secs == 0 {
+            return Err("--attempt-window-secs must be at least 1".into());
+        }
+        for origin in &self.allowed_origins {
+            if crate::guard::normalize_origin(origin).is_none() {
+                return Err(format!(
+                    "--allowed-origins: “{origin}” is not an origin like https://chat.example.com"
+                ));
+            }
+        }
         if self.max_content_bytes > self.max_frame_bytes {
             return Err("--max-content-bytes cannot exceed --max-frame-bytes".into());
         }
@@ -194,6 +307,9 @@ impl Config {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    pub fn attempt_window(&self) -> Duration {
+        Duration::from_secs(self.attempt_window_secs)
     }
 }
 

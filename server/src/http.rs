@@ -2,7 +2,9 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | POST | /api/session `{"name"}` | `{"token","user"}` and the session cookie |
+//! | POST | /api/session `{"name"}` | a guest session: `{"token","user"}` and the session cookie |
+//! | POST | /api/accounts `{"username","password"}` | 201: a new account, signed in, as above |
+//! | POST | /api/login `{"username","password"}` | an account signed in, as above |
 //! | GET | /api/session | `{"user"}` of the cookie or bearer token, else 401 |
 //! | DELETE | /api/session | ends the session, clears the cookie |
 //! | GET | /health | status, connections, rooms, serverId, engine |
@@ -13,12 +15,14 @@
 //! | GET | /open?room= | the home page's room form without JavaScript: a redirect |
 //!
 //! Every failure is a 4xx/5xx with `{"code","error"}`; internals are never returned.
+//! 401 `invalid_credentials`, 409 `username_taken`, 429 `rate_limited` with `Retry-After`,
+//! 403 `forbidden_origin` (see [`crate::guard`]).
 
 use crate::state::AppState;
-use app::backend::{session_token, Backend, BackendError};
+use app::backend::{session_token, Backend, BackendError, Client};
 use app::protocol::ErrorCode;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -31,6 +35,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -39,6 +44,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -50,7 +56,22 @@ impl ApiError {
 impl From<BackendError> for ApiError {
     fn from(err: BackendError) -> Self {
         match err {
-            BackendError::Invalid(invalid) => ApiError::bad_request(invalid.code, invalid.reason),
+            BackendError::Invalid(invalid) => {
+                let status = match invalid.code {
+                    ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+                    ErrorCode::UsernameTaken => StatusCode::CONFLICT,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                ApiError::new(status, invalid.code.as_str(), invalid.reason)
+            }
+            BackendError::RateLimited { retry_after_secs } => ApiError {
+                retry_after_secs: Some(retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited.as_str(),
+                    err.to_string(),
+                )
+            },
             BackendError::Unavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable.as_str(),
@@ -62,11 +83,17 @@ impl From<BackendError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"code": self.code, "error": self.message})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -86,16 +113,61 @@ struct NewSession {
     name: String,
 }
 
-pub async fn create_session(State(state): State<AppState>, body: Bytes) -> ApiResult {
-    let request: NewSession = parse_body(&body)?;
-    let (token, user) = state.create_guest(&request.name).await?;
-    tracing::info!(user = user.id, name = user.name, "guest session created");
-    let cookie = state.session_cookie(&token);
-    Ok((
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// The answer to every successful sign-in: the token for programs, the cookie for browsers.
+fn signed_in(
+    state: &AppState,
+    client: &Client,
+    status: StatusCode,
+    (token, user): (String, app::protocol::User),
+) -> Response {
+    let cookie = state.session_cookie(&token, client);
+    (
+        status,
         [(header::SET_COOKIE, cookie)],
         Json(json!({"token": token, "user": user})),
     )
-        .into_response())
+        .into_response()
+}
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    body: Bytes,
+) -> ApiResult {
+    let request: NewSession = parse_body(&body)?;
+    let signed = state.create_guest(&request.name, &client).await?;
+    tracing::debug!(
+        user = signed.1.id,
+        name = signed.1.name,
+        "guest session created"
+    );
+    Ok(signed_in(&state, &client, StatusCode::OK, signed))
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    body: Bytes,
+) -> ApiResult {
+    let request: Credentials = parse_body(&body)?;
+    let signed = Backend::register(&state, &request.username, &request.password, &client).await?;
+    Ok(signed_in(&state, &client, StatusCode::CREATED, signed))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    body: Bytes,
+) -> ApiResult {
+    let request: Credentials = parse_body(&body)?;
+    let signed = Backend::sign_in(&state, &request.username, &request.password, &client).await?;
+    Ok(signed_in(&state, &client, StatusCode::OK, signed))
 }
 
 pub async fn current_session(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {

@@ -5,6 +5,7 @@
 //! member. A connection whose queue is full is disconnected as a slow consumer rather than
 //! allowed to grow memory.
 
+use crate::engine::SessionId;
 use app::protocol::{close, ServerMsg};
 use futures::task::AtomicWaker;
 use std::collections::HashMap;
@@ -107,6 +108,8 @@ pub struct Registration {
 struct Registry {
     connections: HashMap<ConnectionId, Outbox>,
     rooms: HashMap<String, HashMap<ConnectionId, Outbox>>,
+    /// The session each signed-in connection used, so signing out can close them.
+    sessions: HashMap<ConnectionId, SessionId>,
 }
 
 /// Local rooms → connections. Shared by all connection tasks and the engine.
@@ -148,7 +151,32 @@ impl Hub {
 
     /// Removes a connection that left all its rooms.
     pub fn unregister(&self, id: ConnectionId) {
-        self.write().connections.remove(&id);
+        let mut registry = self.write();
+        registry.connections.remove(&id);
+        registry.sessions.remove(&id);
+    }
+
+    /// Records which session a connection signed in with.
+    pub fn set_session(&self, id: ConnectionId, session: SessionId) {
+        let mut registry = self.write();
+        if registry.connections.contains_key(&id) {
+            registry.sessions.insert(id, session);
+        }
+    }
+
+    /// Closes every local connection signed in with `session` (4503). Returns how many.
+    /// A scan over the connections: sign-outs are rare next to deliveries, which stay free
+    /// of a second index to maintain.
+    pub fn close_session(&self, session: &SessionId) -> usize {
+        let registry = self.read();
+        let mut closed = 0;
+        for (id, _) in registry.sessions.iter().filter(|(_, s)| *s == session) {
+            if let Some(outbox) = registry.connections.get(id) {
+                outbox.kick(close::SESSION_ENDED, "signed out");
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Adds the connection to a local room; true when it is the room's first local member
@@ -283,6 +311,25 @@ mod tests {
             slow.kick.reason().map(|r| r.code),
             Some(close::SLOW_CONSUMER)
         );
+    }
+
+    #[test]
+    fn ending_a_session_closes_only_its_connections() {
+        let hub = Hub::new(4);
+        let a = hub.register();
+        let b = hub.register();
+        let other = hub.register();
+        let session = SessionId("s1".into());
+        hub.set_session(a.id, session.clone());
+        hub.set_session(b.id, session.clone());
+        hub.set_session(other.id, SessionId("s2".into()));
+        assert_eq!(hub.close_session(&session), 2);
+        assert_eq!(a.kick.reason().map(|r| r.code), Some(close::SESSION_ENDED));
+        assert_eq!(b.kick.reason().map(|r| r.code), Some(close::SESSION_ENDED));
+        assert_eq!(other.kick.reason(), None);
+        hub.unregister(a.id);
+        hub.unregister(b.id);
+        assert_eq!(hub.close_session(&session), 0);
     }
 
     #[tokio::test]

@@ -3,7 +3,11 @@
 //!
 //! # Layout
 //! - [`config`]: the clap [`Config`](config::Config), also read from the environment.
-//! - [`engine`]: the Broker / History / Presence / Sessions traits and the memory engine.
+//! - [`engine`]: the Broker / History / Presence / Sessions / Accounts / Counters traits, with
+//!   a memory and a Redis implementation.
+//! - [`auth`]: accounts, passwords, session tokens and expiry, attempt limits.
+//! - [`limits`]: per-user message and typing rates, connections per user.
+//! - [`guard`]: client address, and the Origin checks against CSRF and WebSocket hijacking.
 //! - [`hub`]: this instance's local rooms → connections, with bounded outbound queues.
 //! - [`ws`]: the `/ws` endpoint; a reader and a writer task per connection, and the protocol.
 //! - [`http`]: the JSON API (`/api/...`, `/health`) and its one error type.
@@ -12,10 +16,13 @@
 //! [`start`] binds and serves; [`Running::shutdown`] (or SIGTERM / Ctrl-C in `main`) stops
 //! accepting, closes every socket with 4000 ("reconnect") and waits for connections to end.
 
+pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod guard;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod state;
 pub mod ws;
 
@@ -27,7 +34,8 @@ use crate::hub::Hub;
 use crate::state::AppState;
 use app::backend::SharedBackend;
 use app::protocol::close;
-use axum::routing::{any, get};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use leptos::config::LeptosOptions;
@@ -73,7 +81,6 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
                     lease_ttl: Duration::from_secs(config.presence_lease_secs),
                     lease_refresh: Duration::from_secs(config.presence_refresh_secs),
                     command_timeout: Duration::from_millis(config.redis_timeout_ms),
-                    session_ttl: Duration::from_secs(config.session_ttl_secs),
                 },
                 hub.clone(),
             )
@@ -109,6 +116,8 @@ pub fn app(state: AppState) -> Router {
                 .post(http::create_session)
                 .delete(http::end_session),
         )
+        .route("/api/accounts", post(http::register))
+        .route("/api/login", post(http::login))
         .route("/api/online-users", get(http::online_users))
         .route("/api/rooms", get(http::rooms))
         .route("/api/rooms/{room}/members", get(http::room_members))
@@ -128,6 +137,8 @@ pub fn app(state: AppState) -> Router {
             AppState,
             _,
         >(context, app::shell))
+        .layer(from_fn_with_state(state.clone(), guard::csrf))
+        .layer(from_fn_with_state(state.clone(), guard::identify_client))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -185,10 +196,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
-        let serve =
-            axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            });
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
         let served = tokio::spawn(async move { serve.await });
         let _ = drained.wait_for(|stop| *stop).await;
         drain(&serve_state).await;

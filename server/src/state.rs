@@ -1,10 +1,13 @@
 //! The instance's shared state, handed to every handler and connection, and the
 //! [`Backend`] that server functions and HTTP endpoints read through.
 
+use crate::auth::{Auth, SignedIn};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::guard::OriginPolicy;
 use crate::hub::Hub;
-use app::backend::{Backend, BackendError, SESSION_COOKIE};
+use crate::limits::{Rate, UserLimits};
+use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
 use app::protocol::{HistoryPage, Member, RoomSummary, User};
 use app::validate::{self, MessageId};
 use async_trait::async_trait;
@@ -12,9 +15,6 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// How long the session cookie lives in the browser.
-const COOKIE_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -25,6 +25,9 @@ struct Shared {
     engine: Engine,
     hub: Arc<Hub>,
     leptos: LeptosOptions,
+    auth: Auth,
+    limits: Arc<UserLimits>,
+    origins: OriginPolicy,
 }
 
 impl AppState {
@@ -35,12 +38,29 @@ impl AppState {
         hub: Arc<Hub>,
         leptos: LeptosOptions,
     ) -> Self {
+        let auth = Auth::new(&config, engine.clone());
+        let limits = Arc::new(UserLimits::new(
+            Rate {
+                per_sec: config.send_rate,
+                burst: config.send_burst,
+            },
+            Rate {
+                per_sec: config.typing_rate,
+                burst: config.typing_burst,
+            },
+            config.typing_throttle(),
+            config.max_connections_per_user,
+        ));
+        let origins = OriginPolicy::new(&config.allowed_origins);
         AppState(Arc::new(Shared {
             config,
             server_id,
             engine,
             hub,
             leptos,
+            auth,
+            limits,
+            origins,
         }))
     }
 
@@ -59,6 +79,15 @@ impl AppState {
     pub fn leptos(&self) -> &LeptosOptions {
         &self.0.leptos
     }
+    pub fn auth(&self) -> &Auth {
+        &self.0.auth
+    }
+    pub fn limits(&self) -> &Arc<UserLimits> {
+        &self.0.limits
+    }
+    pub fn origins(&self) -> &OriginPolicy {
+        &self.0.origins
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -70,16 +99,33 @@ impl FromRef<AppState> for LeptosOptions {
 #[async_trait]
 impl Backend for AppState {
     async fn user_for_token(&self, token: &str) -> Result<Option<User>, BackendError> {
-        Ok(self.engine().sessions.resolve(token).await?)
+        Ok(self.auth().resolve(token).await?.map(|(_, user)| user))
     }
 
-    async fn create_guest(&self, name: &str) -> Result<(String, User), BackendError> {
-        let name = validate::display_name(name)?;
-        Ok(self.engine().sessions.create_guest(&name).await?)
+    async fn create_guest(&self, name: &str, client: &Client) -> Result<SignedIn, BackendError> {
+        self.auth().guest(name, client).await
+    }
+
+    async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        client: &Client,
+    ) -> Result<SignedIn, BackendError> {
+        self.auth().register(username, password, client).await
+    }
+
+    async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: &Client,
+    ) -> Result<SignedIn, BackendError> {
+        self.auth().sign_in(username, password, client).await
     }
 
     async fn end_session(&self, token: &str) -> Result<(), BackendError> {
-        Ok(self.engine().sessions.end(token).await?)
+        Ok(self.auth().sign_out(token).await?)
     }
 
     async fn history_page(
@@ -136,13 +182,18 @@ impl Backend for AppState {
         Ok(rooms)
     }
 
-    fn session_cookie(&self, token: &str) -> String {
-        let secure = if self.config().secure_cookies {
+    fn session_cookie(&self, token: &str, client: &Client) -> String {
+        let secure = if self.config().secure_cookies || client.https {
             "; Secure"
         } else {
             ""
         };
-        format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{secure}")
+        // The browser may keep it as long as the session can live; the server decides
+        // whether the session is still valid (idle expiry, sign-out).
+        let max_age = self.config().session_max_age_secs;
+        format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        )
     }
 
     fn clear_session_cookie(&self) -> String {

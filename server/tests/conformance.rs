@@ -1,5 +1,6 @@
 //! One suite, run against both engines: broker, history (ids, pages, since, trimming),
-//! presence (multi-tab, rooms, online) and sessions behave the same.
+//! presence (multi-tab, rooms, online), sessions (expiry, ending closes sockets), accounts
+//! and counters behave the same.
 
 mod common;
 
@@ -7,7 +8,7 @@ use app::protocol::{ServerMsg, User};
 use app::validate::MessageId;
 use common::{eventually, RedisServer};
 use server::config::Config;
-use server::engine::{Draft, Resume};
+use server::engine::{AccountRecord, Draft, Resume, SessionId, SessionRecord};
 use server::hub::{encode, ConnectionId};
 use server::state::AppState;
 use std::time::Duration;
@@ -48,7 +49,9 @@ async fn suite(state: AppState) {
     broker_and_post_deliver_encoded_events(&state).await;
     history_orders_pages_and_resumes(&state).await;
     presence_counts_people_not_tabs(&state).await;
-    sessions_resolve_until_ended(&state).await;
+    sessions_expire_and_end_everywhere(&state).await;
+    accounts_are_unique(&state).await;
+    counters_count_within_a_window(&state).await;
 }
 
 /// The next frame queued to a connection, decoded.
@@ -254,15 +257,94 @@ async fn presence_counts_people_not_tabs(state: &AppState) {
     assert!(presence.online().await.unwrap().is_empty());
 }
 
-async fn sessions_resolve_until_ended(state: &AppState) {
+async fn sessions_expire_and_end_everywhere(state: &AppState) {
     let sessions = &state.engine().sessions;
-    let (token, user) = sessions.create_guest("Ana").await.unwrap();
-    assert_eq!(token.len(), 64);
-    assert!(user.guest && user.name == "Ana");
-    assert_eq!(sessions.resolve(&token).await.unwrap(), Some(user));
-    assert_eq!(sessions.resolve("forged").await.unwrap(), None);
-    sessions.end(&token).await.unwrap();
-    assert_eq!(sessions.resolve(&token).await.unwrap(), None);
+    let record = SessionRecord {
+        user: user("ana"),
+        created_ms: 1,
+        refreshed_ms: 2,
+    };
+    let id = SessionId("a".repeat(64));
+    sessions
+        .put_session(&id, &record, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions.get_session(&id).await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        sessions
+            .get_session(&SessionId("b".repeat(64)))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let short = SessionId("c".repeat(64));
+    sessions
+        .put_session(&short, &record, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(sessions.get_session(&short).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sessions.get_session(&short).await.unwrap(), None, "expired");
+
+    // Ending a session closes the connections signed in with it (Redis: through the
+    // control channel, which this instance hears like every other).
+    let hub = state.hub();
+    let tab = hub.register();
+    let other = hub.register();
+    hub.set_session(tab.id, id.clone());
+    hub.set_session(other.id, SessionId("d".repeat(64)));
+    sessions.end_session(&id).await.unwrap();
+    assert_eq!(sessions.get_session(&id).await.unwrap(), None);
+    eventually(
+        Duration::from_secs(5),
+        "the session's socket is asked to close",
+        || async { tab.kick.reason().map(|r| r.code) == Some(app::protocol::close::SESSION_ENDED) },
+    )
+    .await;
+    assert_eq!(other.kick.reason(), None);
+    hub.unregister(tab.id);
+    hub.unregister(other.id);
+}
+
+async fn accounts_are_unique(state: &AppState) {
+    let accounts = &state.engine().accounts;
+    let account = AccountRecord {
+        user_id: "u-1".into(),
+        username: "Ana".into(),
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        created_ms: 5,
+    };
+    assert_eq!(accounts.find_account("ana").await.unwrap(), None);
+    assert!(accounts.create_account("ana", &account).await.unwrap());
+    let impostor = AccountRecord {
+        user_id: "u-2".into(),
+        ..account.clone()
+    };
+    assert!(!accounts.create_account("ana", &impostor).await.unwrap());
+    assert_eq!(accounts.find_account("ana").await.unwrap(), Some(account));
+}
+
+async fn counters_count_within_a_window(state: &AppState) {
+    let counters = &state.engine().counters;
+    let window = Duration::from_millis(300);
+    assert_eq!(counters.peek("k").await.unwrap().count, 0);
+    assert_eq!(counters.hit("k", window).await.unwrap().count, 1);
+    let second = counters.hit("k", window).await.unwrap();
+    assert_eq!(second.count, 2);
+    assert!(second.resets_in <= window && second.resets_in > Duration::ZERO);
+    assert_eq!(counters.peek("k").await.unwrap().count, 2);
+    assert_eq!(counters.hit("other", window).await.unwrap().count, 1);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        counters.peek("k").await.unwrap().count,
+        0,
+        "the window ended"
+    );
+    assert_eq!(counters.hit("k", window).await.unwrap().count, 1);
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
-//! The in-process engine: one instance, nothing to install. History, presence and sessions
-//! live in this process and are gone when it stops.
+//! The in-process engine: one instance, nothing to install. History, presence, sessions,
+//! accounts and counters live in this process and are gone when it stops.
 //!
 //! Message ids have the same shape and order as Redis stream ids (`<ms>-<seq>`, per room),
 //! so clients and the resume logic cannot tell the engines apart.
 
-use super::{Broker, Draft, EngineResult, History, Lifecycle, Presence, Resume, Sessions};
+use super::{
+    AccountRecord, Accounts, Broker, Counters, Draft, EngineResult, History, Lifecycle, Presence,
+    Resume, SessionId, SessionRecord, Sessions, WindowCount,
+};
 use crate::engine::now_ms;
 use crate::hub::{encode, ConnectionId, Frame, Hub};
 use app::protocol::{ChatMessage, HistoryPage, Member, ServerMsg, User};
@@ -12,6 +15,11 @@ use app::validate::MessageId;
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Expired sessions and counters are swept after this many insertions, so that entries
+/// nobody asks for again do not pile up.
+const SWEEP_EVERY: u32 = 1024;
 
 /// Settings of the memory engine.
 #[derive(Clone, Debug)]
@@ -29,7 +37,55 @@ pub struct MemoryEngine {
     // while a new message is delivered to the hub, so deliveries leave in id order.
     history: Mutex<HashMap<String, RoomLog>>,
     presence: Mutex<PresenceState>,
-    sessions: Mutex<HashMap<String, User>>,
+    sessions: Mutex<Expiring<SessionId, SessionRecord>>,
+    accounts: Mutex<HashMap<String, AccountRecord>>,
+    counters: Mutex<Expiring<String, u64>>,
+}
+
+/// A map whose entries expire, swept now and then.
+struct Expiring<K, V> {
+    entries: HashMap<K, (V, Instant)>,
+    inserts_since_sweep: u32,
+}
+
+impl<K: std::hash::Hash + Eq, V> Default for Expiring<K, V> {
+    fn default() -> Self {
+        Expiring {
+            entries: HashMap::new(),
+            inserts_since_sweep: 0,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Expiring<K, V> {
+    fn insert(&mut self, key: K, value: V, expires: Instant) {
+        self.inserts_since_sweep += 1;
+        if self.inserts_since_sweep >= SWEEP_EVERY {
+            self.inserts_since_sweep = 0;
+            let now = Instant::now();
+            self.entries.retain(|_, (_, expires)| *expires > now);
+        }
+        self.entries.insert(key, (value, expires));
+    }
+
+    /// The live entry and when it expires.
+    fn get_mut(&mut self, key: &K) -> Option<(&mut V, Instant)> {
+        let now = Instant::now();
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|(_, expires)| *expires <= now)
+        {
+            self.entries.remove(key);
+        }
+        self.entries
+            .get_mut(key)
+            .map(|(value, expires)| (value, *expires))
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.entries.remove(key);
+    }
 }
 
 #[derive(Default)]
@@ -59,6 +115,8 @@ impl MemoryEngine {
             history: Mutex::default(),
             presence: Mutex::default(),
             sessions: Mutex::default(),
+            accounts: Mutex::default(),
+            counters: Mutex::default(),
         }
     }
 }
@@ -285,19 +343,77 @@ impl Presence for MemoryEngine {
 
 #[async_trait]
 impl Sessions for MemoryEngine {
-    async fn create_guest(&self, name: &str) -> EngineResult<(String, User)> {
-        let (token, user) = super::new_guest(name);
-        lock(&self.sessions).insert(token.clone(), user.clone());
-        Ok((token, user))
-    }
-
-    async fn resolve(&self, token: &str) -> EngineResult<Option<User>> {
-        Ok(lock(&self.sessions).get(token).cloned())
-    }
-
-    async fn end(&self, token: &str) -> EngineResult<()> {
-        lock(&self.sessions).remove(token);
+    async fn put_session(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> EngineResult<()> {
+        lock(&self.sessions).insert(id.clone(), record.clone(), Instant::now() + ttl);
         Ok(())
+    }
+
+    async fn get_session(&self, id: &SessionId) -> EngineResult<Option<SessionRecord>> {
+        Ok(lock(&self.sessions)
+            .get_mut(id)
+            .map(|(record, _)| record.clone()))
+    }
+
+    async fn end_session(&self, id: &SessionId) -> EngineResult<()> {
+        lock(&self.sessions).remove(id);
+        self.hub.close_session(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Accounts for MemoryEngine {
+    async fn create_account(&self, key: &str, account: &AccountRecord) -> EngineResult<bool> {
+        let mut accounts = lock(&self.accounts);
+        if accounts.contains_key(key) {
+            return Ok(false);
+        }
+        accounts.insert(key.to_string(), account.clone());
+        Ok(true)
+    }
+
+    async fn find_account(&self, key: &str) -> EngineResult<Option<AccountRecord>> {
+        Ok(lock(&self.accounts).get(key).cloned())
+    }
+}
+
+#[async_trait]
+impl Counters for MemoryEngine {
+    async fn hit(&self, key: &str, window: Duration) -> EngineResult<WindowCount> {
+        let now = Instant::now();
+        let mut counters = lock(&self.counters);
+        let key = key.to_string();
+        if let Some((count, expires)) = counters.get_mut(&key) {
+            *count += 1;
+            return Ok(WindowCount {
+                count: *count,
+                resets_in: expires.saturating_duration_since(now),
+            });
+        }
+        counters.insert(key, 1, now + window);
+        Ok(WindowCount {
+            count: 1,
+            resets_in: window,
+        })
+    }
+
+    async fn peek(&self, key: &str) -> EngineResult<WindowCount> {
+        let now = Instant::now();
+        Ok(match lock(&self.counters).get_mut(&key.to_string()) {
+            Some((count, expires)) => WindowCount {
+                count: *count,
+                resets_in: expires.saturating_duration_since(now),
+            },
+            None => WindowCount {
+                count: 0,
+                resets_in: Duration::ZERO,
+            },
+        })
     }
 }
 

@@ -1,12 +1,16 @@
 //! The engine: everything one instance shares with the others (or keeps for itself, alone).
 //!
-//! Four interfaces, each with a memory implementation here and (later) a Redis one:
+//! Each interface has a memory implementation ([`memory`]) and a Redis one ([`redis`]):
 //! - [`Broker`]: ephemeral room events (typing, joins) to every instance with members there.
 //! - [`History`]: stored messages; `post` stores and publishes in one atomic step.
 //! - [`Presence`]: who is connected, per room and overall, aggregated per user.
-//! - [`Sessions`]: who a token belongs to.
-//!
+//! - [`Sessions`]: session records by id (the hash of the token), and ending them everywhere.
+//! - [`Accounts`]: registered users and their password hashes.
+//! - [`Counters`]: fixed-window counts shared by every instance (sign-in attempts).
 //! - [`Lifecycle`]: health (is the backend reachable?) and shutdown.
+//!
+//! Policy (token hashing, expiry, password hashing, limits) lives in [`crate::auth`]; engines
+//! only store.
 //!
 //! Events reach local connections through the [`Hub`](crate::hub::Hub), which every engine
 //! is given at construction: the broker's deliveries land there.
@@ -18,7 +22,9 @@ use crate::hub::{ConnectionId, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
 use app::validate::MessageId;
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What can go wrong inside an engine. Callers turn it into an `unavailable` error for the
 /// client; the detail is logged, never sent.
@@ -111,15 +117,74 @@ pub trait Presence: Send + Sync {
     async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>>;
 }
 
-/// Session tokens.
+/// A session's id: the SHA-256 of its token, in hex. Only this is stored; the token itself
+/// exists only in the client, so a copy of the store cannot be used to sign in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(pub String);
+
+/// What is stored about a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    pub user: User,
+    /// When the session was created (the absolute lifetime counts from here), ms since epoch.
+    pub created_ms: u64,
+    /// When its expiry was last pushed back (sliding refresh), ms since epoch.
+    pub refreshed_ms: u64,
+}
+
+/// Session records.
 #[async_trait]
 pub trait Sessions: Send + Sync {
-    /// A new guest user with a fresh token.
-    async fn create_guest(&self, name: &str) -> EngineResult<(String, User)>;
-    /// The user a token belongs to, if it is valid.
-    async fn resolve(&self, token: &str) -> EngineResult<Option<User>>;
-    /// Ends a session; its token stops working.
-    async fn end(&self, token: &str) -> EngineResult<()>;
+    /// Stores or replaces a session; it disappears by itself `ttl` from now.
+    async fn put_session(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> EngineResult<()>;
+    /// The session, if it exists and has not expired.
+    async fn get_session(&self, id: &SessionId) -> EngineResult<Option<SessionRecord>>;
+    /// Deletes the session and has every instance close the connections signed in with it.
+    async fn end_session(&self, id: &SessionId) -> EngineResult<()>;
+}
+
+/// A registered account as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRecord {
+    pub user_id: String,
+    /// As the user typed it at registration; unique in lower case.
+    pub username: String,
+    /// PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
+    pub password_hash: String,
+    pub created_ms: u64,
+}
+
+/// Registered accounts, keyed by the lower-case username.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Stores a new account under `key`; false (and nothing stored) when the key is taken.
+    async fn create_account(&self, key: &str, account: &AccountRecord) -> EngineResult<bool>;
+    /// The account stored under `key`.
+    async fn find_account(&self, key: &str) -> EngineResult<Option<AccountRecord>>;
+}
+
+/// A count within a fixed time window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowCount {
+    pub count: u64,
+    /// Until the window ends and the count starts again from zero.
+    pub resets_in: Duration,
+}
+
+/// Fixed-window counters, shared by every instance (so a limit holds cluster-wide).
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Adds one to `key`. A key's window starts with its first hit and lasts `window`.
+    async fn hit(&self, key: &str, window: Duration) -> EngineResult<WindowCount>;
+    /// The count of `key` now (zero when no window is open).
+    async fn peek(&self, key: &str) -> EngineResult<WindowCount>;
 }
 
 /// The engine's own state.
@@ -138,6 +203,8 @@ pub struct Engine {
     pub history: Arc<dyn History>,
     pub presence: Arc<dyn Presence>,
     pub sessions: Arc<dyn Sessions>,
+    pub accounts: Arc<dyn Accounts>,
+    pub counters: Arc<dyn Counters>,
     pub lifecycle: Arc<dyn Lifecycle>,
     /// "memory" or "redis", for `/health`.
     pub kind: &'static str,
@@ -156,13 +223,15 @@ impl Engine {
 
     fn serving_all<E>(engine: Arc<E>, kind: &'static str) -> Self
     where
-        E: Broker + History + Presence + Sessions + Lifecycle + 'static,
+        E: Broker + History + Presence + Sessions + Accounts + Counters + Lifecycle + 'static,
     {
         Engine {
             broker: engine.clone(),
             history: engine.clone(),
             presence: engine.clone(),
             sessions: engine.clone(),
+            accounts: engine.clone(),
+            counters: engine.clone(),
             lifecycle: engine,
             kind,
         }
@@ -174,16 +243,6 @@ pub fn new_token() -> String {
     use rand::Rng;
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A new guest: a fresh session token and a user with a random id.
-pub fn new_guest(name: &str) -> (String, User) {
-    let user = User {
-        id: format!("g-{}", &new_token()[..16]),
-        name: name.to_string(),
-        guest: true,
-    };
-    (new_token(), user)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -7,6 +7,7 @@
 //! invalid UTF-8 (1007), auth timeout (4500), ping/pong (4002), write timeout.
 
 use super::dispatch::Dispatch;
+use crate::engine::SessionId;
 use crate::hub::{Frame, Kick};
 use crate::state::AppState;
 use app::protocol::{close, User};
@@ -47,7 +48,7 @@ impl LastSeen {
 }
 
 /// Runs a connection to its end, then cleans up its rooms and presence.
-pub async fn run(socket: WebSocket, state: AppState, user: Option<User>) {
+pub async fn run(socket: WebSocket, state: AppState, session: Option<(SessionId, User)>) {
     let registration = state.hub().register();
     let id = registration.id;
     let kick = registration.kick.clone();
@@ -64,7 +65,7 @@ pub async fn run(socket: WebSocket, state: AppState, user: Option<User>) {
     let mut writer_done = false;
 
     let mut dispatch = Dispatch::new(state.clone(), id, registration.outbox);
-    Box::pin(dispatch.start(user)).await;
+    Box::pin(dispatch.start(session)).await;
     tracing::debug!(connection = id.0, "connection opened");
 
     let auth_deadline = sleep(state.config().auth_timeout());

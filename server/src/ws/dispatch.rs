@@ -3,12 +3,13 @@
 //! Every client mistake is answered with an `error` event carrying a stable code, and the
 //! connection lives on; a client making too many of them in a short time is closed (4501).
 
-use crate::engine::{now_ms, Draft, EngineError, Resume};
+use crate::engine::{now_ms, Draft, EngineError, Resume, SessionId};
 use crate::hub::{encode, ConnectionId, Outbox};
+use crate::limits::{ConnectionSlot, Limited};
 use crate::state::AppState;
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
 use app::validate::{self, Invalid, MessageId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -20,9 +21,9 @@ pub struct Dispatch {
     id: ConnectionId,
     outbox: Outbox,
     user: Option<User>,
+    /// This connection's place in the user's connection limit, held while signed in.
+    slot: Option<ConnectionSlot>,
     rooms: HashSet<String>,
-    /// When this connection last forwarded `typing: true`, per room (server-side throttle).
-    typing_forwarded: HashMap<String, Instant>,
     errors_window_start: Instant,
     errors_in_window: u32,
 }
@@ -31,13 +32,24 @@ pub struct Dispatch {
 struct Refusal {
     code: ErrorCode,
     error: String,
+    retry_after_ms: Option<u64>,
 }
 
 impl From<Invalid> for Refusal {
     fn from(invalid: Invalid) -> Self {
+        refuse(invalid.code, invalid.reason)
+    }
+}
+
+impl From<Limited> for Refusal {
+    fn from(limited: Limited) -> Self {
+        let ms = limited.retry_after.as_millis().max(1) as u64;
         Refusal {
-            code: invalid.code,
-            error: invalid.reason,
+            retry_after_ms: Some(ms),
+            ..refuse(
+                ErrorCode::RateLimited,
+                format!("too fast: try again in {ms} ms"),
+            )
         }
     }
 }
@@ -45,10 +57,10 @@ impl From<Invalid> for Refusal {
 impl From<EngineError> for Refusal {
     fn from(err: EngineError) -> Self {
         tracing::warn!(error = %err, "engine error while serving a client");
-        Refusal {
-            code: ErrorCode::Unavailable,
-            error: "the chat service is unavailable, try again shortly".into(),
-        }
+        refuse(
+            ErrorCode::Unavailable,
+            "the chat service is unavailable, try again shortly",
+        )
     }
 }
 
@@ -56,6 +68,7 @@ fn refuse(code: ErrorCode, error: impl Into<String>) -> Refusal {
     Refusal {
         code,
         error: error.into(),
+        retry_after_ms: None,
     }
 }
 
@@ -66,8 +79,8 @@ impl Dispatch {
             id,
             outbox,
             user: None,
+            slot: None,
             rooms: HashSet::new(),
-            typing_forwarded: HashMap::new(),
             errors_window_start: Instant::now(),
             errors_in_window: 0,
         }
@@ -78,13 +91,13 @@ impl Dispatch {
     }
 
     /// Greets the client; a user known from the upgrade (cookie or bearer) is signed in at once.
-    pub async fn start(&mut self, user: Option<User>) {
+    pub async fn start(&mut self, session: Option<(SessionId, User)>) {
         self.send(&ServerMsg::Connected {
             connection_id: format!("{}-{}", self.state.server_id(), self.id.0),
             server_id: self.state.server_id().to_string(),
         });
-        if let Some(user) = user {
-            if let Err(refusal) = self.sign_in(user).await {
+        if let Some((session, user)) = session {
+            if let Err(refusal) = self.sign_in(session, user).await {
                 self.refuse(refusal, None, None);
             }
         }
@@ -107,6 +120,7 @@ impl Dispatch {
                 tracing::warn!(error = %err, "could not remove connection from presence");
             }
         }
+        self.slot = None;
         self.state.hub().unregister(self.id);
     }
 
@@ -197,7 +211,7 @@ impl Dispatch {
     }
 
     async fn auth(&mut self, token: &str) -> Result<(), Refusal> {
-        let Some(user) = self.state.engine().sessions.resolve(token).await? else {
+        let Some((session, user)) = self.state.auth().resolve(token).await? else {
             tracing::info!(connection = self.id.0, "auth with an unknown token");
             return Err(refuse(
                 ErrorCode::InvalidToken,
@@ -213,14 +227,30 @@ impl Dispatch {
                 ErrorCode::InvalidToken,
                 "this connection is signed in as someone else; open a new connection",
             )),
-            None => self.sign_in(user).await,
+            None => self.sign_in(session, user).await,
         }
     }
 
-    async fn sign_in(&mut self, user: User) -> Result<(), Refusal> {
+    async fn sign_in(&mut self, session: SessionId, user: User) -> Result<(), Refusal> {
+        let limits = self.state.limits();
+        let Some(slot) = limits.connect(&user.id) else {
+            tracing::info!(user = user.id, "connection refused: too many connections");
+            let refusal = refuse(
+                ErrorCode::TooManyConnections,
+                format!(
+                    "you have {} connections open already; close one first",
+                    limits.max_connections()
+                ),
+            );
+            self.outbox
+                .kick(close::TOO_MANY_CONNECTIONS, "too many connections");
+            return Err(refusal);
+        };
         self.state.engine().presence.connect(self.id, &user).await?;
+        self.state.hub().set_session(self.id, session);
         self.send_authenticated(&user);
         self.user = Some(user);
+        self.slot = Some(slot);
         Ok(())
     }
 
@@ -318,7 +348,6 @@ impl Dispatch {
     /// Leaves a joined room: unsubscribes (last local member) and announces a departure.
     async fn leave_room(&mut self, room: &str) -> Result<(), Refusal> {
         self.rooms.remove(room);
-        self.typing_forwarded.remove(room);
         let engine = self.state.engine();
         if self.state.hub().leave(room, self.id) {
             engine.broker.unsubscribe(room).await?;
@@ -327,6 +356,7 @@ impl Dispatch {
             return Ok(());
         };
         if engine.presence.leave(room, self.id, &user).await? {
+            self.state.limits().left_room(&user.id, room);
             let left = ServerMsg::UserLeft {
                 room_id: room.to_string(),
                 user_id: user.id,
@@ -350,8 +380,7 @@ impl Dispatch {
         if let Some(id) = &client_msg_id {
             validate::client_msg_id(id)?;
         }
-        // Sending ends typing, as the recipients will see by the message itself.
-        self.typing_forwarded.remove(&room);
+        self.state.limits().send(&user.id, &room)?;
         let draft = Draft {
             room_id: room,
             user,
@@ -373,21 +402,11 @@ impl Dispatch {
         Ok(())
     }
 
-    /// Forwards typing state; `true` at most once per throttle interval per room.
+    /// Forwards typing state within the user's typing rate; `true` at most once per throttle
+    /// interval per user and room.
     async fn typing(&mut self, user: User, room: String, is_typing: bool) -> Result<(), Refusal> {
-        let now = Instant::now();
-        if is_typing {
-            let throttle = self.state.config().typing_throttle();
-            if self
-                .typing_forwarded
-                .get(&room)
-                .is_some_and(|last| now.duration_since(*last) < throttle)
-            {
-                return Ok(());
-            }
-            self.typing_forwarded.insert(room.clone(), now);
-        } else {
-            self.typing_forwarded.remove(&room);
+        if !self.state.limits().typing(&user.id, &room, is_typing)? {
+            return Ok(());
         }
         let event = ServerMsg::Typing {
             room_id: room.clone(),
@@ -406,11 +425,13 @@ impl Dispatch {
     /// Sends an error event and counts it against the protocol error budget.
     fn refuse(&mut self, refusal: Refusal, room_id: Option<String>, client_msg_id: Option<String>) {
         let blame_client = refusal.code != ErrorCode::Unavailable;
+        tracing::debug!(connection = self.id.0, code = %refusal.code, error = refusal.error, "request refused");
         self.send(&ServerMsg::Error {
             code: refusal.code,
             error: refusal.error,
             room_id,
             client_msg_id,
+            retry_after_ms: refusal.retry_after_ms,
         });
         if blame_client && self.count_protocol_error() {
             tracing::info!(connection = self.id.0, "too many protocol errors; closing");

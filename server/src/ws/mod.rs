@@ -1,7 +1,9 @@
 //! The `/ws` endpoint: one [`connection`] task pair per socket, requests handled by [`dispatch`].
 //!
 //! A browser is authenticated by its session cookie on the upgrade request; a program by
-//! `Authorization: Bearer` on the upgrade or by the token in an `auth` message.
+//! `Authorization: Bearer` on the upgrade or by the token in an `auth` message. An upgrade
+//! from a page of a foreign origin is refused with 403 before anything else happens
+//! (cross-site WebSocket hijacking, see [`crate::guard`]).
 
 mod connection;
 mod dispatch;
@@ -22,9 +24,13 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let user = match session_token(&headers) {
-        Some(token) => match state.engine().sessions.resolve(&token).await {
-            Ok(user) => user,
+    if let Err(why) = state.origins().check_upgrade(&headers) {
+        tracing::warn!(why, "WebSocket upgrade refused");
+        return crate::guard::forbidden_origin();
+    }
+    let session = match session_token(&headers) {
+        Some(token) => match state.auth().resolve(&token).await {
+            Ok(session) => session,
             Err(err) => {
                 tracing::warn!(error = %err, "session lookup failed on upgrade");
                 None
@@ -41,5 +47,5 @@ pub async fn upgrade(
         // The outbound queue bounds what waits to be written; this bounds what tungstenite
         // holds while the socket is not writable: one largest message plus slack.
         .max_write_buffer_size(max_frame * 2 + SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| connection::run(socket, state, user))
+        .on_upgrade(move |socket| connection::run(socket, state, session))
 }

@@ -34,6 +34,9 @@ impl TestServer {
         config.port = 0;
         config.redis_url = None;
         config.log = "warn".into();
+        // Most tests send in bursts; the limits have their own tests (abuse.rs).
+        config.send_rate = 0.0;
+        config.typing_rate = 0.0;
         adjust(&mut config);
         let running = server::start(config).await.expect("server starts");
         TestServer {

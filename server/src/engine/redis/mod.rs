@@ -9,7 +9,11 @@
 //! - `P:rooms`: room → newest message id; `P:active-rooms`: rooms with members entries;
 //! - `P:instance:{sid}`: an instance's lease (TTL, refreshed); `P:instances`: known instances;
 //!   `P:instance:{sid}:rooms`: rooms where the instance has entries (for cleanup);
-//! - `P:session:{token}`: a session's user, with a TTL.
+//! - `P:session:{id}`: a session record (JSON) under the token's hash, with a TTL;
+//! - `P:account:{username in lower case}`: an account (JSON), created with `SET NX`;
+//! - `P:count:{key}`: a fixed-window counter (sign-in attempts), with the window as TTL;
+//! - `P:control`: the channel every instance listens to for cluster-wide orders (a session
+//!   ended: close its sockets).
 //!
 //! Presence entries of an instance whose lease expired are ignored by every reader and
 //! removed by the first instance that notices ([`lease`]).
@@ -22,7 +26,8 @@ mod scripts;
 mod subscriber;
 
 use super::{
-    Broker, Draft, EngineError, EngineResult, History, Lifecycle, Presence, Resume, Sessions,
+    AccountRecord, Accounts, Broker, Counters, Draft, EngineError, EngineResult, History,
+    Lifecycle, Presence, Resume, SessionId, SessionRecord, Sessions, WindowCount,
 };
 use crate::hub::{ConnectionId, Frame, Hub};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
@@ -48,7 +53,6 @@ pub struct RedisConfig {
     pub lease_refresh: Duration,
     /// Longest a Redis command may take before the request is answered `unavailable`.
     pub command_timeout: Duration,
-    pub session_ttl: Duration,
 }
 
 /// Key names, all under one prefix.
@@ -91,8 +95,17 @@ impl Keys {
     fn instance_rooms(&self, sid: &str) -> String {
         format!("{}:instance:{sid}:rooms", self.prefix)
     }
-    fn session(&self, token: &str) -> String {
-        format!("{}:session:{token}", self.prefix)
+    fn session(&self, id: &SessionId) -> String {
+        format!("{}:session:{}", self.prefix, id.0)
+    }
+    fn account(&self, key: &str) -> String {
+        format!("{}:account:{key}", self.prefix)
+    }
+    fn counter(&self, key: &str) -> String {
+        format!("{}:count:{key}", self.prefix)
+    }
+    fn control(&self) -> String {
+        format!("{}:control", self.prefix)
     }
 }
 
@@ -517,37 +530,111 @@ impl Presence for RedisEngine {
 
 #[async_trait]
 impl Sessions for RedisEngine {
-    async fn create_guest(&self, name: &str) -> EngineResult<(String, User)> {
-        let (token, user) = super::new_guest(name);
-        let json = serde_json::to_string(&user).expect("users always serialize");
-        self.conn()
-            .set_ex::<_, _, ()>(
-                self.keys.session(&token),
-                json,
-                self.config.session_ttl.as_secs(),
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok((token, user))
-    }
-
-    async fn resolve(&self, token: &str) -> EngineResult<Option<User>> {
-        if token.is_empty() || token.len() > 128 {
-            return Ok(None);
-        }
-        let json: Option<String> = self
-            .conn()
-            .get(self.keys.session(token))
-            .await
-            .map_err(unavailable)?;
-        Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
-    }
-
-    async fn end(&self, token: &str) -> EngineResult<()> {
-        self.conn()
-            .del::<_, ()>(self.keys.session(token))
+    async fn put_session(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> EngineResult<()> {
+        let json = serde_json::to_string(record).expect("session records always serialize");
+        redis::cmd("SET")
+            .arg(self.keys.session(id))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut self.conn())
             .await
             .map_err(unavailable)
+    }
+
+    async fn get_session(&self, id: &SessionId) -> EngineResult<Option<SessionRecord>> {
+        let json: Option<String> = self
+            .conn()
+            .get(self.keys.session(id))
+            .await
+            .map_err(unavailable)?;
+        Ok(json.and_then(|json| match serde_json::from_str(&json) {
+            Ok(record) => Some(record),
+            Err(err) => {
+                tracing::warn!(error = %err, "ignoring an unreadable session record");
+                None
+            }
+        }))
+    }
+
+    async fn end_session(&self, id: &SessionId) -> EngineResult<()> {
+        // One round trip; every instance (this one too) hears the order on its control
+        // channel and closes the session's sockets.
+        redis::pipe()
+            .atomic()
+            .del(self.keys.session(id))
+            .ignore()
+            .publish(
+                self.keys.control(),
+                format!("{}{}", subscriber::SESSION_ENDED, id.0),
+            )
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Accounts for RedisEngine {
+    async fn create_account(&self, key: &str, account: &AccountRecord) -> EngineResult<bool> {
+        let json = serde_json::to_string(account).expect("accounts always serialize");
+        let created: Option<String> = redis::cmd("SET")
+            .arg(self.keys.account(key))
+            .arg(json)
+            .arg("NX")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(created.is_some())
+    }
+
+    async fn find_account(&self, key: &str) -> EngineResult<Option<AccountRecord>> {
+        let json: Option<String> = self
+            .conn()
+            .get(self.keys.account(key))
+            .await
+            .map_err(unavailable)?;
+        json.map(|json| {
+            serde_json::from_str(&json).map_err(|err| {
+                EngineError::Unavailable(format!("unreadable account record {key}: {err}"))
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl Counters for RedisEngine {
+    async fn hit(&self, key: &str, window: Duration) -> EngineResult<WindowCount> {
+        let (count, ttl_ms): (u64, i64) = scripts::COUNT_HIT
+            .key(self.keys.counter(key))
+            .arg(window.as_millis().max(1) as u64)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(WindowCount {
+            count,
+            resets_in: Duration::from_millis(ttl_ms.max(0) as u64),
+        })
+    }
+
+    async fn peek(&self, key: &str) -> EngineResult<WindowCount> {
+        let (count, ttl_ms): (Option<u64>, i64) = redis::pipe()
+            .get(self.keys.counter(key))
+            .pttl(self.keys.counter(key))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(WindowCount {
+            count: count.unwrap_or(0),
+            resets_in: Duration::from_millis(ttl_ms.max(0) as u64),
+        })
     }
 }
 

@@ -100,3 +100,15 @@ return present_elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) and 0 or 1
 "#
     ))
 });
+
+/// Counts a hit in a fixed window: the first hit starts the window (the key's TTL).
+/// KEYS: counter. ARGV: window in ms. Reply: `{count, ms until the window ends}`.
+pub static COUNT_HIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('PTTL', KEYS[1])}
+"#,
+    )
+});

@@ -8,9 +8,12 @@
 //!
 //! A delivery is an envelope (`origin\n` + encoded event); the frame is handed to the hub as
 //! is, once per instance, and skips the origin connection when it is one of ours.
+//!
+//! The task also listens, always, on the control channel: `session-ended:<id>` closes the
+//! local sockets of a session that was ended on any instance.
 
 use super::Keys;
-use crate::engine::{EngineError, EngineResult};
+use crate::engine::{EngineError, EngineResult, SessionId};
 use crate::hub::{ConnectionId, Frame, Hub};
 use futures::StreamExt;
 use redis::aio::PubSubSink;
@@ -24,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 const REQUEST_QUEUE: usize = 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Control message: a session ended (followed by its id).
+pub const SESSION_ENDED: &str = "session-ended:";
 
 struct Sync {
     room: String,
@@ -42,6 +47,7 @@ impl Subscriber {
         let task = Task {
             client,
             channel_prefix: keys.channel_prefix(),
+            control: keys.control(),
             keys,
             server_id,
             hub,
@@ -81,6 +87,8 @@ struct Task {
     keys: Keys,
     /// `P:room:`, computed once: every delivery strips it from the channel name.
     channel_prefix: String,
+    /// `P:control`: cluster-wide orders.
+    control: String,
     server_id: String,
     hub: Arc<Hub>,
     queue: mpsc::Receiver<Sync>,
@@ -121,6 +129,7 @@ impl Task {
         let pubsub = self.client.get_async_pubsub().await?;
         let (mut sink, mut stream) = pubsub.split();
         let mut subscribed = HashSet::new();
+        sink.subscribe(&self.control).await?;
         for room in self.hub.room_ids() {
             sink.subscribe(self.keys.channel(&room)).await?;
             subscribed.insert(room);
@@ -164,6 +173,9 @@ impl Task {
     }
 
     fn deliver(&self, message: &redis::Msg) {
+        if message.get_channel_name() == self.control {
+            return self.obey(message.get_payload_bytes());
+        }
         let Some(room) = message
             .get_channel_name()
             .strip_prefix(&self.channel_prefix)
@@ -187,6 +199,22 @@ impl Task {
                 self.hub.deliver(room, &frame, skip);
             }
             Err(_) => tracing::warn!(room, "dropping a pub/sub payload that is not UTF-8"),
+        }
+    }
+
+    fn obey(&self, order: &[u8]) {
+        let order = String::from_utf8_lossy(order);
+        match order.strip_prefix(SESSION_ENDED) {
+            Some(id) => {
+                let closed = self.hub.close_session(&SessionId(id.to_string()));
+                if closed > 0 {
+                    tracing::info!(
+                        connections = closed,
+                        "closed the sockets of an ended session"
+                    );
+                }
+            }
+            None => tracing::warn!(%order, "ignoring an unknown control message"),
         }
     }
 }

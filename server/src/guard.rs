@@ -1,0 +1,269 @@
+//! Request guards for browsers: who the client is (address, HTTPS), and whether a browser
+//! request comes from one of our own pages.
+//!
+//! Cross-site request forgery and cross-site WebSocket hijacking both ride on the browser
+//! sending our session cookie with a request another site's page started. Browsers say where
+//! a request comes from (`Sec-Fetch-Site`, `Origin`), so the rule is the one Go's
+//! `net/http.CrossOriginProtection` uses:
+//! - safe methods (GET, HEAD, OPTIONS) are never state-changing here and pass;
+//! - `Sec-Fetch-Site: same-origin` or `none` (typed URL, bookmark) passes;
+//! - otherwise an `Origin` must be present and be ours (same host as the request's `Host`)
+//!   or listed in `--allowed-origins`;
+//! - a request with neither header does not come from a browser page (curl, programs) and
+//!   passes: no victim's cookies are involved.
+//!
+//! The WebSocket upgrade (a GET) is checked by `Origin` alone, which browsers always send on
+//! WebSocket handshakes. SameSite=Lax cookies are the second line of defence.
+
+use crate::http::ApiError;
+use crate::state::AppState;
+use app::backend::Client;
+use app::protocol::ErrorCode;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
+
+/// `scheme://host[:port]` in lower case, or None when the text is not an http(s) origin.
+pub fn normalize_origin(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, authority) = text.split_once("://")?;
+    let valid = matches!(scheme, "http" | "https")
+        && !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@', ' ']);
+    valid.then_some(text)
+}
+
+/// Which origins may act with a browser's cookies.
+#[derive(Clone, Debug)]
+pub struct OriginPolicy {
+    allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    pub fn new(allowed: &[String]) -> Self {
+        OriginPolicy {
+            allowed: allowed
+                .iter()
+                .filter_map(|origin| normalize_origin(origin))
+                .collect(),
+        }
+    }
+
+    /// Whether the `Origin` header (present) names us or an allowed origin.
+    fn origin_is_ours(&self, headers: &HeaderMap, origin: &str) -> bool {
+        let Some(origin) = normalize_origin(origin) else {
+            return false; // "null" (sandboxed frames, file://) and garbage
+        };
+        if self.allowed.contains(&origin) {
+            return true;
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let authority = origin.split_once("://").map(|(_, authority)| authority);
+        host.is_some() && authority == host.as_deref()
+    }
+
+    /// The WebSocket upgrade: Ok without an `Origin` (not a browser) or with one of ours.
+    pub fn check_upgrade(&self, headers: &HeaderMap) -> Result<(), String> {
+        match headers
+            .get(header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or(""))
+        {
+            None => Ok(()),
+            Some(origin) if self.origin_is_ours(headers, origin) => Ok(()),
+            Some(origin) => Err(format!("foreign origin {origin:?}")),
+        }
+    }
+
+    /// A state-changing request (see the module docs for the rule).
+    pub fn check_request(&self, method: &Method, headers: &HeaderMap) -> Result<(), String> {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return Ok(());
+        }
+        let origin = headers
+            .get(header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or(""));
+        if let Some(site) = headers.get("sec-fetch-site") {
+            let site = site.to_str().unwrap_or("");
+            if matches!(site, "same-origin" | "none") {
+                return Ok(());
+            }
+            return match origin.and_then(normalize_origin) {
+                Some(origin) if self.allowed.contains(&origin) => Ok(()),
+                _ => Err(format!("Sec-Fetch-Site {site:?} from origin {origin:?}")),
+            };
+        }
+        match origin {
+            None => Ok(()),
+            Some(origin) if self.origin_is_ours(headers, origin) => Ok(()),
+            Some(origin) => Err(format!("foreign origin {origin:?}")),
+        }
+    }
+}
+
+/// Refuses cross-origin state-changing requests (HTTP API and server functions) with 403.
+pub async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state
+        .origins()
+        .check_request(request.method(), request.headers())
+    {
+        Ok(()) => next.run(request).await,
+        Err(why) => {
+            tracing::warn!(path = %request.uri().path(), why, "cross-origin request refused");
+            forbidden_origin()
+        }
+    }
+}
+
+pub fn forbidden_origin() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::ForbiddenOrigin.as_str(),
+        "this request must come from the chat's own pages",
+    )
+    .into_response()
+}
+
+/// Works out the [`Client`] once per request and stores it in the request's extensions.
+pub async fn identify_client(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let client = client_of(
+        state.config().client_ip_header.as_deref(),
+        request.headers(),
+        peer,
+    );
+    request.extensions_mut().insert(client);
+    next.run(request).await
+}
+
+fn client_of(proxy_header: Option<&str>, headers: &HeaderMap, peer: Option<IpAddr>) -> Client {
+    let Some(proxy_header) = proxy_header else {
+        return Client {
+            ip: peer,
+            https: false,
+        };
+    };
+    // The proxy appends the address it saw: the last entry is the one it vouches for.
+    let forwarded = headers
+        .get(proxy_header)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+    Client {
+        ip: forwarded.or(peer),
+        https,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn origins_normalize() {
+        assert_eq!(
+            normalize_origin("HTTPS://Chat.Example.com/").as_deref(),
+            Some("https://chat.example.com")
+        );
+        for bad in [
+            "null",
+            "chat.example.com",
+            "ftp://x",
+            "https://",
+            "https://a/b",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_from_our_pages_pass_and_others_do_not() {
+        let policy = OriginPolicy::new(&["https://app.example.com".into()]);
+        let post = Method::POST;
+        let ok =
+            |h: &[(&'static str, &'static str)]| policy.check_request(&post, &headers(h)).is_ok();
+        assert!(ok(&[
+            ("host", "chat.local:3000"),
+            ("origin", "http://chat.local:3000")
+        ]));
+        assert!(ok(&[
+            ("host", "x"),
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://y")
+        ]));
+        assert!(ok(&[
+            ("host", "x"),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://app.example.com")
+        ]));
+        assert!(ok(&[("host", "x")]), "programs send neither header");
+        assert!(!ok(&[
+            ("host", "chat.local:3000"),
+            ("origin", "http://evil.test")
+        ]));
+        assert!(!ok(&[("host", "x"), ("sec-fetch-site", "cross-site")]));
+        assert!(!ok(&[
+            ("host", "x"),
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://sub.x")
+        ]));
+        assert!(!ok(&[("host", "x"), ("origin", "null")]));
+        assert!(policy
+            .check_request(&Method::GET, &headers(&[("origin", "http://evil.test")]))
+            .is_ok());
+        assert!(policy
+            .check_upgrade(&headers(&[("host", "x:1"), ("origin", "http://evil.test")]))
+            .is_err());
+        assert!(policy
+            .check_upgrade(&headers(&[("host", "x:1"), ("origin", "http://x:1")]))
+            .is_ok());
+        assert!(policy.check_upgrade(&headers(&[("host", "x:1")])).is_ok());
+    }
+
+    #[test]
+    fn the_client_address_comes_from_the_proxy_only_when_configured() {
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let h = headers(&[
+            ("x-forwarded-for", "1.2.3.4, 5.6.7.8"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(
+            client_of(None, &h, Some(peer)),
+            Client {
+                ip: Some(peer),
+                https: false
+            }
+        );
+        assert_eq!(
+            client_of(Some("x-forwarded-for"), &h, Some(peer)),
+            Client {
+                ip: Some("5.6.7.8".parse().unwrap()),
+                https: true
+            }
+        );
+    }
+}

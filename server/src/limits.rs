@@ -1,0 +1,328 @@
+//! Per-user limits on this instance: chat messages and typing events (token buckets),
+//! open connections, and the typing throttle per room.
+//!
+//! A user's state lives while they have a connection here, and a little longer: an entry
+//! whose buckets are not yet full again is kept (and swept later), so reconnecting does not
+//! buy a fresh burst. Limits are per instance; behind a load balancer that spreads one
+//! user's connections, the cluster-wide rate is at most the instances × the rate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Entries without connections are swept after this many connects.
+const SWEEP_EVERY: u32 = 256;
+
+/// A rate: `per_sec` sustained, `burst` at once. `per_sec == 0` means no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+/// The classic token bucket: holds up to `burst` tokens, refilled at `per_sec`.
+#[derive(Clone, Debug)]
+struct TokenBucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    fn full(rate: Rate, now: Instant) -> Self {
+        TokenBucket {
+            tokens: f64::from(rate.burst),
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, rate: Rate, now: Instant) {
+        let elapsed = now.duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.per_sec).min(f64::from(rate.burst));
+        self.updated = now;
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
+        if rate.per_sec <= 0.0 {
+            return Ok(());
+        }
+        self.refill(rate, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate.per_sec))
+        }
+    }
+
+    fn is_full(&mut self, rate: Rate, now: Instant) -> bool {
+        rate.per_sec <= 0.0 || {
+            self.refill(rate, now);
+            self.tokens >= f64::from(rate.burst)
+        }
+    }
+}
+
+struct UserState {
+    connections: usize,
+    sends: TokenBucket,
+    typing: TokenBucket,
+    /// When `typing: true` was last forwarded, per room.
+    typing_forwarded: HashMap<String, Instant>,
+}
+
+/// What a refused request is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after: Duration,
+}
+
+/// The per-user limits of this instance.
+pub struct UserLimits {
+    sends: Rate,
+    typing: Rate,
+    typing_throttle: Duration,
+    max_connections: usize,
+    // std Mutex: each use is a map lookup and arithmetic, never held across an await.
+    users: Mutex<Users>,
+}
+
+#[derive(Default)]
+struct Users {
+    by_id: HashMap<String, UserState>,
+    connects_since_sweep: u32,
+}
+
+/// A held connection slot; dropping it frees the slot.
+pub struct ConnectionSlot {
+    limits: Arc<UserLimits>,
+    user_id: String,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let (sends, typing) = (self.limits.sends, self.limits.typing);
+        let mut users = self.limits.lock();
+        let Some(state) = users.by_id.get_mut(&self.user_id) else {
+            return;
+        };
+        state.connections = state.connections.saturating_sub(1);
+        if state.connections == 0
+            && state.sends.is_full(sends, now)
+            && state.typing.is_full(typing, now)
+        {
+            users.by_id.remove(&self.user_id);
+        }
+    }
+}
+
+impl UserLimits {
+    pub fn new(
+        sends: Rate,
+        typing: Rate,
+        typing_throttle: Duration,
+        max_connections: usize,
+    ) -> Self {
+        UserLimits {
+            sends,
+            typing,
+            typing_throttle,
+            max_connections,
+            users: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Users> {
+        // Each update is a counter or a single map operation: still consistent after a panic.
+        self.users
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a connection slot for the user, or None when they hold the maximum.
+    pub fn connect(self: &Arc<Self>, user_id: &str) -> Option<ConnectionSlot> {
+        let now = Instant::now();
+        let mut users = self.lock();
+        users.connects_since_sweep += 1;
+        if users.connects_since_sweep >= SWEEP_EVERY {
+            users.connects_since_sweep = 0;
+            let (sends, typing) = (self.sends, self.typing);
+            users.by_id.retain(|_, state| {
+                state.connections > 0
+                    || !state.sends.is_full(sends, now)
+                    || !state.typing.is_full(typing, now)
+            });
+        }
+        let state = users
+            .by_id
+            .entry(user_id.to_string())
+            .or_insert_with(|| UserState {
+                connections: 0,
+                sends: TokenBucket::full(self.sends, now),
+                typing: TokenBucket::full(self.typing, now),
+                typing_forwarded: HashMap::new(),
+            });
+        if state.connections >= self.max_connections {
+            return None;
+        }
+        state.connections += 1;
+        Some(ConnectionSlot {
+            limits: self.clone(),
+            user_id: user_id.to_string(),
+        })
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Spends one chat message of the user's budget.
+    pub fn send(&self, user_id: &str, room: &str) -> Result<(), Limited> {
+        let now = Instant::now();
+        let mut users = self.lock();
+        let Some(state) = users.by_id.get_mut(user_id) else {
+            return Ok(()); // no connection holds a slot: nothing to send through
+        };
+        state
+            .sends
+            .take(self.sends, now)
+            .map_err(|retry_after| Limited { retry_after })?;
+        // Sending ends typing, as the recipients will see by the message itself.
+        state.typing_forwarded.remove(room);
+        Ok(())
+    }
+
+    /// Spends one typing event; Ok(true) when it should be forwarded: `typing: true` at most
+    /// once per throttle interval per room (across the user's tabs), `false` always.
+    pub fn typing(&self, user_id: &str, room: &str, is_typing: bool) -> Result<bool, Limited> {
+        let now = Instant::now();
+        let mut users = self.lock();
+        let Some(state) = users.by_id.get_mut(user_id) else {
+            return Ok(false);
+        };
+        state
+            .typing
+            .take(self.typing, now)
+            .map_err(|retry_after| Limited { retry_after })?;
+        if !is_typing {
+            state.typing_forwarded.remove(room);
+            return Ok(true);
+        }
+        let throttled = state
+            .typing_forwarded
+            .get(room)
+            .is_some_and(|last| now.duration_since(*last) < self.typing_throttle);
+        if !throttled {
+            state.typing_forwarded.insert(room.to_string(), now);
+        }
+        Ok(!throttled)
+    }
+
+    /// Forgets a room's typing state (the user's last connection there left).
+    pub fn left_room(&self, user_id: &str, room: &str) {
+        if let Some(state) = self.lock().by_id.get_mut(user_id) {
+            state.typing_forwarded.remove(room);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(sends: Rate, max_connections: usize) -> Arc<UserLimits> {
+        Arc::new(UserLimits::new(
+            sends,
+            Rate {
+                per_sec: 100.0,
+                burst: 100,
+            },
+            Duration::from_millis(1000),
+            max_connections,
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_allows_a_burst_then_the_rate() {
+        let limits = limits(
+            Rate {
+                per_sec: 2.0,
+                burst: 3,
+            },
+            4,
+        );
+        let _slot = limits.connect("u").unwrap();
+        for _ in 0..3 {
+            assert!(limits.send("u", "r").is_ok());
+        }
+        let refused = limits.send("u", "r").unwrap_err();
+        assert!(
+            refused.retry_after > Duration::from_millis(400)
+                && refused.retry_after <= Duration::from_millis(500)
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(limits.send("u", "r").is_ok());
+        assert!(limits.send("u", "r").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_are_counted_and_reconnecting_buys_no_burst() {
+        let limits = limits(
+            Rate {
+                per_sec: 1.0,
+                burst: 1,
+            },
+            2,
+        );
+        let a = limits.connect("u").unwrap();
+        let b = limits.connect("u").unwrap();
+        assert!(limits.connect("u").is_none());
+        assert!(limits.connect("other").is_some());
+        assert!(limits.send("u", "r").is_ok());
+        drop(a);
+        drop(b);
+        let _again = limits.connect("u").unwrap();
+        assert!(
+            limits.send("u", "r").is_err(),
+            "the spent token is remembered"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_true_is_throttled_per_room() {
+        let limits = limits(
+            Rate {
+                per_sec: 1.0,
+                burst: 1,
+            },
+            2,
+        );
+        let _slot = limits.connect("u").unwrap();
+        assert_eq!(limits.typing("u", "r", true), Ok(true));
+        assert_eq!(limits.typing("u", "r", true), Ok(false));
+        assert_eq!(limits.typing("u", "s", true), Ok(true));
+        assert_eq!(limits.typing("u", "r", false), Ok(true));
+        assert_eq!(
+            limits.typing("u", "r", true),
+            Ok(true),
+            "stopping resets the throttle"
+        );
+    }
+
+    #[test]
+    fn zero_rate_means_no_limit() {
+        let limits = limits(
+            Rate {
+                per_sec: 0.0,
+                burst: 0,
+            },
+            1,
+        );
+        let _slot = limits.connect("u").unwrap();
+        for _ in 0..1000 {
+            assert!(limits.send("u", "r").is_ok());
+        }
+    }
+}
