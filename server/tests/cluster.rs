@@ -243,3 +243,89 @@ async fn a_redis_restart_is_survived() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instance() {
+    let redis = RedisServer::start().await;
+    let a = redis_instance(&redis, "accounts").await;
+    let b = redis_instance(&redis, "accounts").await;
+    let credentials = json!({"username": "Ana", "password": "correct horse"});
+    let created = a
+        .http("POST", "/api/accounts", Some(credentials.clone()), &[])
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // Unique across instances, in any case.
+    let again = b
+        .http(
+            "POST",
+            "/api/accounts",
+            Some(json!({"username": "ANA", "password": "other horse"})),
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let signed = b.http("POST", "/api/login", Some(credentials), &[]).await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    let other = signed.json()["token"].as_str().unwrap().to_string();
+
+    let mut on_a = Client::signed_in(&a.ws_url(), &token).await;
+    let mut on_b = Client::signed_in(&b.ws_url(), &token).await;
+    let mut other_session = Client::signed_in(&b.ws_url(), &other).await;
+    let bearer = format!("Bearer {token}");
+    let out = a
+        .http(
+            "DELETE",
+            "/api/session",
+            None,
+            &[("Authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    assert_eq!(on_a.expect_close().await.0, 4503);
+    assert_eq!(
+        on_b.expect_close().await.0,
+        4503,
+        "closed on the other instance too"
+    );
+    other_session.assert_alive().await;
+    let me = b
+        .http("GET", "/api/session", None, &[("Authorization", &bearer)])
+        .await;
+    assert_eq!(me.status, 401);
+}
+
+#[tokio::test]
+async fn sign_in_failures_are_counted_across_instances() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let start = || {
+        let url = url.clone();
+        TestServer::start_with(move |c| {
+            c.redis_url = Some(url);
+            c.redis_prefix = "limits".into();
+            c.login_failures_per_user = 2;
+        })
+    };
+    let (a, b) = (start().await, start().await);
+    let account = json!({"username": "ana", "password": "correct horse"});
+    assert_eq!(
+        a.http("POST", "/api/accounts", Some(account.clone()), &[])
+            .await
+            .status,
+        201
+    );
+    let wrong = json!({"username": "ana", "password": "guess"});
+    assert_eq!(
+        a.http("POST", "/api/login", Some(wrong.clone()), &[])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        b.http("POST", "/api/login", Some(wrong), &[]).await.status,
+        401
+    );
+    let locked = a.http("POST", "/api/login", Some(account), &[]).await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+}

@@ -166,8 +166,18 @@ async fn write_loop(
         tokio::select! {
             biased;
             reason = &mut kicked => {
-                let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
-                let _ = bounded(sink.send(Message::Close(Some(frame))), timing.write_timeout).await;
+                // What is already queued (e.g. the error that explains the close) goes out
+                // first, except for a slow consumer: its full queue is why it is closed.
+                let goodbye = async {
+                    if reason.code != close::SLOW_CONSUMER {
+                        while let Ok(frame) = queue.try_recv() {
+                            sink.feed(Message::Text(frame)).await?;
+                        }
+                    }
+                    let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
+                    sink.send(Message::Close(Some(frame))).await
+                };
+                let _ = bounded(goodbye, timing.write_timeout).await;
                 return;
             }
             frame = queue.recv() => {

@@ -235,16 +235,17 @@ impl Dispatch {
         let limits = self.state.limits();
         let Some(slot) = limits.connect(&user.id) else {
             tracing::info!(user = user.id, "connection refused: too many connections");
-            let refusal = refuse(
+            self.send(&ServerMsg::error(
                 ErrorCode::TooManyConnections,
                 format!(
                     "you have {} connections open already; close one first",
                     limits.max_connections()
                 ),
-            );
+            ));
+            // Queued before the close request: the writer sends the error, then closes.
             self.outbox
                 .kick(close::TOO_MANY_CONNECTIONS, "too many connections");
-            return Err(refusal);
+            return Ok(());
         };
         self.state.engine().presence.connect(self.id, &user).await?;
         self.state.hub().set_session(self.id, session);
