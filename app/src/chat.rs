@@ -3,7 +3,7 @@
 //! tested natively; the page keeps one [`ChatLog`] in a signal.
 
 use crate::api::RoomSnapshot;
-use crate::protocol::{ChatMessage, Member, ServerMsg, User};
+use crate::protocol::{ChatMessage, ErrorCode, Member, ServerMsg, User};
 use crate::validate::MessageId;
 use std::cmp::Ordering;
 
@@ -218,6 +218,14 @@ impl ChatLog {
                     });
                 }
             }
+            // Sent too fast: it stays pending (no error) and goes out again after the server's
+            // hint (the live connection schedules that), or after a reconnect.
+            ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                client_msg_id: Some(_),
+                error,
+                ..
+            } => self.notice = Some(format!("Slow down: {error}")),
             ServerMsg::Error {
                 client_msg_id: Some(client_msg_id),
                 error,
@@ -375,6 +383,24 @@ mod tests {
         log.apply(history(vec![msg("90-0", "b", None)], Some(false)), 0.0);
         assert_eq!(ids(&log), ["90-0"]);
         assert!(log.notice.is_some());
+    }
+
+    #[test]
+    fn rate_limited_message_stays_pending() {
+        let mut log = log();
+        log.queue("c1".into(), "x".into());
+        let limited = ServerMsg::Error {
+            code: crate::protocol::ErrorCode::RateLimited,
+            error: "too fast: try again in 800 ms".into(),
+            room_id: Some("r".into()),
+            client_msg_id: Some("c1".into()),
+            retry_after_ms: Some(800),
+        };
+        log.apply(limited, 0.0);
+        assert_eq!(log.pending[0].error, None);
+        assert!(log.notice.as_deref().is_some_and(|n| n.contains("800 ms")));
+        // Still unconfirmed: sent again after a reconnect.
+        assert_eq!(log.apply(history(vec![], Some(true)), 0.0).len(), 1);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! UI parts shared by the pages: the session context, the user badge, the name form.
+//! UI parts shared by the pages: the session context, the user badge, the name form and the
+//! account forms.
 
-use crate::api::{current_user, error_text, SignOut, StartGuestSession};
+use crate::api::{current_user, error_text, Register, SignIn, SignOut, StartGuestSession};
 use crate::protocol::User;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -9,6 +10,8 @@ use leptos::prelude::*;
 #[derive(Clone, Copy)]
 pub struct Session {
     pub start: ServerAction<StartGuestSession>,
+    pub sign_in: ServerAction<SignIn>,
+    pub register: ServerAction<Register>,
     pub sign_out: ServerAction<SignOut>,
     pub user: Resource<Result<Option<User>, ServerFnError>>,
 }
@@ -16,15 +19,25 @@ pub struct Session {
 impl Session {
     pub fn provide() -> Self {
         let start = ServerAction::<StartGuestSession>::new();
+        let sign_in = ServerAction::<SignIn>::new();
+        let register = ServerAction::<Register>::new();
         let sign_out = ServerAction::<SignOut>::new();
-        let user = Resource::new(
-            move || (start.version().get(), sign_out.version().get()),
-            |_| current_user(),
-        );
         let session = Session {
             start,
+            sign_in,
+            register,
             sign_out,
-            user,
+            user: Resource::new(
+                move || {
+                    (
+                        start.version().get(),
+                        sign_in.version().get(),
+                        register.version().get(),
+                        sign_out.version().get(),
+                    )
+                },
+                |_| current_user(),
+            ),
         };
         provide_context(session);
         session
@@ -35,8 +48,13 @@ impl Session {
     }
 
     /// Changes whenever someone signs in or out: a source for resources that depend on who you are.
-    pub fn version(&self) -> (usize, usize) {
-        (self.start.version().get(), self.sign_out.version().get())
+    pub fn version(&self) -> [usize; 4] {
+        [
+            self.start.version().get(),
+            self.sign_in.version().get(),
+            self.register.version().get(),
+            self.sign_out.version().get(),
+        ]
     }
 }
 
@@ -52,11 +70,13 @@ pub fn UserBadge(session: Session) -> impl IntoView {
                             <span class="user-name" data-testid="me">{user.name}</span>
                             {user.guest.then(|| view! { <span class="tag">"guest"</span> })}
                             <ActionForm action=session.sign_out attr:class="inline">
-                                <button type="submit" class="link">"Sign out"</button>
+                                <button type="submit" class="link" data-testid="sign-out">"Sign out"</button>
                             </ActionForm>
                         </div>
                     }.into_any(),
-                    _ => ().into_any(),
+                    _ => view! {
+                        <a href="/signin" class="user-badge" data-testid="sign-in-link">"Sign in"</a>
+                    }.into_any(),
                 }
             })}
         </Transition>
@@ -78,6 +98,66 @@ pub fn NameForm(#[prop(into)] label: String) -> impl IntoView {
                 <input id="name-input" name="name" required maxlength="32" placeholder="e.g. Ana" autocomplete="nickname"/>
                 <button type="submit">"Continue"</button>
             </div>
+            {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+        </ActionForm>
+    }
+}
+
+/// Sign in to an existing account.
+#[component]
+pub fn SignInForm() -> impl IntoView {
+    let session = Session::expect();
+    let error = move || match session.sign_in.value().get() {
+        Some(Err(err)) => Some(error_text(&err)),
+        _ => None,
+    };
+    view! {
+        <ActionForm action=session.sign_in attr:class="account-form" attr:data-testid="sign-in-form">
+            <h2>"Sign in"</h2>
+            <label for="signin-username">"Username"</label>
+            <input id="signin-username" name="username" required minlength="3" maxlength="32" autocomplete="username"/>
+            <label for="signin-password">"Password"</label>
+            <input id="signin-password" name="password" type="password" required autocomplete="current-password"/>
+            <button type="submit">"Sign in"</button>
+            {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+        </ActionForm>
+    }
+}
+
+/// Create an account (and sign it in).
+#[component]
+pub fn RegisterForm() -> impl IntoView {
+    let session = Session::expect();
+    let error = move || match session.register.value().get() {
+        Some(Err(err)) => Some(error_text(&err)),
+        _ => None,
+    };
+    view! {
+        <ActionForm action=session.register attr:class="account-form" attr:data-testid="register-form">
+            <h2>"Create an account"</h2>
+            <label for="register-username">"Username"</label>
+            <input
+                id="register-username"
+                name="username"
+                required
+                minlength="3"
+                maxlength="32"
+                pattern="[A-Za-z0-9][A-Za-z0-9_\\-]*"
+                title="3–32 letters, digits, _ and -, starting with a letter or digit"
+                autocomplete="username"
+            />
+            <label for="register-password">"Password"</label>
+            <input
+                id="register-password"
+                name="password"
+                type="password"
+                required
+                minlength="8"
+                maxlength="128"
+                autocomplete="new-password"
+            />
+            <p class="hint">"At least 8 characters. Your username is how others see you."</p>
+            <button type="submit">"Create account"</button>
             {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
         </ActionForm>
     }

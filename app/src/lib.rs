@@ -7,7 +7,7 @@
 //! - [`api`]: `#[server]` functions the pages load through.
 //! - [`chat`]: the room page's state and how server events change it.
 //! - `backend` (ssr): the trait through which server functions reach the server's engine.
-//! - [`pages`]: the home page and the room page; `components`: their parts.
+//! - [`pages`]: the home page, the room page and the account page; `components`: their parts.
 //! - `live` (hydrate): the browser's WebSocket client with reconnect and resume.
 
 pub mod api;
@@ -64,6 +64,7 @@ pub fn App() -> impl IntoView {
                     // Async: the whole page, history included, is in the first response, so it
                     // reads without JavaScript (streamed chunks would need a script to show).
                     <Route path=StaticSegment("") view=pages::HomePage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("signin") view=pages::AccountPage ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("rooms"), ParamSegment("room"))
                         view=pages::RoomPage

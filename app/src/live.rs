@@ -60,7 +60,13 @@ impl Live {
     pub fn start(room_id: String, log: RwSignal<ChatLog>, status: RwSignal<ConnStatus>) -> Live {
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
         let stopped = Arc::new(AtomicBool::new(false));
-        leptos::task::spawn_local(run(room_id, log, status, rx, stopped.clone()));
+        let link = Link {
+            room_id,
+            log,
+            status,
+            retry: tx.clone(),
+        };
+        leptos::task::spawn_local(run(link, rx, stopped.clone()));
         Live {
             tx,
             stopped,
@@ -125,6 +131,15 @@ impl Live {
     }
 }
 
+/// What the connection task works with.
+struct Link {
+    room_id: String,
+    log: RwSignal<ChatLog>,
+    status: RwSignal<ConnStatus>,
+    /// Sends a rate-limited message again once the server's hint has passed.
+    retry: mpsc::Sender<Outgoing>,
+}
+
 /// How one connection attempt ended.
 enum Outcome {
     Stopped,
@@ -136,18 +151,13 @@ enum Outcome {
     SessionLost,
 }
 
-async fn run(
-    room_id: String,
-    log: RwSignal<ChatLog>,
-    status: RwSignal<ConnStatus>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    stopped: Arc<AtomicBool>,
-) {
+async fn run(link: Link, mut rx: mpsc::Receiver<Outgoing>, stopped: Arc<AtomicBool>) {
+    let (log, status) = (link.log, link.status);
     let mut attempt: u32 = 0;
     while !stopped.load(Ordering::Relaxed) {
         status.set(ConnStatus::Connecting);
         let outcome = match WebSocket::open(&socket_url()) {
-            Ok(socket) => connection(&room_id, socket, log, status, &mut rx).await,
+            Ok(socket) => connection(&link, socket, &mut rx).await,
             Err(_) => Outcome::Dropped { joined: false },
         };
         match outcome {
@@ -204,13 +214,8 @@ enum Event {
     Stop,
 }
 
-async fn connection(
-    room_id: &str,
-    socket: WebSocket,
-    log: RwSignal<ChatLog>,
-    status: RwSignal<ConnStatus>,
-    rx: &mut mpsc::Receiver<Outgoing>,
-) -> Outcome {
+async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outgoing>) -> Outcome {
+    let (room_id, log, status) = (link.room_id.as_str(), link.log, link.status);
     let (mut write, read) = socket.split();
     // Whatever queued up while offline: messages are resent from `pending` after the join,
     // and stale typing is dropped.
@@ -257,6 +262,12 @@ async fn connection(
                         status.set(ConnStatus::Online);
                     }
                     ServerMsg::Typing { .. } => schedule_typing_prune(log),
+                    ServerMsg::Error {
+                        code: ErrorCode::RateLimited,
+                        client_msg_id: Some(id),
+                        retry_after_ms,
+                        ..
+                    } => schedule_retry(link, id, *retry_after_ms),
                     _ => {}
                 }
                 let resend = log
@@ -277,7 +288,9 @@ async fn connection(
                 if close::should_reconnect(close_event.code) {
                     break;
                 }
-                let reason = if close_event.reason.is_empty() {
+                let reason = if close_event.code == close::SESSION_ENDED {
+                    "you were signed out; sign in again to chat".to_string()
+                } else if close_event.reason.is_empty() {
                     format!("closed by the server ({})", close_event.code)
                 } else {
                     close_event.reason
@@ -309,6 +322,25 @@ async fn send(
 ) -> Result<(), WebSocketError> {
     let text = serde_json::to_string(request).expect("client requests always serialize");
     write.send(Message::Text(text)).await
+}
+
+/// Sends a message the server refused as too fast again after its hint (1 s without one).
+fn schedule_retry(link: &Link, client_msg_id: &str, retry_after_ms: Option<u64>) {
+    let pending = link.log.with_untracked(|log| {
+        log.pending
+            .iter()
+            .find(|p| p.client_msg_id == client_msg_id)
+            .cloned()
+    });
+    let Some(pending) = pending else { return };
+    let mut retry = link.retry.clone();
+    set_timeout(
+        move || {
+            // A full queue is fine: the message stays pending and goes out after a reconnect.
+            let _ = retry.try_send(Outgoing::Message(pending));
+        },
+        Duration::from_millis(retry_after_ms.unwrap_or(1_000).clamp(50, 60_000)),
+    );
 }
 
 fn schedule_typing_prune(log: RwSignal<ChatLog>) {

@@ -36,7 +36,10 @@ pub fn HomePage() -> impl IntoView {
                         Ok(Some(user)) => view! {
                             <p class="signed-in">"You chat as " <strong>{user.name}</strong> "."</p>
                         }.into_any(),
-                        _ => view! { <NameForm label="Choose a display name"/> }.into_any(),
+                        _ => view! {
+                            <NameForm label="Choose a display name"/>
+                            <p class="muted">"Or " <a href="/signin">"sign in or create an account"</a> " to keep your name."</p>
+                        }.into_any(),
                     }
                 })}
             </Transition>

@@ -1,8 +1,11 @@
-//! The pages: home (name, rooms) and a room (history, live chat, members).
+//! The pages: home (name, rooms), a room (history, live chat, members), and the account
+//! page (sign in, create an account).
 
+mod account;
 mod home;
 mod room;
 
+pub use account::AccountPage;
 pub use home::HomePage;
 pub use room::RoomPage;
 

@@ -170,7 +170,10 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                         </form>
                     }.into_any()
                 } else {
-                    view! { <NameForm label="Choose a display name to join the conversation"/> }.into_any()
+                    view! {
+                        <NameForm label="Choose a display name to join the conversation"/>
+                        <p class="muted">"Or " <a href="/signin">"sign in"</a> " with your account."</p>
+                    }.into_any()
                 }}
             </section>
             <aside class="members card">

@@ -1,0 +1,41 @@
+//! Sign in or create an account. Works without JavaScript too: the forms post to the server
+//! functions, which answer with a redirect back here, now signed in.
+
+use crate::components::{RegisterForm, Session, SignInForm};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    let session = Session::expect();
+    view! {
+        <Title text="Sign in · Confab"/>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match session.user.await {
+                    Ok(Some(user)) if !user.guest => view! {
+                        <section class="card">
+                            <h1>"Signed in"</h1>
+                            <p class="signed-in" data-testid="signed-in-as">
+                                "You are signed in as " <strong>{user.name}</strong> ". "
+                                <a href="/">"Go to the rooms"</a>
+                            </p>
+                        </section>
+                    }.into_any(),
+                    _ => view! {
+                        <section class="card">
+                            <h1>"Your account"</h1>
+                            <p class="lede">
+                                "Sign in to keep your name. Guests can chat too, under any name that is not someone's username."
+                            </p>
+                            <div class="account-forms">
+                                <SignInForm/>
+                                <RegisterForm/>
+                            </div>
+                        </section>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
