@@ -164,6 +164,13 @@ impl Hub {
         }
     }
 
+    /// The sessions local connections are signed in with (each once).
+    pub fn session_ids(&self) -> Vec<SessionId> {
+        let registry = self.read();
+        let unique: std::collections::HashSet<&SessionId> = registry.sessions.values().collect();
+        unique.into_iter().cloned().collect()
+    }
+
     /// Closes every local connection signed in with `session` (4503). Returns how many.
     /// A scan over the connections: sign-outs are rare next to deliveries, which stay free
     /// of a second index to maintain.

@@ -329,3 +329,39 @@ async fn sign_in_failures_are_counted_across_instances() {
     let locked = a.http("POST", "/api/login", Some(account), &[]).await;
     assert_eq!(locked.status, 429, "{}", locked.body);
 }
+
+#[tokio::test]
+async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets() {
+    let redis = RedisServer::start().await;
+    let a = redis_instance(&redis, "missed").await;
+    let b = redis_instance(&redis, "missed").await;
+    let (token, _) = a.guest("Ana").await;
+    let mut on_b = Client::signed_in(&b.ws_url(), &token).await;
+    // Every pub/sub connection drops; the sign-out is published before they are back
+    // (they reconnect after at least 100 ms), so nobody hears it live.
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed >= 2, "{killed}");
+    let bearer = format!("Bearer {token}");
+    let out = a
+        .http(
+            "DELETE",
+            "/api/session",
+            None,
+            &[("Authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    // B catches up from the tombstone once it is back.
+    assert_eq!(on_b.expect_close().await.0, 4503);
+}

@@ -10,6 +10,8 @@
 //! - `P:instance:{sid}`: an instance's lease (TTL, refreshed); `P:instances`: known instances;
 //!   `P:instance:{sid}:rooms`: rooms where the instance has entries (for cleanup);
 //! - `P:session:{id}`: a session record (JSON) under the token's hash, with a TTL;
+//!   `P:ended:{id}`: a tombstone for a while after it was ended, so an instance whose pub/sub
+//!   connection was down when the order went out still closes its sockets;
 //! - `P:account:{username in lower case}`: an account (JSON), created with `SET NX`;
 //! - `P:count:{key}`: a fixed-window counter (sign-in attempts), with the window as TTL;
 //! - `P:control`: the channel every instance listens to for cluster-wide orders (a session
@@ -97,6 +99,9 @@ impl Keys {
     }
     fn session(&self, id: &SessionId) -> String {
         format!("{}:session:{}", self.prefix, id.0)
+    }
+    fn ended(&self, id: &SessionId) -> String {
+        format!("{}:ended:{}", self.prefix, id.0)
     }
     fn account(&self, key: &str) -> String {
         format!("{}:account:{key}", self.prefix)
@@ -568,6 +573,12 @@ impl Sessions for RedisEngine {
         redis::pipe()
             .atomic()
             .del(self.keys.session(id))
+            .ignore()
+            .set_ex(
+                self.keys.ended(id),
+                1,
+                subscriber::ENDED_TOMBSTONE.as_secs(),
+            )
             .ignore()
             .publish(
                 self.keys.control(),

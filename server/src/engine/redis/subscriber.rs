@@ -10,7 +10,8 @@
 //! is, once per instance, and skips the origin connection when it is one of ours.
 //!
 //! The task also listens, always, on the control channel: `session-ended:<id>` closes the
-//! local sockets of a session that was ended on any instance.
+//! local sockets of a session that was ended on any instance. Orders sent while the
+//! connection was down are caught up after reconnecting, from the ended sessions' tombstones.
 
 use super::Keys;
 use crate::engine::{EngineError, EngineResult, SessionId};
@@ -29,6 +30,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Control message: a session ended (followed by its id).
 pub const SESSION_ENDED: &str = "session-ended:";
+/// How long an ended session's tombstone is kept: pub/sub outages shorter than this miss no
+/// sign-out.
+pub const ENDED_TOMBSTONE: Duration = Duration::from_secs(600);
 
 struct Sync {
     room: String,
@@ -98,10 +102,12 @@ struct Task {
 impl Task {
     async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
+        let mut reconnecting = false;
         loop {
-            match self.connection().await {
+            match self.connection(reconnecting).await {
                 Ok(()) => return, // every Subscriber handle is gone: the engine was dropped
                 Err(err) => {
+                    reconnecting = true;
                     self.connected.store(false, Ordering::Relaxed);
                     tracing::warn!(error = %err, retry_in = ?backoff, "redis pub/sub connection lost");
                 }
@@ -125,7 +131,7 @@ impl Task {
 
     /// One connection's life: subscribe what the hub needs, then serve deliveries and sync
     /// requests until the connection fails (`Err`) or the engine is gone (`Ok`).
-    async fn connection(&mut self) -> redis::RedisResult<()> {
+    async fn connection(&mut self, reconnecting: bool) -> redis::RedisResult<()> {
         let pubsub = self.client.get_async_pubsub().await?;
         let (mut sink, mut stream) = pubsub.split();
         let mut subscribed = HashSet::new();
@@ -136,6 +142,14 @@ impl Task {
         }
         self.connected.store(true, Ordering::Relaxed);
         tracing::info!(rooms = subscribed.len(), "redis pub/sub connected");
+        if reconnecting {
+            let (client, keys, hub) = (self.client.clone(), self.keys.clone(), self.hub.clone());
+            tokio::spawn(async move {
+                if let Err(err) = close_missed_sessions(client, keys, hub).await {
+                    tracing::warn!(error = %err, "could not check for sign-outs missed while disconnected");
+                }
+            });
+        }
         loop {
             tokio::select! {
                 message = stream.next() => match message {
@@ -217,4 +231,32 @@ impl Task {
             None => tracing::warn!(%order, "ignoring an unknown control message"),
         }
     }
+}
+
+/// Closes local sockets of sessions ended while the pub/sub connection was down (their
+/// tombstones say so). After Redis lost its data there are no tombstones, and no socket is
+/// closed for that reason alone.
+async fn close_missed_sessions(
+    client: redis::Client,
+    keys: Keys,
+    hub: Arc<Hub>,
+) -> redis::RedisResult<()> {
+    let sessions = hub.session_ids();
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let mut pipe = redis::pipe();
+    for id in &sessions {
+        pipe.exists(keys.ended(id));
+    }
+    let ended: Vec<bool> = pipe.query_async(&mut connection).await?;
+    for (id, _) in sessions.iter().zip(ended).filter(|(_, ended)| *ended) {
+        let closed = hub.close_session(id);
+        tracing::info!(
+            connections = closed,
+            "closed the sockets of a session ended while disconnected"
+        );
+    }
+    Ok(())
 }
