@@ -17,6 +17,8 @@ pub struct Pending {
     pub content: String,
     /// Set when the server refused it: why.
     pub error: Option<String>,
+    /// Waiting out the sender's rate limit: sent again, in order, when it has passed.
+    pub held: bool,
 }
 
 /// Someone typing, until `until_ms` (browser clock).
@@ -72,6 +74,8 @@ pub struct ChatLog {
     pub typing: Vec<Typist>,
     /// The last problem worth showing that belongs to no message.
     pub notice: Option<String>,
+    /// Set while a message waits because we sent too fast; cleared by the next ack.
+    pub slow_down: Option<String>,
 }
 
 fn by_id(a: &ChatMessage, b: &ChatMessage) -> Ordering {
@@ -120,15 +124,27 @@ impl ChatLog {
         self.has_more = has_more;
     }
 
-    /// A message typed here, shown at once and sent; confirmed later by the ack.
+    /// A message typed here, shown at once and sent (unless earlier ones are held by the rate
+    /// limit: then it is held too, so messages keep their order); confirmed later by the ack.
     pub fn queue(&mut self, client_msg_id: String, content: String) -> Pending {
         let pending = Pending {
             client_msg_id,
             content,
             error: None,
+            held: self.pending.iter().any(|p| p.held),
         };
         self.pending.push(pending.clone());
         pending
+    }
+
+    /// The held messages, in the order they were written, released to be sent again.
+    pub fn release_held(&mut self) -> Vec<Pending> {
+        let mut released = Vec::new();
+        for pending in self.pending.iter_mut().filter(|p| p.held) {
+            pending.held = false;
+            released.push(pending.clone());
+        }
+        released
     }
 
     /// Applies one server event. Returns the pending messages to send again, which only an
@@ -167,6 +183,7 @@ impl ChatLog {
                 room_id,
                 timestamp,
             } if room_id == self.room_id => {
+                self.slow_down = None;
                 if let Some(at) = self
                     .pending
                     .iter()
@@ -222,10 +239,25 @@ impl ChatLog {
             // hint (the live connection schedules that), or after a reconnect.
             ServerMsg::Error {
                 code: ErrorCode::RateLimited,
-                client_msg_id: Some(_),
-                error,
+                client_msg_id: Some(client_msg_id),
+                retry_after_ms,
                 ..
-            } => self.notice = Some(format!("Slow down: {error}")),
+            } => {
+                // It and every later message wait, and go out again in order.
+                if let Some(at) = self
+                    .pending
+                    .iter()
+                    .position(|p| p.client_msg_id == client_msg_id)
+                {
+                    for pending in &mut self.pending[at..] {
+                        pending.held = pending.error.is_none();
+                    }
+                }
+                let wait = retry_after_ms.unwrap_or(1_000) as f64 / 1_000.0;
+                self.slow_down = Some(format!(
+                    "You are sending fast: your message goes out in {wait:.1} s."
+                ));
+            }
             ServerMsg::Error {
                 client_msg_id: Some(client_msg_id),
                 error,
@@ -239,6 +271,11 @@ impl ChatLog {
                     pending.error = Some(error);
                 }
             }
+            // A refused typing event: ephemeral, nothing to tell the reader.
+            ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } => {}
             ServerMsg::Error { error, .. } => self.notice = Some(error),
             _ => {}
         }
@@ -259,6 +296,9 @@ impl ChatLog {
             .filter_map(|m| m.client_msg_id.clone())
             .collect();
         self.pending.retain(|p| !stored.contains(&p.client_msg_id));
+        for pending in &mut self.pending {
+            pending.held = false;
+        }
         self.pending
             .iter()
             .filter(|p| p.error.is_none())
@@ -396,11 +436,40 @@ mod tests {
             client_msg_id: Some("c1".into()),
             retry_after_ms: Some(800),
         };
+        log.queue("c2".into(), "y".into());
         log.apply(limited, 0.0);
         assert_eq!(log.pending[0].error, None);
-        assert!(log.notice.as_deref().is_some_and(|n| n.contains("800 ms")));
+        assert!(
+            log.pending.iter().all(|p| p.held),
+            "later messages wait too"
+        );
+        assert!(
+            log.queue("c3".into(), "z".into()).held,
+            "and new ones, to keep the order"
+        );
+        let released: Vec<String> = log
+            .release_held()
+            .into_iter()
+            .map(|p| p.client_msg_id)
+            .collect();
+        assert_eq!(released, ["c1", "c2", "c3"]);
+        assert!(log.release_held().is_empty());
+        assert!(log
+            .slow_down
+            .as_deref()
+            .is_some_and(|n| n.contains("0.8 s")));
         // Still unconfirmed: sent again after a reconnect.
-        assert_eq!(log.apply(history(vec![], Some(true)), 0.0).len(), 1);
+        assert_eq!(log.apply(history(vec![], Some(true)), 0.0).len(), 3);
+        // The ack of the retry clears the warning.
+        let ack = ServerMsg::Ack {
+            client_msg_id: Some("c1".into()),
+            id: "5-0".into(),
+            room_id: "r".into(),
+            timestamp: 5,
+        };
+        log.apply(ack, 0.0);
+        assert_eq!(log.pending.len(), 2, "c2 and c3 still wait for their acks");
+        assert_eq!(log.slow_down, None);
     }
 
     #[test]

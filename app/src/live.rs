@@ -65,6 +65,7 @@ impl Live {
             log,
             status,
             retry: tx.clone(),
+            retry_scheduled: Arc::default(),
         };
         leptos::task::spawn_local(run(link, rx, stopped.clone()));
         Live {
@@ -80,7 +81,7 @@ impl Live {
         let pending = self
             .log
             .try_update(|log| log.queue(new_client_msg_id(), content));
-        if let Some(pending) = pending {
+        if let Some(pending) = pending.filter(|p| !p.held) {
             if self
                 .tx
                 .clone()
@@ -94,8 +95,10 @@ impl Live {
                 );
             }
         }
+        // The message ends the typing indication on the receivers' side; no `false` needed.
+        // `last_true_ms` stays: typing again right away is announced within the usual 2 s,
+        // which keeps a quick sender inside the server's typing rate.
         let mut typing = self.typing.lock().unwrap_or_else(|p| p.into_inner());
-        typing.last_true_ms = 0.0;
         if let Some(timer) = typing.idle_timer.take() {
             timer.clear();
         }
@@ -136,8 +139,9 @@ struct Link {
     room_id: String,
     log: RwSignal<ChatLog>,
     status: RwSignal<ConnStatus>,
-    /// Sends a rate-limited message again once the server's hint has passed.
+    /// Sends rate-limited messages again once the server's hint has passed.
     retry: mpsc::Sender<Outgoing>,
+    retry_scheduled: Arc<AtomicBool>,
 }
 
 /// How one connection attempt ended.
@@ -264,10 +268,10 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
                     ServerMsg::Typing { .. } => schedule_typing_prune(log),
                     ServerMsg::Error {
                         code: ErrorCode::RateLimited,
-                        client_msg_id: Some(id),
+                        client_msg_id: Some(_),
                         retry_after_ms,
                         ..
-                    } => schedule_retry(link, id, *retry_after_ms),
+                    } => schedule_retry(link, *retry_after_ms),
                     _ => {}
                 }
                 let resend = log
@@ -324,20 +328,21 @@ async fn send(
     write.send(Message::Text(text)).await
 }
 
-/// Sends a message the server refused as too fast again after its hint (1 s without one).
-fn schedule_retry(link: &Link, client_msg_id: &str, retry_after_ms: Option<u64>) {
-    let pending = link.log.with_untracked(|log| {
-        log.pending
-            .iter()
-            .find(|p| p.client_msg_id == client_msg_id)
-            .cloned()
-    });
-    let Some(pending) = pending else { return };
-    let mut retry = link.retry.clone();
+/// After the server's hint (1 s without one), sends the messages held by the rate limit
+/// again, in the order they were written. One timer at a time: later refusals while one is
+/// set only add to what it releases.
+fn schedule_retry(link: &Link, retry_after_ms: Option<u64>) {
+    if link.retry_scheduled.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let (log, scheduled, mut retry) = (link.log, link.retry_scheduled.clone(), link.retry.clone());
     set_timeout(
         move || {
-            // A full queue is fine: the message stays pending and goes out after a reconnect.
-            let _ = retry.try_send(Outgoing::Message(pending));
+            scheduled.store(false, Ordering::Relaxed);
+            for pending in log.try_update(ChatLog::release_held).unwrap_or_default() {
+                // A full queue is fine: it stays pending and goes out after a reconnect.
+                let _ = retry.try_send(Outgoing::Message(pending));
+            }
         },
         Duration::from_millis(retry_after_ms.unwrap_or(1_000).clamp(50, 60_000)),
     );

@@ -93,3 +93,24 @@ test("the home page lists rooms and validates room names", async ({ page }) => {
   await expect(page).toHaveURL(/\/rooms\/book-club$/);
   await expect(page.getByTestId("status")).toHaveText("Live");
 });
+
+test("a burst past the rate limit is delayed, not lost", async ({ browser }) => {
+  const room = uniqueRoom("burst");
+  const anaContext = await browser.newContext();
+  const benContext = await browser.newContext();
+  const ana = await anaContext.newPage();
+  const ben = await benContext.newPage();
+  await enterRoom(ana, server.url, room, "Ana");
+  await enterRoom(ben, server.url, room, "Ben");
+  // The default limit is a burst of 5, then 1 message per second.
+  for (let n = 1; n <= 7; n++) {
+    await send(ana, `burst ${n}`);
+  }
+  await expect(ana.getByRole("status")).toContainText("sending fast");
+  const expected = Array.from({ length: 7 }, (_, i) => `burst ${i + 1}`);
+  await expect(ben.locator(".message .content")).toHaveText(expected, { timeout: 10_000 });
+  await expect(ana.locator(".message.pending")).toHaveCount(0);
+  await expect(ana.getByRole("status")).toHaveCount(0);
+  await anaContext.close();
+  await benContext.close();
+});

@@ -128,7 +128,7 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                     </span>
                 </header>
                 <noscript><p class="muted">"Live updates and sending need JavaScript; this is the latest history."</p></noscript>
-                {move || log.with(|log| log.notice.clone()).map(|text| view! {
+                {move || log.with(|log| log.slow_down.clone().or_else(|| log.notice.clone())).map(|text| view! {
                     <p class="notice" role="status">{text}</p>
                 })}
                 <ol class="messages" data-testid="messages" node_ref=list>
