@@ -326,10 +326,10 @@ mod tests {
         let a = hub.register();
         let b = hub.register();
         let other = hub.register();
-        let session = SessionId("s1".into());
-        hub.set_session(a.id, session.clone());
-        hub.set_session(b.id, session.clone());
-        hub.set_session(other.id, SessionId("s2".into()));
+        let session = SessionId([1; 32]);
+        hub.set_session(a.id, session);
+        hub.set_session(b.id, session);
+        hub.set_session(other.id, SessionId([2; 32]));
         assert_eq!(hub.close_session(&session), 2);
         assert_eq!(a.kick.reason().map(|r| r.code), Some(close::SESSION_ENDED));
         assert_eq!(b.kick.reason().map(|r| r.code), Some(close::SESSION_ENDED));

@@ -5,6 +5,9 @@
 //! whose buckets are not yet full again is kept (and swept later), so reconnecting does not
 //! buy a fresh burst. Limits are per instance; behind a load balancer that spreads one
 //! user's connections, the cluster-wide rate is at most the instances × the rate.
+//!
+//! Every connected user has an entry, so it is small: a connection count, and the rate state
+//! only once the user sent something.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,11 +68,36 @@ impl TokenBucket {
 }
 
 struct UserState {
-    connections: usize,
+    connections: u32,
+    rates: Option<Box<Rates>>,
+}
+
+struct Rates {
     sends: TokenBucket,
     typing: TokenBucket,
     /// When `typing: true` was last forwarded, per room.
     typing_forwarded: HashMap<String, Instant>,
+}
+
+impl UserState {
+    /// The rate state, created full on first use.
+    fn rates(&mut self, sends: Rate, typing: Rate, now: Instant) -> &mut Rates {
+        self.rates.get_or_insert_with(|| {
+            Box::new(Rates {
+                sends: TokenBucket::full(sends, now),
+                typing: TokenBucket::full(typing, now),
+                typing_forwarded: HashMap::new(),
+            })
+        })
+    }
+
+    /// Whether forgetting the entry loses nothing: no connection, and buckets full again.
+    fn is_idle(&mut self, sends: Rate, typing: Rate, now: Instant) -> bool {
+        self.connections == 0
+            && self.rates.as_mut().is_none_or(|rates| {
+                rates.sends.is_full(sends, now) && rates.typing.is_full(typing, now)
+            })
+    }
 }
 
 /// What a refused request is told.
@@ -90,14 +118,15 @@ pub struct UserLimits {
 
 #[derive(Default)]
 struct Users {
-    by_id: HashMap<String, UserState>,
+    by_id: HashMap<Arc<str>, UserState>,
     connects_since_sweep: u32,
 }
 
 /// A held connection slot; dropping it frees the slot.
 pub struct ConnectionSlot {
     limits: Arc<UserLimits>,
-    user_id: String,
+    /// The map's key, shared.
+    user_id: Arc<str>,
 }
 
 impl Drop for ConnectionSlot {
@@ -109,10 +138,7 @@ impl Drop for ConnectionSlot {
             return;
         };
         state.connections = state.connections.saturating_sub(1);
-        if state.connections == 0
-            && state.sends.is_full(sends, now)
-            && state.typing.is_full(typing, now)
-        {
+        if state.is_idle(sends, typing, now) {
             users.by_id.remove(&self.user_id);
         }
     }
@@ -144,33 +170,30 @@ impl UserLimits {
     /// Takes a connection slot for the user, or None when they hold the maximum.
     pub fn connect(self: &Arc<Self>, user_id: &str) -> Option<ConnectionSlot> {
         let now = Instant::now();
+        let (sends, typing) = (self.sends, self.typing);
         let mut users = self.lock();
         users.connects_since_sweep += 1;
         if users.connects_since_sweep >= SWEEP_EVERY {
             users.connects_since_sweep = 0;
-            let (sends, typing) = (self.sends, self.typing);
-            users.by_id.retain(|_, state| {
-                state.connections > 0
-                    || !state.sends.is_full(sends, now)
-                    || !state.typing.is_full(typing, now)
-            });
+            users
+                .by_id
+                .retain(|_, state| !state.is_idle(sends, typing, now));
         }
-        let state = users
-            .by_id
-            .entry(user_id.to_string())
-            .or_insert_with(|| UserState {
-                connections: 0,
-                sends: TokenBucket::full(self.sends, now),
-                typing: TokenBucket::full(self.typing, now),
-                typing_forwarded: HashMap::new(),
-            });
-        if state.connections >= self.max_connections {
+        let key: Arc<str> = match users.by_id.get_key_value(user_id) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(user_id),
+        };
+        let state = users.by_id.entry(key.clone()).or_insert(UserState {
+            connections: 0,
+            rates: None,
+        });
+        if state.connections as usize >= self.max_connections {
             return None;
         }
         state.connections += 1;
         Some(ConnectionSlot {
             limits: self.clone(),
-            user_id: user_id.to_string(),
+            user_id: key,
         })
     }
 
@@ -185,12 +208,13 @@ impl UserLimits {
         let Some(state) = users.by_id.get_mut(user_id) else {
             return Ok(()); // no connection holds a slot: nothing to send through
         };
-        state
+        let rates = state.rates(self.sends, self.typing, now);
+        rates
             .sends
             .take(self.sends, now)
             .map_err(|retry_after| Limited { retry_after })?;
         // Sending ends typing, as the recipients will see by the message itself.
-        state.typing_forwarded.remove(room);
+        rates.typing_forwarded.remove(room);
         Ok(())
     }
 
@@ -202,28 +226,34 @@ impl UserLimits {
         let Some(state) = users.by_id.get_mut(user_id) else {
             return Ok(false);
         };
-        state
+        let rates = state.rates(self.sends, self.typing, now);
+        rates
             .typing
             .take(self.typing, now)
             .map_err(|retry_after| Limited { retry_after })?;
         if !is_typing {
-            state.typing_forwarded.remove(room);
+            rates.typing_forwarded.remove(room);
             return Ok(true);
         }
-        let throttled = state
+        let throttled = rates
             .typing_forwarded
             .get(room)
             .is_some_and(|last| now.duration_since(*last) < self.typing_throttle);
         if !throttled {
-            state.typing_forwarded.insert(room.to_string(), now);
+            rates.typing_forwarded.insert(room.to_string(), now);
         }
         Ok(!throttled)
     }
 
     /// Forgets a room's typing state (the user's last connection there left).
     pub fn left_room(&self, user_id: &str, room: &str) {
-        if let Some(state) = self.lock().by_id.get_mut(user_id) {
-            state.typing_forwarded.remove(room);
+        let mut users = self.lock();
+        let rates = users
+            .by_id
+            .get_mut(user_id)
+            .and_then(|state| state.rates.as_mut());
+        if let Some(rates) = rates {
+            rates.typing_forwarded.remove(room);
         }
     }
 }

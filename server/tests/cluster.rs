@@ -365,3 +365,41 @@ async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets() {
     // B catches up from the tombstone once it is back.
     assert_eq!(on_b.expect_close().await.0, 4503);
 }
+
+#[tokio::test]
+async fn accounts_and_sessions_survive_a_restart_of_every_instance() {
+    let redis = RedisServer::start().await;
+    let first = redis_instance(&redis, "restart").await;
+    let created = first
+        .http(
+            "POST",
+            "/api/accounts",
+            Some(json!({"username": "ana", "password": "correct horse"})),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    first.shutdown().await;
+
+    let second = redis_instance(&redis, "restart").await;
+    let bearer = format!("Bearer {token}");
+    let me = second
+        .http("GET", "/api/session", None, &[("Authorization", &bearer)])
+        .await;
+    assert_eq!(me.status, 200, "still signed in: {}", me.body);
+    assert_eq!(me.json()["user"]["name"], "ana");
+    let again = second
+        .http(
+            "POST",
+            "/api/login",
+            Some(json!({"username": "ana", "password": "correct horse"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        again.status, 200,
+        "the account is still there: {}",
+        again.body
+    );
+}

@@ -264,7 +264,7 @@ async fn sessions_expire_and_end_everywhere(state: &AppState) {
         created_ms: 1,
         refreshed_ms: 2,
     };
-    let id = SessionId("a".repeat(64));
+    let id = SessionId([0xa; 32]);
     sessions
         .put_session(&id, &record, Duration::from_secs(60))
         .await
@@ -274,14 +274,11 @@ async fn sessions_expire_and_end_everywhere(state: &AppState) {
         Some(record.clone())
     );
     assert_eq!(
-        sessions
-            .get_session(&SessionId("b".repeat(64)))
-            .await
-            .unwrap(),
+        sessions.get_session(&SessionId([0xb; 32])).await.unwrap(),
         None
     );
 
-    let short = SessionId("c".repeat(64));
+    let short = SessionId([0xc; 32]);
     sessions
         .put_session(&short, &record, Duration::from_millis(200))
         .await
@@ -296,7 +293,7 @@ async fn sessions_expire_and_end_everywhere(state: &AppState) {
     let tab = hub.register();
     let other = hub.register();
     hub.set_session(tab.id, id.clone());
-    hub.set_session(other.id, SessionId("d".repeat(64)));
+    hub.set_session(other.id, SessionId([0xd; 32]));
     sessions.end_session(&id).await.unwrap();
     assert_eq!(sessions.get_session(&id).await.unwrap(), None);
     eventually(

@@ -30,7 +30,7 @@ pub fn session_id(token: &str) -> Option<SessionId> {
 
 fn hash(token: &str) -> SessionId {
     let digest = Sha256::digest(token.as_bytes());
-    SessionId(digest.iter().map(|b| format!("{b:02x}")).collect())
+    SessionId(digest.into())
 }
 
 #[cfg(test)]
@@ -42,7 +42,9 @@ mod tests {
         let (token, id) = new_session_token();
         assert_eq!(token.len(), TOKEN_HEX_LEN);
         assert_eq!(session_id(&token), Some(id.clone()));
-        assert_ne!(id.0, token, "the stored id is not the token");
+        assert_ne!(id.to_string(), token, "the stored id is not the token");
+        assert_eq!(SessionId::from_hex(&id.to_string()), Some(id));
+        assert_eq!(SessionId::from_hex("xyz"), None);
         let (other, _) = new_session_token();
         assert_ne!(token, other);
         for bad in ["", "abc", &"g".repeat(64), &"A".repeat(64), &"a".repeat(65)] {

@@ -117,10 +117,32 @@ pub trait Presence: Send + Sync {
     async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>>;
 }
 
-/// A session's id: the SHA-256 of its token, in hex. Only this is stored; the token itself
-/// exists only in the client, so a copy of the store cannot be used to sign in.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SessionId(pub String);
+/// A session's id: the SHA-256 of its token. Only this is stored; the token itself exists
+/// only in the client, so a copy of the store cannot be used to sign in. Shown (and used in
+/// keys) as 64 hex digits; kept as 32 bytes, since every live connection holds one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(pub [u8; 32]);
+
+impl SessionId {
+    /// Parses the 64 hex digits of [`SessionId`]'s `Display`.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(SessionId(bytes))
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
 
 /// What is stored about a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

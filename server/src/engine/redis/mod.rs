@@ -98,10 +98,10 @@ impl Keys {
         format!("{}:instance:{sid}:rooms", self.prefix)
     }
     fn session(&self, id: &SessionId) -> String {
-        format!("{}:session:{}", self.prefix, id.0)
+        format!("{}:session:{id}", self.prefix)
     }
     fn ended(&self, id: &SessionId) -> String {
-        format!("{}:ended:{}", self.prefix, id.0)
+        format!("{}:ended:{id}", self.prefix)
     }
     fn account(&self, key: &str) -> String {
         format!("{}:account:{key}", self.prefix)
@@ -582,7 +582,7 @@ impl Sessions for RedisEngine {
             .ignore()
             .publish(
                 self.keys.control(),
-                format!("{}{}", subscriber::SESSION_ENDED, id.0),
+                format!("{}{id}", subscriber::SESSION_ENDED),
             )
             .ignore()
             .query_async::<()>(&mut self.conn())

@@ -220,7 +220,10 @@ impl Task {
         let order = String::from_utf8_lossy(order);
         match order.strip_prefix(SESSION_ENDED) {
             Some(id) => {
-                let closed = self.hub.close_session(&SessionId(id.to_string()));
+                let Some(id) = SessionId::from_hex(id) else {
+                    return tracing::warn!(%order, "ignoring a malformed control message");
+                };
+                let closed = self.hub.close_session(&id);
                 if closed > 0 {
                     tracing::info!(
                         connections = closed,
