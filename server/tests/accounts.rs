@@ -8,40 +8,11 @@ use common::{Client, HttpResponse, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn register(server: &TestServer, username: &str, password: &str) -> HttpResponse {
-    server
-        .http(
-            "POST",
-            "/api/accounts",
-            Some(json!({"username": username, "password": password})),
-            &[],
-        )
-        .await
-}
-
-async fn login(server: &TestServer, username: &str, password: &str) -> HttpResponse {
-    server
-        .http(
-            "POST",
-            "/api/login",
-            Some(json!({"username": username, "password": password})),
-            &[],
-        )
-        .await
-}
-
 fn token_of(response: &HttpResponse) -> String {
     response.json()["token"]
         .as_str()
         .expect("token")
         .to_string()
-}
-
-async fn whoami(server: &TestServer, token: &str) -> HttpResponse {
-    let bearer = format!("Bearer {token}");
-    server
-        .http("GET", "/api/session", None, &[("Authorization", &bearer)])
-        .await
 }
 
 fn assert_refused(response: &HttpResponse, status: u16, code: &str) -> Value {
@@ -55,7 +26,7 @@ fn assert_refused(response: &HttpResponse, status: u16, code: &str) -> Value {
 #[tokio::test]
 async fn register_sign_in_and_chat_with_the_token() {
     let server = TestServer::start().await;
-    let created = register(&server, "Ana_1", "correct horse").await;
+    let created = server.register("Ana_1", "correct horse").await;
     assert_eq!(created.status, 201, "{}", created.body);
     let body = created.json();
     assert_eq!(body["user"]["name"], "Ana_1");
@@ -73,12 +44,12 @@ async fn register_sign_in_and_chat_with_the_token() {
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
 
     // Sign in again (any case): a second session of the same user.
-    let signed = login(&server, "ana_1", "correct horse").await;
+    let signed = server.login("ana_1", "correct horse").await;
     assert_eq!(signed.status, 200, "{}", signed.body);
     assert_eq!(signed.json()["user"], body["user"]);
     let second = token_of(&signed);
     assert_ne!(second, token);
-    assert_eq!(whoami(&server, &second).await.json()["user"], body["user"]);
+    assert_eq!(server.whoami(&second).await.json()["user"], body["user"]);
 
     // The token works on the WebSocket, by bearer header and by `auth`.
     let bearer = format!("Bearer {token}");
@@ -99,34 +70,34 @@ async fn register_sign_in_and_chat_with_the_token() {
 #[tokio::test]
 async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let server = TestServer::start().await;
-    assert_eq!(register(&server, "ana", "correct horse").await.status, 201);
+    assert_eq!(server.register("ana", "correct horse").await.status, 201);
     let wrong = assert_refused(
-        &login(&server, "ana", "wrong horse").await,
+        &server.login("ana", "wrong horse").await,
         401,
         "invalid_credentials",
     );
     let unknown = assert_refused(
-        &login(&server, "nobody", "correct horse").await,
+        &server.login("nobody", "correct horse").await,
         401,
         "invalid_credentials",
     );
     assert_eq!(wrong, unknown, "no hint which usernames exist");
     let malformed = assert_refused(
-        &login(&server, "a", "correct horse").await,
+        &server.login("a", "correct horse").await,
         401,
         "invalid_credentials",
     );
     assert_eq!(malformed, wrong);
-    assert!(login(&server, "ana", "correct horse").await.status == 200);
+    assert!(server.login("ana", "correct horse").await.status == 200);
 }
 
 #[tokio::test]
 async fn usernames_are_unique_in_any_case_and_guests_cannot_take_them() {
     let server = TestServer::start().await;
-    assert_eq!(register(&server, "Ana", "correct horse").await.status, 201);
+    assert_eq!(server.register("Ana", "correct horse").await.status, 201);
     for taken in ["Ana", "ana", "ANA", " aNa "] {
         assert_refused(
-            &register(&server, taken, "another horse").await,
+            &server.register(taken, "another horse").await,
             409,
             "username_taken",
         );
@@ -149,22 +120,22 @@ async fn usernames_are_unique_in_any_case_and_guests_cannot_take_them() {
 
     // Rules of usernames and passwords.
     assert_refused(
-        &register(&server, "ab", "correct horse").await,
+        &server.register("ab", "correct horse").await,
         400,
         "invalid_username",
     );
     assert_refused(
-        &register(&server, "bad name", "correct horse").await,
+        &server.register("bad name", "correct horse").await,
         400,
         "invalid_username",
     );
     assert_refused(
-        &register(&server, "ben", "short").await,
+        &server.register("ben", "short").await,
         400,
         "invalid_password",
     );
     assert_refused(
-        &register(&server, "benjamin", "BENJAMIN").await,
+        &server.register("benjamin", "BENJAMIN").await,
         400,
         "invalid_password",
     );
@@ -188,17 +159,17 @@ async fn forged_and_expired_tokens_are_refused() {
     .await;
     let forged = "ab".repeat(32);
     for token in [forged.as_str(), "short", "<script>"] {
-        assert_refused(&whoami(&server, token).await, 401, "not_authenticated");
+        assert_refused(&server.whoami(token).await, 401, "not_authenticated");
         let mut socket = Client::connect(&server.ws_url(), &[]).await;
         socket.expect("connected").await;
         socket.send(json!({"type": "auth", "token": token})).await;
         socket.expect_error("invalid_token").await;
     }
 
-    let token = token_of(&register(&server, "ana", "correct horse").await);
-    assert_eq!(whoami(&server, &token).await.status, 200);
+    let token = token_of(&server.register("ana", "correct horse").await);
+    assert_eq!(server.whoami(&token).await.status, 200);
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_refused(&whoami(&server, &token).await, 401, "not_authenticated");
+    assert_refused(&server.whoami(&token).await, 401, "not_authenticated");
     let mut socket = Client::connect(&server.ws_url(), &[]).await;
     socket.expect("connected").await;
     socket.send(json!({"type": "auth", "token": token})).await;
@@ -212,17 +183,17 @@ async fn use_extends_a_session_up_to_its_maximum_age() {
         c.session_max_age_secs = 4;
     })
     .await;
-    let token = token_of(&register(&server, "ana", "correct horse").await);
+    let token = token_of(&server.register("ana", "correct horse").await);
     // Used every 0.6 s, the session outlives its 2 s idle lifetime...
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(whoami(&server, &token).await.status, 200);
+        assert_eq!(server.whoami(&token).await.status, 200);
     }
     // ...but not its 4 s maximum age, however often it is used.
     let mut expired = false;
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if whoami(&server, &token).await.status == 401 {
+        if server.whoami(&token).await.status == 401 {
             expired = true;
             break;
         }
@@ -230,38 +201,30 @@ async fn use_extends_a_session_up_to_its_maximum_age() {
     assert!(expired, "the session ended at its maximum age");
 
     // Left alone, a session ends after its idle lifetime.
-    let idle = token_of(&login(&server, "ana", "correct horse").await);
+    let idle = token_of(&server.login("ana", "correct horse").await);
     tokio::time::sleep(Duration::from_millis(2300)).await;
-    assert_refused(&whoami(&server, &idle).await, 401, "not_authenticated");
+    assert_refused(&server.whoami(&idle).await, 401, "not_authenticated");
 }
 
 #[tokio::test]
 async fn signing_out_closes_that_sessions_sockets() {
     let server = TestServer::start().await;
-    let token = token_of(&register(&server, "ana", "correct horse").await);
-    let other_session = token_of(&login(&server, "ana", "correct horse").await);
+    let token = token_of(&server.register("ana", "correct horse").await);
+    let other_session = token_of(&server.login("ana", "correct horse").await);
     let mut tab1 = Client::signed_in(&server.ws_url(), &token).await;
     let cookie = format!("confab_session={token}");
     let mut tab2 = Client::connect(&server.ws_url(), &[("Cookie", &cookie)]).await;
     tab2.expect("authenticated").await;
     let mut elsewhere = Client::signed_in(&server.ws_url(), &other_session).await;
 
-    let bearer = format!("Bearer {token}");
-    let out = server
-        .http(
-            "DELETE",
-            "/api/session",
-            None,
-            &[("Authorization", &bearer)],
-        )
-        .await;
+    let out = server.sign_out(&token).await;
     assert_eq!(out.status, 204, "{}", out.body);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(tab1.expect_close().await.0, 4503);
     assert_eq!(tab2.expect_close().await.0, 4503);
     elsewhere.assert_alive().await;
-    assert_refused(&whoami(&server, &token).await, 401, "not_authenticated");
-    assert_eq!(whoami(&server, &other_session).await.status, 200);
+    assert_refused(&server.whoami(&token).await, 401, "not_authenticated");
+    assert_eq!(server.whoami(&other_session).await.status, 200);
 }
 
 #[tokio::test]
@@ -272,17 +235,17 @@ async fn sign_in_failures_are_limited_per_username_and_per_address() {
     })
     .await;
     for name in ["ana", "ben"] {
-        assert_eq!(register(&server, name, "correct horse").await.status, 201);
+        assert_eq!(server.register(name, "correct horse").await.status, 201);
     }
     for _ in 0..3 {
         assert_refused(
-            &login(&server, "ana", "guess").await,
+            &server.login("ana", "guess").await,
             401,
             "invalid_credentials",
         );
     }
     // Locked: even the right password is refused until the window ends.
-    let locked = login(&server, "ANA", "correct horse").await;
+    let locked = server.login("ANA", "correct horse").await;
     assert_refused(&locked, 429, "rate_limited");
     let retry: u64 = locked
         .header("retry-after")
@@ -291,16 +254,16 @@ async fn sign_in_failures_are_limited_per_username_and_per_address() {
         .unwrap();
     assert!((1..=900).contains(&retry), "{retry}");
     // Another user is still fine, until this address has failed 5 times in all.
-    assert_eq!(login(&server, "ben", "correct horse").await.status, 200);
+    assert_eq!(server.login("ben", "correct horse").await.status, 200);
     for _ in 0..2 {
         assert_refused(
-            &login(&server, "ben", "guess").await,
+            &server.login("ben", "guess").await,
             401,
             "invalid_credentials",
         );
     }
     assert_refused(
-        &login(&server, "ben", "correct horse").await,
+        &server.login("ben", "correct horse").await,
         429,
         "rate_limited",
     );
@@ -313,10 +276,10 @@ async fn accounts_and_guests_per_address_are_limited() {
         c.guests_per_address = 3;
     })
     .await;
-    assert_eq!(register(&server, "ana", "correct horse").await.status, 201);
-    assert_eq!(register(&server, "ben", "correct horse").await.status, 201);
+    assert_eq!(server.register("ana", "correct horse").await.status, 201);
+    assert_eq!(server.register("ben", "correct horse").await.status, 201);
     assert_refused(
-        &register(&server, "cat", "correct horse").await,
+        &server.register("cat", "correct horse").await,
         429,
         "rate_limited",
     );

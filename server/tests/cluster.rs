@@ -249,22 +249,12 @@ async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instan
     let redis = RedisServer::start().await;
     let a = redis_instance(&redis, "accounts").await;
     let b = redis_instance(&redis, "accounts").await;
-    let credentials = json!({"username": "Ana", "password": "correct horse"});
-    let created = a
-        .http("POST", "/api/accounts", Some(credentials.clone()), &[])
-        .await;
+    let created = a.register("Ana", "correct horse").await;
     assert_eq!(created.status, 201, "{}", created.body);
     // Unique across instances, in any case.
-    let again = b
-        .http(
-            "POST",
-            "/api/accounts",
-            Some(json!({"username": "ANA", "password": "other horse"})),
-            &[],
-        )
-        .await;
+    let again = b.register("ANA", "other horse").await;
     assert_eq!(again.status, 409, "{}", again.body);
-    let signed = b.http("POST", "/api/login", Some(credentials), &[]).await;
+    let signed = b.login("Ana", "correct horse").await;
     assert_eq!(signed.status, 200, "{}", signed.body);
     let token = created.json()["token"].as_str().unwrap().to_string();
     let other = signed.json()["token"].as_str().unwrap().to_string();
@@ -272,16 +262,7 @@ async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instan
     let mut on_a = Client::signed_in(&a.ws_url(), &token).await;
     let mut on_b = Client::signed_in(&b.ws_url(), &token).await;
     let mut other_session = Client::signed_in(&b.ws_url(), &other).await;
-    let bearer = format!("Bearer {token}");
-    let out = a
-        .http(
-            "DELETE",
-            "/api/session",
-            None,
-            &[("Authorization", &bearer)],
-        )
-        .await;
-    assert_eq!(out.status, 204);
+    assert_eq!(a.sign_out(&token).await.status, 204);
     assert_eq!(on_a.expect_close().await.0, 4503);
     assert_eq!(
         on_b.expect_close().await.0,
@@ -289,10 +270,7 @@ async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instan
         "closed on the other instance too"
     );
     other_session.assert_alive().await;
-    let me = b
-        .http("GET", "/api/session", None, &[("Authorization", &bearer)])
-        .await;
-    assert_eq!(me.status, 401);
+    assert_eq!(b.whoami(&token).await.status, 401);
 }
 
 #[tokio::test]
@@ -308,25 +286,10 @@ async fn sign_in_failures_are_counted_across_instances() {
         })
     };
     let (a, b) = (start().await, start().await);
-    let account = json!({"username": "ana", "password": "correct horse"});
-    assert_eq!(
-        a.http("POST", "/api/accounts", Some(account.clone()), &[])
-            .await
-            .status,
-        201
-    );
-    let wrong = json!({"username": "ana", "password": "guess"});
-    assert_eq!(
-        a.http("POST", "/api/login", Some(wrong.clone()), &[])
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        b.http("POST", "/api/login", Some(wrong), &[]).await.status,
-        401
-    );
-    let locked = a.http("POST", "/api/login", Some(account), &[]).await;
+    assert_eq!(a.register("ana", "correct horse").await.status, 201);
+    assert_eq!(a.login("ana", "guess").await.status, 401);
+    assert_eq!(b.login("ana", "guess").await.status, 401);
+    let locked = a.login("ana", "correct horse").await;
     assert_eq!(locked.status, 429, "{}", locked.body);
 }
 
@@ -352,16 +315,7 @@ async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets() {
         .await
         .unwrap();
     assert!(killed >= 2, "{killed}");
-    let bearer = format!("Bearer {token}");
-    let out = a
-        .http(
-            "DELETE",
-            "/api/session",
-            None,
-            &[("Authorization", &bearer)],
-        )
-        .await;
-    assert_eq!(out.status, 204);
+    assert_eq!(a.sign_out(&token).await.status, 204);
     // B catches up from the tombstone once it is back.
     assert_eq!(on_b.expect_close().await.0, 4503);
 }
@@ -370,33 +324,16 @@ async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets() {
 async fn accounts_and_sessions_survive_a_restart_of_every_instance() {
     let redis = RedisServer::start().await;
     let first = redis_instance(&redis, "restart").await;
-    let created = first
-        .http(
-            "POST",
-            "/api/accounts",
-            Some(json!({"username": "ana", "password": "correct horse"})),
-            &[],
-        )
-        .await;
+    let created = first.register("ana", "correct horse").await;
     assert_eq!(created.status, 201, "{}", created.body);
     let token = created.json()["token"].as_str().unwrap().to_string();
     first.shutdown().await;
 
     let second = redis_instance(&redis, "restart").await;
-    let bearer = format!("Bearer {token}");
-    let me = second
-        .http("GET", "/api/session", None, &[("Authorization", &bearer)])
-        .await;
+    let me = second.whoami(&token).await;
     assert_eq!(me.status, 200, "still signed in: {}", me.body);
     assert_eq!(me.json()["user"]["name"], "ana");
-    let again = second
-        .http(
-            "POST",
-            "/api/login",
-            Some(json!({"username": "ana", "password": "correct horse"})),
-            &[],
-        )
-        .await;
+    let again = second.login("ana", "correct horse").await;
     assert_eq!(
         again.status, 200,
         "the account is still there: {}",

@@ -292,7 +292,7 @@ async fn sessions_expire_and_end_everywhere(state: &AppState) {
     let hub = state.hub();
     let tab = hub.register();
     let other = hub.register();
-    hub.set_session(tab.id, id.clone());
+    hub.set_session(tab.id, id);
     hub.set_session(other.id, SessionId([0xd; 32]));
     sessions.end_session(&id).await.unwrap();
     assert_eq!(sessions.get_session(&id).await.unwrap(), None);

@@ -41,7 +41,7 @@ mod tests {
     fn tokens_are_256_bits_and_stored_hashed() {
         let (token, id) = new_session_token();
         assert_eq!(token.len(), TOKEN_HEX_LEN);
-        assert_eq!(session_id(&token), Some(id.clone()));
+        assert_eq!(session_id(&token), Some(id));
         assert_ne!(id.to_string(), token, "the stored id is not the token");
         assert_eq!(SessionId::from_hex(&id.to_string()), Some(id));
         assert_eq!(SessionId::from_hex("xyz"), None);

@@ -349,7 +349,7 @@ impl Sessions for MemoryEngine {
         record: &SessionRecord,
         ttl: Duration,
     ) -> EngineResult<()> {
-        lock(&self.sessions).insert(id.clone(), record.clone(), Instant::now() + ttl);
+        lock(&self.sessions).insert(*id, record.clone(), Instant::now() + ttl);
         Ok(())
     }
 

@@ -83,6 +83,37 @@ impl TestServer {
         Client::signed_in(&self.ws_url(), &of.token).await
     }
 
+    /// POST /api/accounts.
+    pub async fn register(&self, username: &str, password: &str) -> HttpResponse {
+        let body = json!({"username": username, "password": password});
+        self.http("POST", "/api/accounts", Some(body), &[]).await
+    }
+
+    /// POST /api/login.
+    pub async fn login(&self, username: &str, password: &str) -> HttpResponse {
+        let body = json!({"username": username, "password": password});
+        self.http("POST", "/api/login", Some(body), &[]).await
+    }
+
+    /// GET /api/session with the token as bearer.
+    pub async fn whoami(&self, token: &str) -> HttpResponse {
+        let bearer = format!("Bearer {token}");
+        self.http("GET", "/api/session", None, &[("Authorization", &bearer)])
+            .await
+    }
+
+    /// DELETE /api/session with the token as bearer: signs out.
+    pub async fn sign_out(&self, token: &str) -> HttpResponse {
+        let bearer = format!("Bearer {token}");
+        self.http(
+            "DELETE",
+            "/api/session",
+            None,
+            &[("Authorization", &bearer)],
+        )
+        .await
+    }
+
     pub async fn http(
         &self,
         method: &str,
