@@ -57,10 +57,16 @@ mod ssr {
             .unwrap_or_default()
     }
 
-    /// Stores a new session's token in the HttpOnly cookie.
-    pub async fn remember(backend: &SharedBackend, token: &str) -> Result<(), ServerFnError> {
-        let client = client().await;
-        set_cookie(backend.session_cookie(token, &client))
+    /// The end of every sign-in: the token goes into the HttpOnly cookie, the user back to
+    /// the page.
+    pub fn keep_session(
+        backend: &SharedBackend,
+        client: &crate::backend::Client,
+        signed_in: Result<(String, User), BackendError>,
+    ) -> Result<User, ServerFnError> {
+        let (token, user) = signed_in.map_err(to_error)?;
+        set_cookie(backend.session_cookie(&token, client))?;
+        Ok(user)
     }
 
     pub fn set_cookie(value: String) -> Result<(), ServerFnError> {
@@ -84,12 +90,8 @@ pub async fn current_user() -> Result<Option<User>, ServerFnError> {
 pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
-    let (token, user) = backend
-        .create_guest(&name, &client)
-        .await
-        .map_err(ssr::to_error)?;
-    ssr::remember(&backend, &token).await?;
-    Ok(user)
+    let signed_in = backend.create_guest(&name, &client).await;
+    ssr::keep_session(&backend, &client, signed_in)
 }
 
 /// Signs in to an account and stores the session in the HttpOnly cookie.
@@ -97,12 +99,8 @@ pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
 pub async fn sign_in(username: String, password: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
-    let (token, user) = backend
-        .sign_in(&username, &password, &client)
-        .await
-        .map_err(ssr::to_error)?;
-    ssr::remember(&backend, &token).await?;
-    Ok(user)
+    let signed_in = backend.sign_in(&username, &password, &client).await;
+    ssr::keep_session(&backend, &client, signed_in)
 }
 
 /// Creates an account, signs it in and stores the session in the HttpOnly cookie.
@@ -110,12 +108,8 @@ pub async fn sign_in(username: String, password: String) -> Result<User, ServerF
 pub async fn register(username: String, password: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
-    let (token, user) = backend
-        .register(&username, &password, &client)
-        .await
-        .map_err(ssr::to_error)?;
-    ssr::remember(&backend, &token).await?;
-    Ok(user)
+    let signed_in = backend.register(&username, &password, &client).await;
+    ssr::keep_session(&backend, &client, signed_in)
 }
 
 /// Ends the session and removes the cookie.

@@ -58,6 +58,14 @@ impl Session {
     }
 }
 
+/// The text of an action's last result, if it failed.
+fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<String> {
+    match result {
+        Some(Err(err)) => Some(error_text(&err)),
+        _ => None,
+    }
+}
+
 /// The header's "who am I" corner.
 #[component]
 pub fn UserBadge(session: Session) -> impl IntoView {
@@ -87,10 +95,7 @@ pub fn UserBadge(session: Session) -> impl IntoView {
 #[component]
 pub fn NameForm(#[prop(into)] label: String) -> impl IntoView {
     let session = Session::expect();
-    let error = move || match session.start.value().get() {
-        Some(Err(err)) => Some(error_text(&err)),
-        _ => None,
-    };
+    let error = move || failure(session.start.value().get());
     view! {
         <ActionForm action=session.start attr:class="name-form">
             <label for="name-input">{label}</label>
@@ -107,10 +112,7 @@ pub fn NameForm(#[prop(into)] label: String) -> impl IntoView {
 #[component]
 pub fn SignInForm() -> impl IntoView {
     let session = Session::expect();
-    let error = move || match session.sign_in.value().get() {
-        Some(Err(err)) => Some(error_text(&err)),
-        _ => None,
-    };
+    let error = move || failure(session.sign_in.value().get());
     view! {
         <ActionForm action=session.sign_in attr:class="account-form" attr:data-testid="sign-in-form">
             <h2>"Sign in"</h2>
@@ -128,10 +130,7 @@ pub fn SignInForm() -> impl IntoView {
 #[component]
 pub fn RegisterForm() -> impl IntoView {
     let session = Session::expect();
-    let error = move || match session.register.value().get() {
-        Some(Err(err)) => Some(error_text(&err)),
-        _ => None,
-    };
+    let error = move || failure(session.register.value().get());
     view! {
         <ActionForm action=session.register attr:class="account-form" attr:data-testid="register-form">
             <h2>"Create an account"</h2>

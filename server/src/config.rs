@@ -337,4 +337,37 @@ mod tests {
         let config = Config::parse_from(["confab", "--max-content-bytes", "100000"]);
         assert!(config.validate().is_err());
     }
+
+    #[test]
+    fn rejects_bad_security_settings() {
+        for args in [
+            &["--allowed-origins", "chat.example.com"][..],
+            &["--allowed-origins", "https://ok.example,null"],
+            &["--argon2-memory-kib", "1"],
+            &["--argon2-iterations", "0"],
+            &["--session-ttl-secs", "100", "--session-max-age-secs", "50"],
+            &["--typing-rate", "2", "--typing-burst", "0"],
+            &["--max-connections-per-user", "0"],
+            &["--attempt-window-secs", "0"],
+        ] {
+            let config = Config::parse_from(std::iter::once("confab").chain(args.iter().copied()));
+            assert!(config.validate().is_err(), "{args:?} should be refused");
+        }
+        // Clap itself refuses a negative rate given as a separate word; with `=` it reaches us.
+        for args in [
+            ["confab", "--send-rate=-1"],
+            ["confab", "--typing-rate=NaN"],
+        ] {
+            assert!(Config::parse_from(args).validate().is_err(), "{args:?}");
+        }
+        let config = Config::parse_from([
+            "confab",
+            "--allowed-origins",
+            "https://a.example,http://b.example:8080",
+            "--send-rate",
+            "0",
+        ]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.allowed_origins.len(), 2);
+    }
 }

@@ -33,6 +33,8 @@ struct Refusal {
     code: ErrorCode,
     error: String,
     retry_after_ms: Option<u64>,
+    /// Close the connection after telling the client (code, reason): terminal refusals.
+    closes: Option<(u16, &'static str)>,
 }
 
 impl From<Invalid> for Refusal {
@@ -69,6 +71,7 @@ fn refuse(code: ErrorCode, error: impl Into<String>) -> Refusal {
         code,
         error: error.into(),
         retry_after_ms: None,
+        closes: None,
     }
 }
 
@@ -235,17 +238,14 @@ impl Dispatch {
         let limits = self.state.limits();
         let Some(slot) = limits.connect(&user.id) else {
             tracing::info!(user = user.id, "connection refused: too many connections");
-            self.send(&ServerMsg::error(
-                ErrorCode::TooManyConnections,
-                format!(
-                    "you have {} connections open already; close one first",
-                    limits.max_connections()
-                ),
-            ));
-            // Queued before the close request: the writer sends the error, then closes.
-            self.outbox
-                .kick(close::TOO_MANY_CONNECTIONS, "too many connections");
-            return Ok(());
+            let message = format!(
+                "you have {} connections open already; close one first",
+                limits.max_connections()
+            );
+            return Err(Refusal {
+                closes: Some((close::TOO_MANY_CONNECTIONS, "too many connections")),
+                ..refuse(ErrorCode::TooManyConnections, message)
+            });
         };
         self.state.engine().presence.connect(self.id, &user).await?;
         self.state.hub().set_session(self.id, session);
@@ -423,7 +423,9 @@ impl Dispatch {
         Ok(())
     }
 
-    /// Sends an error event and counts it against the protocol error budget.
+    /// Sends an error event, then closes the connection if the refusal is terminal, or else
+    /// counts it against the protocol error budget. (The writer sends what is queued before
+    /// the close frame, so the client reads why.)
     fn refuse(&mut self, refusal: Refusal, room_id: Option<String>, client_msg_id: Option<String>) {
         let blame_client = refusal.code != ErrorCode::Unavailable;
         tracing::debug!(connection = self.id.0, code = %refusal.code, error = refusal.error, "request refused");
@@ -434,7 +436,9 @@ impl Dispatch {
             client_msg_id,
             retry_after_ms: refusal.retry_after_ms,
         });
-        if blame_client && self.count_protocol_error() {
+        if let Some((code, reason)) = refusal.closes {
+            self.outbox.kick(code, reason);
+        } else if blame_client && self.count_protocol_error() {
             tracing::info!(connection = self.id.0, "too many protocol errors; closing");
             self.outbox
                 .kick(close::PROTOCOL_ERRORS, "too many protocol errors");
