@@ -151,6 +151,15 @@ pub struct Config {
     #[arg(long, env = "CONFAB_WRITE_TIMEOUT_SECS", default_value_t = 10)]
     pub write_timeout_secs: u64,
 
+    /// Frames per second above which a connection is busy: its frames then wait up to
+    /// `--busy-write-delay-ms` and go out together, in fewer writes. 0 = never.
+    #[arg(long, env = "CONFAB_BUSY_FRAMES_PER_SEC", default_value_t = 200)]
+    pub busy_frames_per_sec: u32,
+
+    /// Milliseconds a busy connection's frames may wait to be written together. 0 = never.
+    #[arg(long, env = "CONFAB_BUSY_WRITE_DELAY_MS", default_value_t = 5)]
+    pub busy_write_delay_ms: u32,
+
     /// Seconds between server pings.
     #[arg(long, env = "CONFAB_PING_INTERVAL_SECS", default_value_t = 25)]
     pub ping_interval_secs: u64,
@@ -225,6 +234,9 @@ impl Config {
             if secs == 0 {
                 return Err(format!("--{name} must be at least 1"));
             }
+        }
+        if self.busy_write_delay_ms > 1000 {
+            return Err("--busy-write-delay-ms must be at most 1000".into());
         }
         if self.presence_refresh_secs == 0
             || self.presence_refresh_secs * 2 > self.presence_lease_secs
@@ -336,6 +348,21 @@ mod tests {
         );
         let config = Config::parse_from(["confab", "--max-content-bytes", "100000"]);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn write_batching_is_bounded_and_can_be_turned_off() {
+        let config = Config::parse_from(["confab", "--busy-write-delay-ms", "1001"]);
+        assert_eq!(
+            config.validate().unwrap_err(),
+            "--busy-write-delay-ms must be at most 1000"
+        );
+        for off in [
+            ["confab", "--busy-write-delay-ms", "0"],
+            ["confab", "--busy-frames-per-sec", "0"],
+        ] {
+            assert_eq!(Config::parse_from(off).validate(), Ok(()), "{off:?}");
+        }
     }
 
     #[test]

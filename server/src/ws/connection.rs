@@ -6,6 +6,7 @@
 //! reader stops when it sees the writer gone. Limits enforced here: frame size (1009),
 //! invalid UTF-8 (1007), auth timeout (4500), ping/pong (4002), write timeout.
 
+use super::batching::{BatchPolicy, Batching};
 use super::dispatch::Dispatch;
 use crate::engine::SessionId;
 use crate::hub::{Frame, Kick};
@@ -14,11 +15,12 @@ use app::protocol::{close, User};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout, Instant, Sleep};
 
 /// When the client was last heard from, as milliseconds since the connection started.
 /// Written by the reader, read by the writer to detect a dead peer.
@@ -37,7 +39,13 @@ impl LastSeen {
     /// Milliseconds since the connection started: the one clock both tasks compare on, so
     /// a pong arriving within the same millisecond as its ping still counts.
     fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        self.ms_at(Instant::now())
+    }
+    fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_millis() as u64
+    }
+    fn instant_at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
     }
     fn touch(&self) {
         self.ms.store(self.now_ms(), Ordering::Relaxed);
@@ -54,13 +62,12 @@ pub async fn run(socket: WebSocket, state: AppState, session: Option<(SessionId,
     let kick = registration.kick.clone();
     let last_seen = Arc::new(LastSeen::new());
     let (sink, mut stream) = socket.split();
-    let timing = WriterTiming::from_state(&state);
     let mut writer = tokio::spawn(write_loop(
         sink,
         registration.queue,
         kick.clone(),
         last_seen.clone(),
-        timing,
+        state.clone(),
     ));
     let mut writer_done = false;
 
@@ -123,24 +130,6 @@ fn close_for_read_error(err: axum::Error) -> Option<(u16, &'static str)> {
     }
 }
 
-#[derive(Clone, Copy)]
-struct WriterTiming {
-    write_timeout: Duration,
-    ping_interval: Duration,
-    pong_timeout: Duration,
-}
-
-impl WriterTiming {
-    fn from_state(state: &AppState) -> Self {
-        let config = state.config();
-        WriterTiming {
-            write_timeout: config.write_timeout(),
-            ping_interval: config.ping_interval(),
-            pong_timeout: config.pong_timeout(),
-        }
-    }
-}
-
 type Sink = SplitSink<WebSocket, Message>;
 
 /// Writes queued frames (batched into one flush when several are waiting), pings the client
@@ -148,20 +137,29 @@ type Sink = SplitSink<WebSocket, Message>;
 ///
 /// Per delivery this does no timer or waiter bookkeeping: the one timer (next ping, or the
 /// pong deadline while a ping is outstanding) and the close request are pinned once, and a
-/// write is only given a deadline when it cannot complete at once.
+/// write is only given a deadline when it cannot complete at once. A busy connection
+/// ([`batching`](super::batching)) has its frames buffered and flushed together when its hold
+/// timer fires; that timer is allocated only once a connection first gets busy. Every idle
+/// connection has one of these futures, so what it keeps across awaits is kept small.
 async fn write_loop(
     mut sink: Sink,
     mut queue: mpsc::Receiver<Frame>,
     kick: Arc<Kick>,
     last_seen: Arc<LastSeen>,
-    timing: WriterTiming,
+    state: AppState,
 ) {
+    let config = state.config();
+    let write_timeout = config.write_timeout();
     let kicked = kick.requested();
     tokio::pin!(kicked);
-    let timer = tokio::time::sleep(timing.ping_interval);
+    let timer = tokio::time::sleep(config.ping_interval());
     tokio::pin!(timer);
-    // Set while a ping is outstanding: when it was sent (instant, and on the LastSeen clock).
-    let mut ping_sent: Option<(Instant, u64)> = None;
+    // Set while a ping is outstanding: when it was sent, on the LastSeen clock.
+    let mut ping_sent_ms: Option<u64> = None;
+    let mut batching = Batching::default();
+    let mut hold: Option<Pin<Box<Sleep>>> = None;
+    // Frames are buffered in the sink, waiting for `hold` to fire.
+    let mut holding = false;
     loop {
         tokio::select! {
             biased;
@@ -170,48 +168,83 @@ async fn write_loop(
                 // first, except for a slow consumer: its full queue is why it is closed.
                 let goodbye = async {
                     if reason.code != close::SLOW_CONSUMER {
-                        while let Ok(frame) = queue.try_recv() {
-                            sink.feed(Message::Text(frame)).await?;
-                        }
+                        feed_queued(&mut sink, &mut queue).await?;
                     }
                     let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
                     sink.send(Message::Close(Some(frame))).await
                 };
-                let _ = bounded(goodbye, timing.write_timeout).await;
+                let _ = bounded(goodbye, write_timeout).await;
                 return;
             }
-            frame = queue.recv() => {
-                let Some(frame) = frame else { return };
+            () = async { hold.as_mut().expect("holding implies a hold timer").await }, if holding => {
+                holding = false;
                 let batch = async {
-                    sink.feed(Message::Text(frame)).await?;
-                    while let Ok(frame) = queue.try_recv() {
-                        sink.feed(Message::Text(frame)).await?;
-                    }
+                    batching.count(feed_queued(&mut sink, &mut queue).await?);
                     sink.flush().await
                 };
-                if let Err(failure) = bounded(batch, timing.write_timeout).await {
+                if let Err(failure) = bounded(batch, write_timeout).await {
                     tracing::debug!(?failure, "write failed; dropping the connection");
                     return;
                 }
             }
-            () = &mut timer => match ping_sent.take() {
-                Some((sent, sent_ms)) => {
+            frame = queue.recv(), if !holding => {
+                let Some(frame) = frame else { return };
+                let batch = async {
+                    sink.feed(Message::Text(frame)).await?;
+                    feed_queued(&mut sink, &mut queue).await
+                };
+                let frames = match bounded(batch, write_timeout).await {
+                    Ok(fed) => 1 + fed,
+                    Err(failure) => {
+                        tracing::debug!(?failure, "write failed; dropping the connection");
+                        return;
+                    }
+                };
+                let now = Instant::now();
+                let policy = BatchPolicy::from_config(config);
+                if batching.hold(policy, last_seen.ms_at(now), frames) {
+                    let release = now + Duration::from_millis(policy.delay_ms.into());
+                    match hold.as_mut() {
+                        Some(sleep) => sleep.as_mut().reset(release),
+                        None => hold = Some(Box::pin(tokio::time::sleep_until(release))),
+                    }
+                    holding = true;
+                } else if let Err(failure) = bounded(sink.flush(), write_timeout).await {
+                    tracing::debug!(?failure, "write failed; dropping the connection");
+                    return;
+                }
+            }
+            () = &mut timer => match ping_sent_ms.take() {
+                Some(sent_ms) => {
                     if last_seen.last_ms() < sent_ms {
                         kick.kick(close::NO_PONG, "ping timeout");
                     }
-                    timer.as_mut().reset(sent + timing.ping_interval);
+                    timer.as_mut().reset(last_seen.instant_at(sent_ms) + config.ping_interval());
                 }
                 None => {
-                    if bounded(sink.send(Message::Ping(Default::default())), timing.write_timeout).await.is_err() {
+                    if bounded(sink.send(Message::Ping(Default::default())), write_timeout).await.is_err() {
                         return;
                     }
                     let now = Instant::now();
-                    ping_sent = Some((now, last_seen.now_ms()));
-                    timer.as_mut().reset(now + timing.pong_timeout);
+                    ping_sent_ms = Some(last_seen.ms_at(now));
+                    timer.as_mut().reset(now + config.pong_timeout());
                 }
             },
         }
     }
+}
+
+/// Moves every frame waiting in the queue into the sink's buffer; returns how many.
+async fn feed_queued(
+    sink: &mut Sink,
+    queue: &mut mpsc::Receiver<Frame>,
+) -> Result<u32, axum::Error> {
+    let mut fed = 0;
+    while let Ok(frame) = queue.try_recv() {
+        sink.feed(Message::Text(frame)).await?;
+        fed += 1;
+    }
+    Ok(fed)
 }
 
 #[derive(Debug)]
@@ -222,15 +255,17 @@ enum WriteFailure {
 
 /// Runs a write; only if it cannot finish at once is it given `limit` (a timer per write
 /// would be pure overhead on the common path, where the socket is writable).
-async fn bounded(
-    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+async fn bounded<T>(
+    write: impl std::future::Future<Output = Result<T, axum::Error>>,
     limit: Duration,
-) -> Result<(), WriteFailure> {
+) -> Result<T, WriteFailure> {
     let mut write = std::pin::pin!(write);
     if let std::task::Poll::Ready(result) = futures::poll!(write.as_mut()) {
         return result.map_err(WriteFailure::Socket);
     }
-    match timeout(limit, write).await {
+    // Boxed: the timer is only needed on this slow path, and inline it would make every
+    // idle connection's writer larger.
+    match Box::pin(timeout(limit, write)).await {
         Ok(result) => result.map_err(WriteFailure::Socket),
         Err(_) => Err(WriteFailure::TimedOut),
     }

@@ -5,6 +5,7 @@
 //! from a page of a foreign origin is refused with 403 before anything else happens
 //! (cross-site WebSocket hijacking, see [`crate::guard`]).
 
+mod batching;
 mod connection;
 mod dispatch;
 

@@ -1,0 +1,147 @@
+//! When a connection's frames go out: at once, or held briefly to share one write.
+//!
+//! Each write to a socket is a system call plus the kernel's TCP work for one packet, and on a
+//! busy server those writes are most of its CPU. A connection that receives a firehose (more
+//! than `busy_frames_per_sec`, far beyond what a person reads) gains nothing from getting
+//! each frame a few milliseconds sooner, so its frames wait up to `delay_ms` and go out
+//! together — the trade Centrifugo offers as `client.write_delay`. A connection below that
+//! rate, which is every person in an ordinary chat, gets every frame written the moment it is
+//! queued.
+//!
+//! The rate is judged per window of [`WINDOW_MS`]: the frames counted in one window decide
+//! how the next is treated, so a connection is batched only after a full window of heavy
+//! traffic and goes back to immediate writes after a quiet one.
+
+use crate::config::Config;
+
+/// How long a stretch of traffic is counted before it decides whether a connection is busy.
+pub const WINDOW_MS: u64 = 100;
+
+/// The two settings: above which rate, and for how long, frames are held.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchPolicy {
+    /// Frames per second above which a connection counts as busy; 0 turns batching off.
+    pub busy_frames_per_sec: u32,
+    /// How long a busy connection's frames wait to be written together; 0 turns it off.
+    pub delay_ms: u32,
+}
+
+impl BatchPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        BatchPolicy {
+            busy_frames_per_sec: config.busy_frames_per_sec,
+            delay_ms: config.busy_write_delay_ms,
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.busy_frames_per_sec > 0 && self.delay_ms > 0
+    }
+}
+
+/// One connection's traffic count, on the connection's own millisecond clock. Small (12
+/// bytes): it lives in every connection's writer, idle or not.
+#[derive(Default)]
+pub struct Batching {
+    window_start_ms: u64,
+    frames_in_window: u32,
+    busy: bool,
+}
+
+impl Batching {
+    /// Counts frames that were written without a decision (those that arrived while held).
+    pub fn count(&mut self, frames: u32) {
+        self.frames_in_window = self.frames_in_window.saturating_add(frames);
+    }
+
+    /// Counts `frames` just taken from the queue at `now_ms` and says whether to hold them
+    /// for the policy's delay (true) or write them now.
+    pub fn hold(&mut self, policy: BatchPolicy, now_ms: u64, frames: u32) -> bool {
+        if !policy.enabled() {
+            return false;
+        }
+        let elapsed_ms = now_ms.saturating_sub(self.window_start_ms);
+        if elapsed_ms >= WINDOW_MS {
+            // A long quiet gap spreads the count over the whole gap: a connection that was
+            // idle for a minute is not busy because of one burst before it.
+            self.busy = u64::from(self.frames_in_window) * 1000
+                > u64::from(policy.busy_frames_per_sec) * elapsed_ms;
+            self.window_start_ms = now_ms;
+            self.frames_in_window = 0;
+        }
+        self.count(frames);
+        self.busy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: BatchPolicy = BatchPolicy {
+        busy_frames_per_sec: 200,
+        delay_ms: 2,
+    };
+
+    /// Feeds one frame every `gap_us` microseconds until `end_ms`, returning how many were
+    /// held.
+    fn run(batching: &mut Batching, policy: BatchPolicy, gap_us: u64, end_ms: u64) -> usize {
+        (0..end_ms * 1000)
+            .step_by(gap_us as usize)
+            .filter(|us| batching.hold(policy, us / 1000, 1))
+            .count()
+    }
+
+    #[test]
+    fn an_ordinary_connection_is_written_at_once() {
+        let mut batching = Batching::default();
+        // 100 frames/s for 2 s: half the busy rate.
+        assert_eq!(run(&mut batching, POLICY, 10_000, 2000), 0);
+    }
+
+    #[test]
+    fn a_firehose_is_held_after_one_window_and_released_after_a_quiet_one() {
+        let mut batching = Batching::default();
+        // 1,000 frames/s for 1 s: the first window is written at once, every later frame held.
+        assert_eq!(run(&mut batching, POLICY, 1000, 1000), 900);
+        assert!(batching.hold(POLICY, 1000, 1));
+        // After a quiet second the next frame goes out at once.
+        assert!(!batching.hold(POLICY, 2000, 1));
+    }
+
+    #[test]
+    fn a_burst_after_a_long_silence_is_not_a_firehose() {
+        let mut batching = Batching::default();
+        // 50 frames in one go, then nothing for 10 s: 5 frames/s over the window.
+        batching.hold(POLICY, 0, 50);
+        assert!(!batching.hold(POLICY, 10_000, 1));
+    }
+
+    #[test]
+    fn frames_written_while_held_count_toward_the_rate() {
+        let mut batching = Batching::default();
+        // 150 frames/s taken one by one, plus 150/s that arrived while held: 300/s in all.
+        for ms in (0..100).step_by(10) {
+            batching.hold(POLICY, ms, 1);
+            batching.count(2);
+        }
+        assert!(batching.hold(POLICY, 100, 1));
+    }
+
+    #[test]
+    fn batching_can_be_turned_off() {
+        for policy in [
+            BatchPolicy {
+                busy_frames_per_sec: 0,
+                ..POLICY
+            },
+            BatchPolicy {
+                delay_ms: 0,
+                ..POLICY
+            },
+        ] {
+            let mut batching = Batching::default();
+            assert_eq!(run(&mut batching, policy, 100, 1000), 0);
+        }
+    }
+}
