@@ -135,12 +135,13 @@ type Sink = SplitSink<WebSocket, Message>;
 /// Writes queued frames (batched into one flush when several are waiting), pings the client
 /// and closes the socket when asked.
 ///
-/// Per delivery this does no timer or waiter bookkeeping: the one timer (next ping, or the
-/// pong deadline while a ping is outstanding) and the close request are pinned once, and a
-/// write is only given a deadline when it cannot complete at once. A busy connection
-/// ([`batching`](super::batching)) has its frames buffered and flushed together when its hold
-/// timer fires; that timer is allocated only once a connection first gets busy. Every idle
-/// connection has one of these futures, so what it keeps across awaits is kept small.
+/// An ordinary connection's deliveries do no timer or waiter bookkeeping: the one timer (next
+/// ping, or the pong deadline while a ping is outstanding) and the close request are pinned
+/// once, and a write is only given a deadline when it cannot complete at once. A busy
+/// connection ([`batching`](super::batching)) has its frames buffered in the sink and flushed
+/// together when its hold timer fires (one timer reset per batch, allocated the first time
+/// the connection gets busy). Every idle connection has one of these futures, so what it
+/// keeps across awaits is kept small.
 async fn write_loop(
     mut sink: Sink,
     mut queue: mpsc::Receiver<Frame>,
