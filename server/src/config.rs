@@ -153,7 +153,7 @@ pub struct Config {
 
     /// Frames per second above which a connection is busy: its frames then wait up to
     /// `--busy-write-delay-ms` and go out together, in fewer writes. 0 = never.
-    #[arg(long, env = "CONFAB_BUSY_FRAMES_PER_SEC", default_value_t = 200)]
+    #[arg(long, env = "CONFAB_BUSY_FRAMES_PER_SEC", default_value_t = 100)]
     pub busy_frames_per_sec: u32,
 
     /// Milliseconds a busy connection's frames may wait to be written together. 0 = never.
