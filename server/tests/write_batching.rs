@@ -9,11 +9,13 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// A server where more than one frame per second makes a connection busy (so one frame in a
-/// window after a burst keeps it busy however slow the machine), held for `delay_ms`.
+/// window after a burst keeps it busy however slow the machine), held for `delay_ms`, with
+/// queues deep enough that every hold fits in them.
 async fn batching_server(delay_ms: u32) -> TestServer {
     TestServer::start_with(|c| {
         c.busy_frames_per_sec = 1;
         c.busy_write_delay_ms = delay_ms;
+        c.outbound_queue = 4096;
     })
     .await
 }
@@ -98,4 +100,34 @@ async fn held_frames_go_out_before_the_connection_is_closed() {
     assert_eq!(server.sign_out(&ben.token).await.status, 204);
     assert_eq!(ben.expect("message").await["content"], "last words");
     assert_eq!(ben.expect_close().await.0, 4503);
+}
+
+#[tokio::test]
+async fn a_hold_too_long_for_the_queue_is_not_taken() {
+    // A 1 s hold at this connection's rate would queue far more than 32 frames; held, the
+    // client would be closed as a slow consumer although it reads everything at once.
+    let server = TestServer::start_with(|c| {
+        c.busy_frames_per_sec = 1;
+        c.busy_write_delay_ms = 1000;
+        c.outbound_queue = 32;
+    })
+    .await;
+    let mut ana = server.client("Ana").await;
+    let mut ben = server.client("Ben").await;
+    ana.join("narrow").await;
+    ben.join("narrow").await;
+    make_busy(&mut ana, &mut ben, "narrow").await;
+
+    // 50 frames in waves of 10 over ~100 ms: within one hold, yet never 32 at once.
+    for wave in 0..5 {
+        for n in wave * 10..wave * 10 + 10 {
+            ana.send(json!({"type": "message", "roomId": "narrow", "content": format!("m{n}")}))
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 0..50 {
+        assert_eq!(ben.expect("message").await["content"], format!("m{n}"));
+    }
+    ben.expect_silence(Duration::from_millis(100)).await;
 }

@@ -162,7 +162,8 @@ async fn write_loop(
     // Frames are buffered in the sink, waiting for `hold` to fire.
     let mut holding = false;
     loop {
-        tokio::select! {
+        // Every arm but the close request ends in what its writes came to.
+        let written = tokio::select! {
             biased;
             reason = &mut kicked => {
                 // What is already queued (e.g. the error that explains the close) goes out
@@ -183,10 +184,7 @@ async fn write_loop(
                     batching.count(feed_queued(&mut sink, &mut queue).await?);
                     sink.flush().await
                 };
-                if let Err(failure) = bounded(batch, write_timeout).await {
-                    tracing::debug!(?failure, "write failed; dropping the connection");
-                    return;
-                }
+                bounded(batch, write_timeout).await
             }
             frame = queue.recv(), if !holding => {
                 let Some(frame) = frame else { return };
@@ -194,25 +192,23 @@ async fn write_loop(
                     sink.feed(Message::Text(frame)).await?;
                     feed_queued(&mut sink, &mut queue).await
                 };
-                let frames = match bounded(batch, write_timeout).await {
-                    Ok(fed) => 1 + fed,
-                    Err(failure) => {
-                        tracing::debug!(?failure, "write failed; dropping the connection");
-                        return;
+                match bounded(batch, write_timeout).await {
+                    Err(failure) => Err(failure),
+                    Ok(fed) => {
+                        let now = Instant::now();
+                        let policy = BatchPolicy::from_config(config);
+                        if batching.hold(policy, last_seen.ms_at(now), 1 + fed) {
+                            let release = now + Duration::from_millis(policy.delay_ms.into());
+                            match hold.as_mut() {
+                                Some(sleep) => sleep.as_mut().reset(release),
+                                None => hold = Some(Box::pin(tokio::time::sleep_until(release))),
+                            }
+                            holding = true;
+                            Ok(())
+                        } else {
+                            bounded(sink.flush(), write_timeout).await
+                        }
                     }
-                };
-                let now = Instant::now();
-                let policy = BatchPolicy::from_config(config);
-                if batching.hold(policy, last_seen.ms_at(now), frames) {
-                    let release = now + Duration::from_millis(policy.delay_ms.into());
-                    match hold.as_mut() {
-                        Some(sleep) => sleep.as_mut().reset(release),
-                        None => hold = Some(Box::pin(tokio::time::sleep_until(release))),
-                    }
-                    holding = true;
-                } else if let Err(failure) = bounded(sink.flush(), write_timeout).await {
-                    tracing::debug!(?failure, "write failed; dropping the connection");
-                    return;
                 }
             }
             () = &mut timer => match ping_sent_ms.take() {
@@ -221,16 +217,20 @@ async fn write_loop(
                         kick.kick(close::NO_PONG, "ping timeout");
                     }
                     timer.as_mut().reset(last_seen.instant_at(sent_ms) + config.ping_interval());
+                    Ok(())
                 }
-                None => {
-                    if bounded(sink.send(Message::Ping(Default::default())), write_timeout).await.is_err() {
-                        return;
-                    }
-                    let now = Instant::now();
-                    ping_sent_ms = Some(last_seen.ms_at(now));
-                    timer.as_mut().reset(now + config.pong_timeout());
-                }
+                None => bounded(sink.send(Message::Ping(Default::default())), write_timeout)
+                    .await
+                    .map(|()| {
+                        let now = Instant::now();
+                        ping_sent_ms = Some(last_seen.ms_at(now));
+                        timer.as_mut().reset(now + config.pong_timeout());
+                    }),
             },
+        };
+        if let Err(failure) = written {
+            tracing::debug!(?failure, "write failed; dropping the connection");
+            return;
         }
     }
 }
