@@ -9,7 +9,7 @@ use crate::engine::SessionId;
 use app::protocol::{close, ServerMsg};
 use futures::task::AtomicWaker;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::Poll;
 use tokio::sync::mpsc;
@@ -33,10 +33,12 @@ pub struct CloseReason {
     pub reason: &'static str,
 }
 
-/// A one-shot request to close a connection, seen by its writer task.
+/// What other tasks ask of a connection's writer: a one-shot close, and writing frames it
+/// holds (write batching) before their delay is up.
 #[derive(Default)]
 pub struct Kick {
     reason: OnceLock<CloseReason>,
+    flush_requested: AtomicBool,
     // Lock-free wake-up of the writer: it polls this on every pass, once per delivery.
     waker: AtomicWaker,
 }
@@ -68,6 +70,18 @@ impl Kick {
     pub fn reason(&self) -> Option<CloseReason> {
         self.reason.get().copied()
     }
+
+    /// Asks the writer to write what it holds now: its queue is filling up.
+    fn request_flush(&self) {
+        self.flush_requested.store(true, Ordering::Relaxed);
+        self.waker.wake();
+    }
+
+    /// Whether a flush was requested since the last call. The writer is woken through the
+    /// same waker as for a close, so it sees this on its next pass.
+    pub fn take_flush_request(&self) -> bool {
+        self.flush_requested.swap(false, Ordering::Relaxed)
+    }
 }
 
 /// The sending side of a connection: its bounded queue and its close request.
@@ -79,10 +93,17 @@ pub struct Outbox {
 
 impl Outbox {
     /// Queues a frame without waiting. A full queue means the client does not keep up: it is
-    /// disconnected (close 4001) and false is returned, as when the connection is gone.
+    /// disconnected (close 4001) and false is returned, as when the connection is gone. A
+    /// queue more than half full asks the writer to stop holding frames: a hold must never
+    /// make a client that keeps up look like a slow consumer.
     pub fn send(&self, frame: Frame) -> bool {
         match self.tx.try_send(frame) {
-            Ok(()) => true,
+            Ok(()) => {
+                if self.tx.capacity() * 2 < self.tx.max_capacity() {
+                    self.kick.request_flush();
+                }
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.kick.kick(close::SLOW_CONSUMER, "slow consumer");
                 false
@@ -318,6 +339,22 @@ mod tests {
             slow.kick.reason().map(|r| r.code),
             Some(close::SLOW_CONSUMER)
         );
+    }
+
+    #[test]
+    fn a_queue_more_than_half_full_asks_the_writer_to_flush() {
+        let hub = Hub::new(4);
+        let a = hub.register();
+        let frame = Frame::from("x".to_string());
+        assert!(a.outbox.send(frame.clone()) && a.outbox.send(frame.clone()));
+        assert!(
+            !a.kick.take_flush_request(),
+            "half full is not yet too full"
+        );
+        assert!(a.outbox.send(frame.clone()));
+        assert!(a.kick.take_flush_request());
+        assert!(!a.kick.take_flush_request(), "a request is taken once");
+        assert_eq!(a.kick.reason(), None, "a flush request is not a close");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// A server where more than one frame per second makes a connection busy (so one frame in a
 /// window after a burst keeps it busy however slow the machine), held for `delay_ms`, with
-/// queues deep enough that every hold fits in them.
+/// queues deep enough that no hold is cut short by a filling queue.
 async fn batching_server(delay_ms: u32) -> TestServer {
     TestServer::start_with(|c| {
         c.busy_frames_per_sec = 1;
@@ -103,9 +103,9 @@ async fn held_frames_go_out_before_the_connection_is_closed() {
 }
 
 #[tokio::test]
-async fn a_hold_too_long_for_the_queue_is_not_taken() {
-    // A 1 s hold at this connection's rate would queue far more than 32 frames; held, the
-    // client would be closed as a slow consumer although it reads everything at once.
+async fn a_hold_ends_early_when_its_queue_fills_past_half() {
+    // A 1 s hold at this connection's rate would queue far more than 32 frames; held to the
+    // end, the client would be closed as a slow consumer although it reads everything at once.
     let server = TestServer::start_with(|c| {
         c.busy_frames_per_sec = 1;
         c.busy_write_delay_ms = 1000;
@@ -118,7 +118,7 @@ async fn a_hold_too_long_for_the_queue_is_not_taken() {
     ben.join("narrow").await;
     make_busy(&mut ana, &mut ben, "narrow").await;
 
-    // 50 frames in waves of 10 over ~100 ms: within one hold, yet never 32 at once.
+    // 50 frames in waves of 10 over ~100 ms: within one hold, and never 32 at once.
     for wave in 0..5 {
         for n in wave * 10..wave * 10 + 10 {
             ana.send(json!({"type": "message", "roomId": "narrow", "content": format!("m{n}")}))

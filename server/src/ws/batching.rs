@@ -11,24 +11,22 @@
 //! The rate is judged per window of [`WINDOW_MS`]: the frames counted in one window decide
 //! how the next is treated, so a connection is batched only after a full window of heavy
 //! traffic and goes back to immediate writes after a quiet one. While frames are held, new
-//! ones wait in the connection's bounded queue, so a connection is only held when, at its
-//! current rate, a hold fills at most half that queue: a long delay must never turn a client
-//! that keeps up into a slow consumer.
+//! ones wait in the connection's bounded queue; once it is more than half full the writer is
+//! asked to write at once ([`Outbox::send`](crate::hub::Outbox::send)), so a long delay never
+//! turns a client that keeps up into a slow consumer.
 
 use crate::config::Config;
 
 /// How long a stretch of traffic is counted before it decides whether a connection is busy.
 pub const WINDOW_MS: u64 = 100;
 
-/// Above which rate, and for how long, frames are held; and how many may wait meanwhile.
+/// Above which rate, and for how long, frames are held.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchPolicy {
     /// Frames per second above which a connection counts as busy; 0 turns batching off.
     pub busy_frames_per_sec: u32,
     /// How long a busy connection's frames wait to be written together; 0 turns it off.
     pub delay_ms: u32,
-    /// The connection's outbound queue length, where frames wait during a hold.
-    pub queue_frames: usize,
 }
 
 impl BatchPolicy {
@@ -36,7 +34,6 @@ impl BatchPolicy {
         BatchPolicy {
             busy_frames_per_sec: config.busy_frames_per_sec,
             delay_ms: config.busy_write_delay_ms,
-            queue_frames: config.outbound_queue,
         }
     }
 
@@ -71,11 +68,7 @@ impl Batching {
             // A long quiet gap spreads the count over the whole gap: a connection that was
             // idle for a minute is not busy because of one burst before it.
             let frames = u64::from(self.frames_in_window);
-            let busy = frames * 1000 > u64::from(policy.busy_frames_per_sec) * elapsed_ms;
-            // Frames expected during one hold: rate × delay, at most half the queue.
-            let hold_fits =
-                frames * u64::from(policy.delay_ms) * 2 <= policy.queue_frames as u64 * elapsed_ms;
-            self.busy = busy && hold_fits;
+            self.busy = frames * 1000 > u64::from(policy.busy_frames_per_sec) * elapsed_ms;
             self.window_start_ms = now_ms;
             self.frames_in_window = 0;
         }
@@ -91,7 +84,6 @@ mod tests {
     const POLICY: BatchPolicy = BatchPolicy {
         busy_frames_per_sec: 200,
         delay_ms: 2,
-        queue_frames: 256,
     };
 
     /// Feeds one frame every `gap_us` microseconds until `end_ms`, returning how many were
@@ -137,24 +129,6 @@ mod tests {
             batching.count(2);
         }
         assert!(batching.hold(POLICY, 100, 1));
-    }
-
-    #[test]
-    fn a_hold_that_would_fill_half_the_queue_is_not_taken() {
-        // 1,000 frames/s with a 100 ms delay: 100 frames would wait, the queue holds 256.
-        let fits = BatchPolicy {
-            delay_ms: 100,
-            ..POLICY
-        };
-        let mut batching = Batching::default();
-        assert_eq!(run(&mut batching, fits, 1000, 1000), 900);
-        // With a 1 s delay 1,000 would wait: those frames are written at once instead.
-        let too_long = BatchPolicy {
-            delay_ms: 1000,
-            ..POLICY
-        };
-        let mut batching = Batching::default();
-        assert_eq!(run(&mut batching, too_long, 1000, 1000), 0);
     }
 
     #[test]

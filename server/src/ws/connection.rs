@@ -15,9 +15,11 @@ use app::protocol::{close, User};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant, Sleep};
@@ -178,7 +180,12 @@ async fn write_loop(
                 let _ = bounded(goodbye, write_timeout).await;
                 return;
             }
-            () = async { hold.as_mut().expect("holding implies a hold timer").await }, if holding => {
+            // Held frames go out when the hold is up, or at once when the queue they wait in
+            // fills past half (the flush request wakes this task through the close waker).
+            () = std::future::poll_fn(|cx| match kick.take_flush_request() {
+                true => Poll::Ready(()),
+                false => hold.as_mut().expect("holding implies a hold timer").as_mut().poll(cx),
+            }), if holding => {
                 holding = false;
                 let batch = async {
                     batching.count(feed_queued(&mut sink, &mut queue).await?);
@@ -203,6 +210,8 @@ async fn write_loop(
                                 Some(sleep) => sleep.as_mut().reset(release),
                                 None => hold = Some(Box::pin(tokio::time::sleep_until(release))),
                             }
+                            // The queue was just drained: an earlier request is stale.
+                            kick.take_flush_request();
                             holding = true;
                             Ok(())
                         } else {
