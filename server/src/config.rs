@@ -151,14 +151,20 @@ pub struct Config {
     #[arg(long, env = "CONFAB_WRITE_TIMEOUT_SECS", default_value_t = 10)]
     pub write_timeout_secs: u64,
 
-    /// Frames per second above which a connection is busy: its frames then wait up to
-    /// `--busy-write-delay-ms` and go out together, in fewer writes. 0 = never.
+    /// Frames per second above which a connection is busy: its frames then wait a little and
+    /// go out together, in fewer writes. 0 = never.
     #[arg(long, env = "CONFAB_BUSY_FRAMES_PER_SEC", default_value_t = 100)]
     pub busy_frames_per_sec: u32,
 
-    /// Milliseconds a busy connection's frames may wait to be written together. 0 = never.
-    #[arg(long, env = "CONFAB_BUSY_WRITE_DELAY_MS", default_value_t = 5)]
+    /// Milliseconds a connection receiving twice the busy rate holds its frames to write them
+    /// together; the hold grows in proportion to how far the rate is above the busy rate.
+    /// 0 = never.
+    #[arg(long, env = "CONFAB_BUSY_WRITE_DELAY_MS", default_value_t = 8)]
     pub busy_write_delay_ms: u32,
+
+    /// The longest hold of a busy connection's frames, however busy, in milliseconds.
+    #[arg(long, env = "CONFAB_BUSY_WRITE_MAX_DELAY_MS", default_value_t = 20)]
+    pub busy_write_max_delay_ms: u32,
 
     /// Seconds between server pings.
     #[arg(long, env = "CONFAB_PING_INTERVAL_SECS", default_value_t = 25)]
@@ -237,6 +243,9 @@ impl Config {
         }
         if self.busy_write_delay_ms > 1000 {
             return Err("--busy-write-delay-ms must be at most 1000".into());
+        }
+        if !(1..=1000).contains(&self.busy_write_max_delay_ms) {
+            return Err("--busy-write-max-delay-ms must be between 1 and 1000".into());
         }
         if self.presence_refresh_secs == 0
             || self.presence_refresh_secs * 2 > self.presence_lease_secs
@@ -357,6 +366,15 @@ mod tests {
             config.validate().unwrap_err(),
             "--busy-write-delay-ms must be at most 1000"
         );
+        for args in [
+            ["confab", "--busy-write-max-delay-ms", "0"],
+            ["confab", "--busy-write-max-delay-ms", "1001"],
+        ] {
+            assert_eq!(
+                Config::parse_from(args).validate().unwrap_err(),
+                "--busy-write-max-delay-ms must be between 1 and 1000"
+            );
+        }
         for off in [
             ["confab", "--busy-write-delay-ms", "0"],
             ["confab", "--busy-frames-per-sec", "0"],

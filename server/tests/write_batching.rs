@@ -1,6 +1,6 @@
 //! Write batching of busy connections: a connection receiving more than
-//! `--busy-frames-per-sec` has its frames held up to `--busy-write-delay-ms` and written
-//! together. Held frames must never be lost, reordered or stuck.
+//! `--busy-frames-per-sec` has its frames held a few milliseconds and written together.
+//! Held frames must never be lost, reordered or stuck.
 
 mod common;
 
@@ -9,12 +9,14 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// A server where more than one frame per second makes a connection busy (so one frame in a
-/// window after a burst keeps it busy however slow the machine), held for `delay_ms`, with
-/// queues deep enough that no hold is cut short by a filling queue.
+/// window after a burst keeps it busy however slow the machine), held for `delay_ms` (far
+/// above the busy rate, the hold is the maximum), with queues deep enough that no hold is cut
+/// short by a filling queue.
 async fn batching_server(delay_ms: u32) -> TestServer {
     TestServer::start_with(|c| {
         c.busy_frames_per_sec = 1;
         c.busy_write_delay_ms = delay_ms;
+        c.busy_write_max_delay_ms = delay_ms;
         c.outbound_queue = 4096;
     })
     .await
@@ -109,6 +111,7 @@ async fn a_hold_ends_early_when_its_queue_fills_past_half() {
     let server = TestServer::start_with(|c| {
         c.busy_frames_per_sec = 1;
         c.busy_write_delay_ms = 1000;
+        c.busy_write_max_delay_ms = 1000;
         c.outbound_queue = 32;
     })
     .await;

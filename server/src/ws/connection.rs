@@ -204,8 +204,9 @@ async fn write_loop(
                     Ok(fed) => {
                         let now = Instant::now();
                         let policy = BatchPolicy::from_config(config);
-                        if batching.hold(policy, last_seen.ms_at(now), 1 + fed) {
-                            let release = now + Duration::from_millis(policy.delay_ms.into());
+                        let hold_ms = batching.hold(policy, last_seen.ms_at(now), 1 + fed);
+                        if hold_ms > 0 {
+                            let release = now + Duration::from_millis(hold_ms.into());
                             match hold.as_mut() {
                                 Some(sleep) => sleep.as_mut().reset(release),
                                 None => hold = Some(Box::pin(tokio::time::sleep_until(release))),
