@@ -182,9 +182,10 @@ async fn write_loop(
             }
             // Held frames go out when the hold is up, or at once when the queue they wait in
             // fills past half (the flush request wakes this task through the close waker).
-            () = std::future::poll_fn(|cx| match kick.take_flush_request() {
-                true => Poll::Ready(()),
-                false => hold.as_mut().expect("holding implies a hold timer").as_mut().poll(cx),
+            () = std::future::poll_fn(|cx| if kick.take_flush_request() {
+                Poll::Ready(())
+            } else {
+                hold.as_mut().expect("holding implies a hold timer").as_mut().poll(cx)
             }), if holding => {
                 holding = false;
                 let batch = async {
@@ -200,25 +201,21 @@ async fn write_loop(
                     feed_queued(&mut sink, &mut queue).await
                 };
                 match bounded(batch, write_timeout).await {
-                    Err(failure) => Err(failure),
                     Ok(fed) => {
                         let now = Instant::now();
                         let policy = BatchPolicy::from_config(config);
-                        let hold_ms = batching.hold(policy, last_seen.ms_at(now), 1 + fed);
-                        if hold_ms > 0 {
-                            let release = now + Duration::from_millis(hold_ms.into());
-                            match hold.as_mut() {
-                                Some(sleep) => sleep.as_mut().reset(release),
-                                None => hold = Some(Box::pin(tokio::time::sleep_until(release))),
+                        match batching.hold(policy, last_seen.ms_at(now), 1 + fed) {
+                            0 => bounded(sink.flush(), write_timeout).await,
+                            hold_ms => {
+                                arm(&mut hold, now + Duration::from_millis(hold_ms.into()));
+                                // The queue was just drained: an earlier request is stale.
+                                kick.take_flush_request();
+                                holding = true;
+                                Ok(())
                             }
-                            // The queue was just drained: an earlier request is stale.
-                            kick.take_flush_request();
-                            holding = true;
-                            Ok(())
-                        } else {
-                            bounded(sink.flush(), write_timeout).await
                         }
                     }
+                    Err(failure) => Err(failure),
                 }
             }
             () = &mut timer => match ping_sent_ms.take() {
@@ -242,6 +239,14 @@ async fn write_loop(
             tracing::debug!(?failure, "write failed; dropping the connection");
             return;
         }
+    }
+}
+
+/// Sets the hold timer to fire at `release`, allocating it the first time it is needed.
+fn arm(hold: &mut Option<Pin<Box<Sleep>>>, release: Instant) {
+    match hold {
+        Some(sleep) => sleep.as_mut().reset(release),
+        None => *hold = Some(Box::pin(tokio::time::sleep_until(release))),
     }
 }
 
