@@ -76,6 +76,10 @@ pub struct ChatLog {
     pub notice: Option<String>,
     /// Set while a message waits because we sent too fast; cleared by the next ack.
     pub slow_down: Option<String>,
+    /// The newest id received in room order (history and broadcasts): where a reconnect
+    /// resumes. Acks do not move it: an ack can overtake an earlier message still on its
+    /// way, and resuming after our own message would skip that one.
+    streamed: Option<String>,
 }
 
 fn by_id(a: &ChatMessage, b: &ChatMessage) -> Ordering {
@@ -84,19 +88,22 @@ fn by_id(a: &ChatMessage, b: &ChatMessage) -> Ordering {
 
 impl ChatLog {
     pub fn from_snapshot(snapshot: RoomSnapshot) -> Self {
-        ChatLog {
+        let mut log = ChatLog {
             room_id: snapshot.page.room_id,
             me: snapshot.me,
-            messages: snapshot.page.messages,
             has_more: snapshot.page.has_more,
             members: snapshot.members,
             ..ChatLog::default()
+        };
+        for message in snapshot.page.messages {
+            log.insert_streamed(message);
         }
+        log
     }
 
-    /// The resume position: the newest confirmed message.
-    pub fn last_id(&self) -> Option<String> {
-        self.messages.last().map(|m| m.id.clone())
+    /// The resume position: the newest message received in room order (see `streamed`).
+    pub fn resume_id(&self) -> Option<String> {
+        self.streamed.clone()
     }
 
     pub fn oldest_id(&self) -> Option<String> {
@@ -114,6 +121,18 @@ impl ChatLog {
                 }
             }
         }
+    }
+
+    /// Adds a message that came in room order, moving the resume position past it.
+    fn insert_streamed(&mut self, message: ChatMessage) {
+        let newer = self
+            .streamed
+            .as_deref()
+            .is_none_or(|streamed| MessageId::compare(streamed, &message.id) == Ordering::Less);
+        if newer {
+            self.streamed = Some(message.id.clone());
+        }
+        self.insert(message);
     }
 
     /// Adds an older page (scroll-back).
@@ -161,6 +180,7 @@ impl ChatLog {
                 if recovered == Some(false) {
                     // A gap we cannot fill: show the newest history instead of a hole.
                     self.messages.clear();
+                    self.streamed = None;
                     self.has_more = has_more;
                     self.notice =
                         Some("Some messages were missed while offline; showing the latest.".into());
@@ -168,14 +188,14 @@ impl ChatLog {
                     self.has_more = has_more;
                 }
                 for message in messages {
-                    self.insert(message);
+                    self.insert_streamed(message);
                 }
                 self.members = members;
                 return self.unconfirmed();
             }
             ServerMsg::Message(message) if message.room_id == self.room_id => {
                 self.typing.retain(|t| t.user_id != message.user_id);
-                self.insert(message);
+                self.insert_streamed(message);
             }
             ServerMsg::Ack {
                 client_msg_id: Some(client_msg_id),
@@ -400,6 +420,40 @@ mod tests {
         assert!(log.pending.is_empty());
         assert_eq!(log.messages.last().unwrap().content, "hello");
         assert_eq!(log.messages.last().unwrap().user_id, "me");
+    }
+
+    #[test]
+    fn an_ack_that_overtakes_an_earlier_message_does_not_move_the_resume_position() {
+        let mut log = log();
+        assert_eq!(log.resume_id().as_deref(), Some("2-0"));
+        log.queue("c1".into(), "mine".into());
+        let ack = ServerMsg::Ack {
+            client_msg_id: Some("c1".into()),
+            id: "4-0".into(),
+            room_id: "r".into(),
+            timestamp: 4,
+        };
+        log.apply(ack, 0.0);
+        // 3-0, someone else's, is still on its way: a reconnect now must ask for it.
+        assert_eq!(log.resume_id().as_deref(), Some("2-0"));
+        log.apply(ServerMsg::Message(msg("3-0", "b", None)), 0.0);
+        assert_eq!(log.resume_id().as_deref(), Some("3-0"));
+        // The resumed history repeats our own message: shown once, and the position moves on.
+        log.apply(history(vec![msg("4-0", "me", Some("c1"))], Some(true)), 0.0);
+        assert_eq!(ids(&log), ["1-0", "2-0", "3-0", "4-0"]);
+        assert_eq!(log.resume_id().as_deref(), Some("4-0"));
+        // Scroll-back is older than the position and leaves it alone.
+        log.add_older(vec![msg("0-5", "b", None)], false);
+        assert_eq!(log.resume_id().as_deref(), Some("4-0"));
+    }
+
+    #[test]
+    fn an_unrecoverable_gap_resumes_from_the_history_that_replaced_it() {
+        let mut log = log();
+        log.apply(history(vec![msg("90-0", "b", None)], Some(false)), 0.0);
+        assert_eq!(log.resume_id().as_deref(), Some("90-0"));
+        log.apply(history(vec![], Some(false)), 0.0);
+        assert_eq!(log.resume_id(), None);
     }
 
     #[test]

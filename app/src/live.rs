@@ -225,7 +225,7 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
     // and stale typing is dropped.
     while rx.try_recv().is_ok() {}
 
-    let since = log.with_untracked(ChatLog::last_id);
+    let since = log.with_untracked(ChatLog::resume_id);
     let join = ClientMsg::Join {
         room_id: room_id.to_string(),
         since,
