@@ -153,13 +153,13 @@ pub struct Config {
 
     /// Frames per second above which a connection is busy: its frames then wait a little and
     /// go out together, in fewer writes. 0 = never.
-    #[arg(long, env = "CONFAB_BUSY_FRAMES_PER_SEC", default_value_t = 100)]
+    #[arg(long, env = "CONFAB_BUSY_FRAMES_PER_SEC", default_value_t = 120)]
     pub busy_frames_per_sec: u32,
 
     /// Milliseconds a connection receiving twice the busy rate holds its frames to write them
     /// together; the hold grows in proportion to how far the rate is above the busy rate.
     /// 0 = never.
-    #[arg(long, env = "CONFAB_BUSY_WRITE_DELAY_MS", default_value_t = 8)]
+    #[arg(long, env = "CONFAB_BUSY_WRITE_DELAY_MS", default_value_t = 9)]
     pub busy_write_delay_ms: u32,
 
     /// The longest hold of a busy connection's frames, however busy, in milliseconds.
