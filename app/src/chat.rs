@@ -389,6 +389,16 @@ mod tests {
         }
     }
 
+    /// The server's confirmation of our message `client_msg_id`, stored as `id`.
+    fn ack(client_msg_id: &str, id: &str) -> ServerMsg {
+        ServerMsg::Ack {
+            client_msg_id: Some(client_msg_id.into()),
+            id: id.into(),
+            room_id: "r".into(),
+            timestamp: 5,
+        }
+    }
+
     fn ids(log: &ChatLog) -> Vec<&str> {
         log.messages.iter().map(|m| m.id.as_str()).collect()
     }
@@ -410,13 +420,7 @@ mod tests {
     fn ack_confirms_a_pending_message() {
         let mut log = log();
         log.queue("c1".into(), "hello".into());
-        let ack = ServerMsg::Ack {
-            client_msg_id: Some("c1".into()),
-            id: "5-0".into(),
-            room_id: "r".into(),
-            timestamp: 5,
-        };
-        log.apply(ack, 0.0);
+        log.apply(ack("c1", "5-0"), 0.0);
         assert!(log.pending.is_empty());
         assert_eq!(log.messages.last().unwrap().content, "hello");
         assert_eq!(log.messages.last().unwrap().user_id, "me");
@@ -427,13 +431,7 @@ mod tests {
         let mut log = log();
         assert_eq!(log.resume_id().as_deref(), Some("2-0"));
         log.queue("c1".into(), "mine".into());
-        let ack = ServerMsg::Ack {
-            client_msg_id: Some("c1".into()),
-            id: "4-0".into(),
-            room_id: "r".into(),
-            timestamp: 4,
-        };
-        log.apply(ack, 0.0);
+        log.apply(ack("c1", "4-0"), 0.0);
         // 3-0, someone else's, is still on its way: a reconnect now must ask for it.
         assert_eq!(log.resume_id().as_deref(), Some("2-0"));
         log.apply(ServerMsg::Message(msg("3-0", "b", None)), 0.0);
@@ -515,13 +513,7 @@ mod tests {
         // Still unconfirmed: sent again after a reconnect.
         assert_eq!(log.apply(history(vec![], Some(true)), 0.0).len(), 3);
         // The ack of the retry clears the warning.
-        let ack = ServerMsg::Ack {
-            client_msg_id: Some("c1".into()),
-            id: "5-0".into(),
-            room_id: "r".into(),
-            timestamp: 5,
-        };
-        log.apply(ack, 0.0);
+        log.apply(ack("c1", "5-0"), 0.0);
         assert_eq!(log.pending.len(), 2, "c2 and c3 still wait for their acks");
         assert_eq!(log.slow_down, None);
     }
