@@ -97,7 +97,8 @@ impl Batching {
 mod tests {
     use super::*;
 
-    /// The defaults.
+    /// Round numbers, so the arithmetic below can be checked by eye (the defaults are tested
+    /// on their own).
     const POLICY: BatchPolicy = BatchPolicy {
         busy_frames_per_sec: 100,
         delay_ms: 8,
@@ -113,11 +114,15 @@ mod tests {
             .count()
     }
 
-    /// The hold after one window of `frames_per_sec`.
-    fn hold_at(frames_per_sec: u64) -> u32 {
+    /// The hold under `policy` after one window of `frames_per_sec`.
+    fn hold_under(policy: BatchPolicy, frames_per_sec: u64) -> u32 {
         let mut batching = Batching::default();
-        run(&mut batching, POLICY, 1_000_000 / frames_per_sec, WINDOW_MS);
-        batching.hold(POLICY, WINDOW_MS, 1)
+        run(&mut batching, policy, 1_000_000 / frames_per_sec, WINDOW_MS);
+        batching.hold(policy, WINDOW_MS, 1)
+    }
+
+    fn hold_at(frames_per_sec: u64) -> u32 {
+        hold_under(POLICY, frames_per_sec)
     }
 
     #[test]
@@ -145,6 +150,18 @@ mod tests {
         assert_eq!(hold_at(200), 8, "twice the busy rate: the configured delay");
         assert_eq!(hold_at(300), 16);
         assert_eq!(hold_at(1000), 20, "at most the maximum");
+    }
+
+    #[test]
+    fn the_defaults_hold_what_the_readme_says() {
+        let defaults = BatchPolicy::from_config(&Config::defaults());
+        assert_eq!(
+            hold_under(defaults, 40),
+            0,
+            "20 msg/s in a room of two senders"
+        );
+        assert_eq!(hold_under(defaults, 160), 3, "80 msg/s");
+        assert_eq!(hold_under(defaults, 400), 20, "200 msg/s");
     }
 
     #[test]
