@@ -80,6 +80,9 @@ pub struct ChatLog {
     /// resumes. Acks do not move it: an ack can overtake an earlier message still on its
     /// way, and resuming after our own message would skip that one.
     streamed: Option<String>,
+    /// The epoch of the history `streamed` belongs to: sent back with it on a rejoin, so a
+    /// store that lost its data since answers `recovered: false`.
+    epoch: String,
 }
 
 fn by_id(a: &ChatMessage, b: &ChatMessage) -> Ordering {
@@ -93,6 +96,7 @@ impl ChatLog {
             me: snapshot.me,
             has_more: snapshot.page.has_more,
             members: snapshot.members,
+            epoch: snapshot.page.epoch,
             ..ChatLog::default()
         };
         for message in snapshot.page.messages {
@@ -104,6 +108,11 @@ impl ChatLog {
     /// The resume position: the newest message received in room order (see `streamed`).
     pub fn resume_id(&self) -> Option<String> {
         self.streamed.clone()
+    }
+
+    /// The epoch of the history the resume position is in (empty before any history).
+    pub fn epoch(&self) -> Option<String> {
+        (!self.epoch.is_empty()).then(|| self.epoch.clone())
     }
 
     pub fn oldest_id(&self) -> Option<String> {
@@ -176,7 +185,9 @@ impl ChatLog {
                 has_more,
                 recovered,
                 members,
+                epoch,
             } if room_id == self.room_id => {
+                self.epoch = epoch;
                 if recovered == Some(false) {
                     // A gap we cannot fill: show the newest history instead of a hole.
                     self.messages.clear();
@@ -366,6 +377,7 @@ mod tests {
                 room_id: "r".into(),
                 messages: vec![msg("1-0", "b", None), msg("2-0", "b", None)],
                 has_more: true,
+                epoch: "e1".into(),
             },
             members: vec![],
             me: Some(User {
@@ -386,6 +398,7 @@ mod tests {
                 user_id: "b".into(),
                 name: "B".into(),
             }],
+            epoch: "e1".into(),
         }
     }
 
@@ -452,6 +465,27 @@ mod tests {
         assert_eq!(log.resume_id().as_deref(), Some("90-0"));
         log.apply(history(vec![], Some(false)), 0.0);
         assert_eq!(log.resume_id(), None);
+    }
+
+    #[test]
+    fn the_epoch_travels_with_the_resume_position() {
+        let mut log = log();
+        assert_eq!(
+            log.epoch().as_deref(),
+            Some("e1"),
+            "from the server-rendered page"
+        );
+        let mut replaced = history(vec![msg("7-0", "b", None)], Some(false));
+        if let ServerMsg::RoomHistory { epoch, .. } = &mut replaced {
+            *epoch = "e2".into();
+        }
+        log.apply(replaced, 0.0);
+        assert_eq!(
+            log.epoch().as_deref(),
+            Some("e2"),
+            "a new history, a new epoch"
+        );
+        assert_eq!(log.resume_id().as_deref(), Some("7-0"));
     }
 
     #[test]

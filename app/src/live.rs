@@ -225,10 +225,11 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
     // and stale typing is dropped.
     while rx.try_recv().is_ok() {}
 
-    let since = log.with_untracked(ChatLog::resume_id);
+    let (since, epoch) = log.with_untracked(|log| (log.resume_id(), log.epoch()));
     let join = ClientMsg::Join {
         room_id: room_id.to_string(),
         since,
+        epoch,
     };
     if send(&mut write, &join).await.is_err() {
         return Outcome::Dropped { joined: false };

@@ -63,6 +63,10 @@ pub struct HistoryPage {
     pub room_id: String,
     pub messages: Vec<ChatMessage>,
     pub has_more: bool,
+    /// The room's history epoch: it changes when the store lost the room's data, so a
+    /// position kept from before cannot be resumed (send it back with `join`).
+    #[serde(default)]
+    pub epoch: String,
 }
 
 /// Requests a client sends. Unknown fields (such as the articles' `userId` in `auth`) are ignored.
@@ -77,11 +81,15 @@ pub enum ClientMsg {
     Auth {
         token: String,
     },
-    /// Start receiving a room. With `since` (a message id) the answer holds exactly what came after it.
+    /// Start receiving a room. With `since` (a message id) the answer holds exactly what came
+    /// after it; with `epoch` too (from `room_history`), a history that lost its data since is
+    /// answered `recovered: false`, never `true`.
     Join {
         room_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     Leave {
         room_id: String,
@@ -127,6 +135,9 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
         members: Vec<Member>,
+        /// The room's history epoch: keep it with the position, send it back on `join`.
+        #[serde(default)]
+        epoch: String,
     },
     Message(ChatMessage),
     /// Confirms a sent message to its sender: it is stored and on its way to the room.
@@ -334,6 +345,10 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4001;
     /// No pong (or any frame) within the ping timeout: reconnect.
     pub const NO_PONG: u16 = 4002;
+    /// This instance missed room messages it cannot deliver in order (its pub/sub link was
+    /// down longer than the resume window, or the store lost its data): reconnect and
+    /// resume with `since` + `epoch`, which says exactly what can be recovered.
+    pub const RESYNC: u16 = 4003;
     /// No successful `auth` within the auth timeout. Terminal: get a session first.
     pub const AUTH_TIMEOUT: u16 = 4500;
     /// Too many protocol errors (including refused sends while rate limited) in a short
@@ -366,6 +381,7 @@ mod tests {
                 ClientMsg::Join {
                     room_id: "general".into(),
                     since: None,
+                    epoch: None,
                 },
             ),
             (
@@ -373,6 +389,15 @@ mod tests {
                 ClientMsg::Join {
                     room_id: "general".into(),
                     since: Some("5-0".into()),
+                    epoch: None,
+                },
+            ),
+            (
+                r#"{"type":"join","roomId":"general","since":"5-0","epoch":"e1"}"#,
+                ClientMsg::Join {
+                    room_id: "general".into(),
+                    since: Some("5-0".into()),
+                    epoch: Some("e1".into()),
                 },
             ),
             (
@@ -476,6 +501,7 @@ mod tests {
     fn close_codes_split_reconnect_from_terminal() {
         assert!(close::should_reconnect(close::SHUTDOWN));
         assert!(close::should_reconnect(close::SLOW_CONSUMER));
+        assert!(close::should_reconnect(close::RESYNC));
         assert!(close::should_reconnect(1006));
         assert!(!close::should_reconnect(close::AUTH_TIMEOUT));
         assert!(!close::should_reconnect(close::MESSAGE_TOO_BIG));

@@ -198,6 +198,20 @@ pub struct Config {
     #[arg(long, env = "CONFAB_RESUME_MAX", default_value_t = 300)]
     pub resume_max: usize,
 
+    /// Seconds a `clientMsgId` is remembered per user and room: a retry within it is answered
+    /// with the original `ack` and stores nothing (at least 300, as the design promises).
+    #[arg(long, env = "CONFAB_IDEMPOTENCY_WINDOW_SECS", default_value_t = 300)]
+    pub idempotency_window_secs: u64,
+
+    /// Milliseconds between probes of the Redis pub/sub path (publish, expect it back).
+    #[arg(long, env = "CONFAB_PUBSUB_PROBE_INTERVAL_MS", default_value_t = 2000)]
+    pub pubsub_probe_interval_ms: u64,
+
+    /// Milliseconds a probe may take; then the instance is unhealthy, replaces its pub/sub
+    /// connection and catches up. A wedge is detected within interval + timeout.
+    #[arg(long, env = "CONFAB_PUBSUB_PROBE_TIMEOUT_MS", default_value_t = 5000)]
+    pub pubsub_probe_timeout_ms: u64,
+
     /// Milliseconds between forwarded `typing: true` events per user and room.
     #[arg(long, env = "CONFAB_TYPING_THROTTLE_MS", default_value_t = 1000)]
     pub typing_throttle_ms: u64,
@@ -298,6 +312,17 @@ impl Config {
         if self.attempt_window_secs == 0 {
             return Err("--attempt-window-secs must be at least 1".into());
         }
+        if self.idempotency_window_secs < 300 {
+            return Err("--idempotency-window-secs must be at least 300 (5 minutes)".into());
+        }
+        for (name, ms) in [
+            ("pubsub-probe-interval-ms", self.pubsub_probe_interval_ms),
+            ("pubsub-probe-timeout-ms", self.pubsub_probe_timeout_ms),
+        ] {
+            if !(50..=600_000).contains(&ms) {
+                return Err(format!("--{name} must be between 50 and 600000"));
+            }
+        }
         for origin in &self.allowed_origins {
             if crate::guard::normalize_origin(origin).is_none() {
                 return Err(format!(
@@ -325,6 +350,15 @@ impl Config {
     }
     pub fn typing_throttle(&self) -> Duration {
         Duration::from_millis(self.typing_throttle_ms)
+    }
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_secs(self.idempotency_window_secs)
+    }
+    pub fn probe_interval(&self) -> Duration {
+        Duration::from_millis(self.pubsub_probe_interval_ms)
+    }
+    pub fn probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.pubsub_probe_timeout_ms)
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)

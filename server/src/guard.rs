@@ -14,16 +14,13 @@
 //!
 //! The WebSocket upgrade (a GET) is checked by `Origin` alone, which browsers always send on
 //! WebSocket handshakes. SameSite=Lax cookies are the second line of defence.
+//!
+//! Only the rules live here (they import nothing of this crate, so configuration can check
+//! its origins with them); the axum layers that apply them are in [`crate::middleware`].
 
-use crate::http::ApiError;
-use crate::state::AppState;
 use app::backend::Client;
-use app::protocol::ErrorCode;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use std::net::{IpAddr, SocketAddr};
+use axum::http::{header, HeaderMap, Method};
+use std::net::IpAddr;
 
 /// `scheme://host[:port]` in lower case, or None when the text is not an http(s) origin.
 pub fn normalize_origin(text: &str) -> Option<String> {
@@ -105,49 +102,9 @@ impl OriginPolicy {
     }
 }
 
-/// Refuses cross-origin state-changing requests (HTTP API and server functions) with 403.
-pub async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state
-        .origins()
-        .check_request(request.method(), request.headers())
-    {
-        Ok(()) => next.run(request).await,
-        Err(why) => {
-            tracing::warn!(path = %request.uri().path(), why, "cross-origin request refused");
-            forbidden_origin()
-        }
-    }
-}
-
-pub fn forbidden_origin() -> Response {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        ErrorCode::ForbiddenOrigin.as_str(),
-        "this request must come from the chat's own pages",
-    )
-    .into_response()
-}
-
-/// Works out the [`Client`] once per request and stores it in the request's extensions.
-pub async fn identify_client(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let client = client_of(
-        state.config().client_ip_header.as_deref(),
-        request.headers(),
-        peer,
-    );
-    request.extensions_mut().insert(client);
-    next.run(request).await
-}
-
-fn client_of(proxy_header: Option<&str>, headers: &HeaderMap, peer: Option<IpAddr>) -> Client {
+/// The [`Client`] a request comes from: the TCP peer, or behind a proxy the last entry of
+/// its address header (and whether it was HTTPS).
+pub fn client_of(proxy_header: Option<&str>, headers: &HeaderMap, peer: Option<IpAddr>) -> Client {
     let Some(proxy_header) = proxy_header else {
         return Client {
             ip: peer,

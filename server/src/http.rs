@@ -212,6 +212,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "rooms": state.hub().room_count(),
         "serverId": state.server_id(),
         "engine": state.engine().kind,
+        "pubsub": state.engine().lifecycle.stats(),
     });
     (status, Json(body)).into_response()
 }

@@ -4,27 +4,24 @@
 //! by its producer and the same [`Frame`] (reference counted bytes) is queued to every local
 //! member. A connection whose queue is full is disconnected as a slow consumer rather than
 //! allowed to grow memory.
+//!
+//! Delivery is exactly once per connection ([`LocalDelivery`]):
+//! - a room remembers the newest message it was given, and drops any message at or before
+//!   it, so a catch-up from history and the live stream may overlap without duplicates;
+//! - a joining connection is *held*: live events for it wait (bounded by its queue length)
+//!   until its `room_history` answer is queued ([`Hub::admit`]); then only the messages newer
+//!   than that history follow, and any later message at or before it is dropped for it.
 
-use crate::engine::SessionId;
-use app::protocol::{close, ServerMsg};
+use crate::engine::{CatchUpFrom, LocalDelivery, SessionId};
+pub use crate::wire::{encode, ConnectionId, Frame};
+use app::protocol::close;
+use app::validate::MessageId;
 use futures::task::AtomicWaker;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::Poll;
 use tokio::sync::mpsc;
-
-/// An encoded server event: cheap to clone, shared by all recipients.
-pub type Frame = axum::extract::ws::Utf8Bytes;
-
-/// Encodes a server event once, for any number of recipients.
-pub fn encode(msg: &ServerMsg) -> Frame {
-    Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
-}
-
-/// A connection's id, unique within this instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub u64);
 
 /// Why and how a connection is to be closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,9 +125,42 @@ pub struct Registration {
 #[derive(Default)]
 struct Registry {
     connections: HashMap<ConnectionId, Outbox>,
-    rooms: HashMap<String, HashMap<ConnectionId, Outbox>>,
+    rooms: HashMap<String, Room>,
     /// The session each signed-in connection used, so signing out can close them.
     sessions: HashMap<ConnectionId, SessionId>,
+}
+
+#[derive(Default)]
+struct Room {
+    members: HashMap<ConnectionId, Member>,
+    // Taken (under the registry's read lock) for each delivery into the room, so that the
+    // check against `delivered` and the fan-out are one step; never held across an await.
+    flow: Mutex<Flow>,
+}
+
+struct Member {
+    outbox: Outbox,
+    /// While joining: events wait in `Flow::held` until the history answer is queued.
+    joining: bool,
+    /// The newest message of the history this member was given; older ones are not sent again.
+    floor: Option<MessageId>,
+}
+
+#[derive(Default)]
+struct Flow {
+    /// The newest message delivered into the room.
+    delivered: Option<MessageId>,
+    /// Events for members still joining, in order, with their message ids.
+    held: HashMap<ConnectionId, Vec<(Frame, Option<MessageId>)>>,
+}
+
+impl Room {
+    fn flow(&self) -> std::sync::MutexGuard<'_, Flow> {
+        // Each update under it is one field or one push: a poisoned lock is still consistent.
+        self.flow
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Local rooms → connections. Shared by all connection tasks and the engine.
@@ -207,22 +237,54 @@ impl Hub {
         closed
     }
 
-    /// Adds the connection to a local room; true when it is the room's first local member
-    /// (the caller then subscribes the instance to the room).
+    /// Adds the connection to a local room, held: events for it wait until [`Hub::admit`].
+    /// True when it is the room's first local member (the caller then subscribes the
+    /// instance to the room). Joining a room again holds the connection again.
     pub fn join(&self, room: &str, id: ConnectionId, outbox: &Outbox) -> bool {
         let mut registry = self.write();
-        match registry.rooms.get_mut(room) {
-            Some(members) => {
-                members.insert(id, outbox.clone());
-                false
-            }
-            None => {
-                registry
-                    .rooms
-                    .insert(room.to_string(), HashMap::from([(id, outbox.clone())]));
-                true
+        let first = !registry.rooms.contains_key(room);
+        let room = registry.rooms.entry(room.to_string()).or_default();
+        room.members.insert(
+            id,
+            Member {
+                outbox: outbox.clone(),
+                joining: true,
+                floor: None,
+            },
+        );
+        room.flow().held.insert(id, Vec::new());
+        first
+    }
+
+    /// Ends a join: queues the `answer` (the room's history), then what was held for the
+    /// connection that is newer than `floor` (the newest message in that history), and from
+    /// now on delivers to it live. False when the connection left the room meanwhile.
+    pub fn admit(
+        &self,
+        room: &str,
+        id: ConnectionId,
+        answer: Frame,
+        floor: Option<MessageId>,
+    ) -> bool {
+        let mut registry = self.write();
+        let Some(room) = registry.rooms.get_mut(room) else {
+            return false;
+        };
+        let held = room.flow().held.remove(&id).unwrap_or_default();
+        let Some(member) = room.members.get_mut(&id) else {
+            return false;
+        };
+        member.joining = false;
+        member.floor = floor;
+        if !member.outbox.send(answer) {
+            return true;
+        }
+        for (frame, message) in held {
+            if is_newer(message, floor) && !member.outbox.send(frame) {
+                break;
             }
         }
+        true
     }
 
     /// Removes the connection from a local room; true when that emptied the room (the caller
@@ -232,10 +294,11 @@ impl Hub {
         let Some(members) = registry.rooms.get_mut(room) else {
             return false;
         };
-        if members.remove(&id).is_none() {
+        if members.members.remove(&id).is_none() {
             return false;
         }
-        if members.is_empty() {
+        members.flow().held.remove(&id);
+        if members.members.is_empty() {
             registry.rooms.remove(room);
             return true;
         }
@@ -247,17 +310,45 @@ impl Hub {
         self.read().rooms.contains_key(room)
     }
 
-    /// Queues `frame` to every local member of `room` except `skip`. Returns how many got it.
-    pub fn deliver(&self, room: &str, frame: &Frame, skip: Option<ConnectionId>) -> usize {
+    /// Queues `frame` to every local member of `room` except `skip`, once (see
+    /// [`LocalDelivery::deliver`]). Returns how many got it (or will, once admitted).
+    pub fn deliver(
+        &self,
+        room: &str,
+        frame: &Frame,
+        message: Option<MessageId>,
+        skip: Option<ConnectionId>,
+    ) -> usize {
         let registry = self.read();
-        let Some(members) = registry.rooms.get(room) else {
+        let Some(room) = registry.rooms.get(room) else {
             return 0;
         };
-        members
-            .iter()
-            .filter(|(id, _)| Some(**id) != skip)
-            .filter(|(_, outbox)| outbox.send(frame.clone()))
-            .count()
+        let mut flow = room.flow();
+        if let Some(id) = message {
+            if flow.delivered.is_some_and(|delivered| id <= delivered) {
+                return 0;
+            }
+            flow.delivered = Some(id);
+        }
+        let mut reached = 0;
+        for (conn, member) in &room.members {
+            if Some(*conn) == skip {
+                continue;
+            }
+            if member.joining {
+                let held = flow.held.entry(*conn).or_default();
+                if held.len() >= self.queue_frames {
+                    // It could not take this many once admitted either.
+                    member.outbox.kick(close::SLOW_CONSUMER, "slow consumer");
+                    continue;
+                }
+                held.push((frame.clone(), message));
+                reached += 1;
+            } else if is_newer(message, member.floor) && member.outbox.send(frame.clone()) {
+                reached += 1;
+            }
+        }
+        reached
     }
 
     /// Rooms with local members (to subscribe again after a reconnect).
@@ -280,6 +371,18 @@ impl Hub {
         self.read().rooms.len()
     }
 
+    /// Closes every local member of `room` with `code` (they reconnect and resume).
+    fn close_room(&self, room: &str, code: u16, reason: &'static str) -> usize {
+        let registry = self.read();
+        let Some(room) = registry.rooms.get(room) else {
+            return 0;
+        };
+        for member in room.members.values() {
+            member.outbox.kick(code, reason);
+        }
+        room.members.len()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the maps half-updated (each update is
         // one insert or remove), so a poisoned lock is still consistent.
@@ -295,17 +398,208 @@ impl Hub {
     }
 }
 
+/// Whether a message (or an event that is no message) is newer than what a member has.
+fn is_newer(message: Option<MessageId>, floor: Option<MessageId>) -> bool {
+    match (message, floor) {
+        (Some(id), Some(floor)) => id > floor,
+        _ => true,
+    }
+}
+
+impl LocalDelivery for Hub {
+    fn deliver(
+        &self,
+        room: &str,
+        frame: &Frame,
+        message: Option<MessageId>,
+        skip: Option<ConnectionId>,
+    ) -> usize {
+        Hub::deliver(self, room, frame, message, skip)
+    }
+
+    fn wanted_rooms(&self) -> Vec<String> {
+        self.room_ids()
+    }
+
+    fn is_wanted(&self, room: &str) -> bool {
+        self.has_members(room)
+    }
+
+    fn catch_up_from(&self, room: &str) -> CatchUpFrom {
+        let registry = self.read();
+        let Some(room) = registry.rooms.get(room) else {
+            return CatchUpFrom::Nothing;
+        };
+        if let Some(delivered) = room.flow().delivered {
+            return CatchUpFrom::After(delivered);
+        }
+        // Nothing delivered since the room was entered: its members have what their
+        // histories held, and the catch-up starts at the oldest of those (joining members
+        // read their history after this, so they need nothing from it).
+        let floors = room
+            .members
+            .values()
+            .filter(|m| !m.joining)
+            .map(|m| m.floor);
+        match floors.min() {
+            None => CatchUpFrom::Nothing,
+            Some(None) => CatchUpFrom::Start,
+            Some(Some(floor)) => CatchUpFrom::After(floor),
+        }
+    }
+
+    fn resync(&self, room: &str) {
+        let closed = self.close_room(room, close::RESYNC, "missed messages: resume");
+        tracing::warn!(
+            room,
+            connections = closed,
+            "room members missed messages that cannot be caught up; told to resume"
+        );
+    }
+
+    fn close_session(&self, session: &SessionId) -> usize {
+        Hub::close_session(self, session)
+    }
+
+    fn session_ids(&self) -> Vec<SessionId> {
+        Hub::session_ids(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn id(ms: u64) -> Option<MessageId> {
+        Some(MessageId { ms, seq: 0 })
+    }
+
+    fn frame(text: &str) -> Frame {
+        Frame::from(text.to_string())
+    }
+
+    /// Joins and admits at once with an empty history; the answer is taken off the queue.
+    fn joined(hub: &Hub, room: &str, conn: &mut Registration) -> bool {
+        let first = hub.join(room, conn.id, &conn.outbox);
+        assert!(hub.admit(room, conn.id, frame("history"), None));
+        assert_eq!(conn.queue.try_recv().unwrap().as_str(), "history");
+        first
+    }
+
+    fn drain(conn: &mut Registration) -> Vec<String> {
+        std::iter::from_fn(|| conn.queue.try_recv().ok().map(|f| f.as_str().to_string())).collect()
+    }
+
+    #[test]
+    fn a_joining_connection_gets_its_history_first_and_then_only_newer_messages() {
+        let hub = Hub::new(8);
+        let mut a = hub.register();
+        hub.join("r", a.id, &a.outbox);
+        hub.deliver("r", &frame("m1"), id(1), None);
+        hub.deliver("r", &frame("typing"), None, None);
+        hub.deliver("r", &frame("m2"), id(2), None);
+        assert!(drain(&mut a).is_empty(), "held until the history is queued");
+        // The history read while joining already held m1.
+        assert!(hub.admit("r", a.id, frame("history"), id(1)));
+        assert_eq!(drain(&mut a), ["history", "typing", "m2"]);
+        hub.deliver("r", &frame("m3"), id(3), None);
+        assert_eq!(drain(&mut a), ["m3"]);
+    }
+
+    #[test]
+    fn a_message_in_the_history_is_not_sent_again_when_it_arrives_live() {
+        let hub = Hub::new(8);
+        let mut a = hub.register();
+        hub.join("r", a.id, &a.outbox);
+        assert!(hub.admit("r", a.id, frame("history"), id(5)));
+        hub.deliver("r", &frame("m5"), id(5), None);
+        hub.deliver("r", &frame("m6"), id(6), None);
+        assert_eq!(drain(&mut a), ["history", "m6"]);
+    }
+
+    #[test]
+    fn a_room_takes_each_message_once_and_in_order() {
+        let hub = Hub::new(8);
+        let mut a = hub.register();
+        joined(&hub, "r", &mut a);
+        assert_eq!(hub.deliver("r", &frame("m2"), id(2), None), 1);
+        assert_eq!(
+            hub.deliver("r", &frame("m1"), id(1), None),
+            0,
+            "older: dropped"
+        );
+        assert_eq!(
+            hub.deliver("r", &frame("m2"), id(2), None),
+            0,
+            "again: dropped"
+        );
+        assert_eq!(drain(&mut a), ["m2"]);
+    }
+
+    #[test]
+    fn a_catch_up_starts_where_the_members_stand() {
+        let hub = Hub::new(8);
+        assert_eq!(hub.catch_up_from("r"), CatchUpFrom::Nothing);
+        let a = hub.register();
+        let b = hub.register();
+        hub.join("r", a.id, &a.outbox);
+        assert_eq!(
+            hub.catch_up_from("r"),
+            CatchUpFrom::Nothing,
+            "still joining"
+        );
+        hub.admit("r", a.id, frame("h"), id(7));
+        hub.join("r", b.id, &b.outbox);
+        hub.admit("r", b.id, frame("h"), id(4));
+        assert_eq!(
+            hub.catch_up_from("r"),
+            CatchUpFrom::After(MessageId { ms: 4, seq: 0 })
+        );
+        hub.deliver("r", &frame("m9"), id(9), None);
+        assert_eq!(
+            hub.catch_up_from("r"),
+            CatchUpFrom::After(MessageId { ms: 9, seq: 0 })
+        );
+        let c = hub.register();
+        hub.join("s", c.id, &c.outbox);
+        hub.admit("s", c.id, frame("h"), None);
+        assert_eq!(
+            hub.catch_up_from("s"),
+            CatchUpFrom::Start,
+            "an empty room's members have it all"
+        );
+    }
+
+    #[test]
+    fn a_joining_connection_that_cannot_hold_more_is_closed_as_slow() {
+        let hub = Hub::new(2);
+        let a = hub.register();
+        hub.join("r", a.id, &a.outbox);
+        for n in 1..=3 {
+            hub.deliver("r", &frame("m"), id(n), None);
+        }
+        assert_eq!(a.kick.reason().map(|r| r.code), Some(close::SLOW_CONSUMER));
+    }
+
+    #[test]
+    fn resync_closes_the_rooms_members_to_resume() {
+        let hub = Hub::new(2);
+        let mut a = hub.register();
+        let mut other = hub.register();
+        joined(&hub, "r", &mut a);
+        joined(&hub, "s", &mut other);
+        LocalDelivery::resync(&hub, "r");
+        assert_eq!(a.kick.reason().map(|r| r.code), Some(close::RESYNC));
+        assert_eq!(other.kick.reason(), None);
+    }
+
     #[test]
     fn rooms_are_reference_counted() {
         let hub = Hub::new(4);
-        let a = hub.register();
-        let b = hub.register();
-        assert!(hub.join("r", a.id, &a.outbox));
-        assert!(!hub.join("r", b.id, &b.outbox));
+        let mut a = hub.register();
+        let mut b = hub.register();
+        assert!(joined(&hub, "r", &mut a));
+        assert!(!joined(&hub, "r", &mut b));
         assert!(!hub.leave("r", a.id));
         assert!(!hub.leave("r", a.id), "leaving twice changes nothing");
         assert!(hub.leave("r", b.id));
@@ -317,24 +611,24 @@ mod tests {
         let hub = Hub::new(4);
         let mut a = hub.register();
         let mut b = hub.register();
-        hub.join("r", a.id, &a.outbox);
-        hub.join("r", b.id, &b.outbox);
+        joined(&hub, "r", &mut a);
+        joined(&hub, "r", &mut b);
         let frame = Frame::from("hello".to_string());
-        assert_eq!(hub.deliver("r", &frame, Some(a.id)), 1);
+        assert_eq!(hub.deliver("r", &frame, None, Some(a.id)), 1);
         assert!(a.queue.try_recv().is_err());
         assert_eq!(b.queue.try_recv().unwrap().as_str(), "hello");
-        assert_eq!(hub.deliver("nobody", &frame, None), 0);
+        assert_eq!(hub.deliver("nobody", &frame, None, None), 0);
     }
 
     #[test]
     fn a_full_queue_kicks_the_slow_consumer() {
         let hub = Hub::new(2);
-        let slow = hub.register();
-        hub.join("r", slow.id, &slow.outbox);
+        let mut slow = hub.register();
+        joined(&hub, "r", &mut slow);
         let frame = Frame::from("x".to_string());
-        assert_eq!(hub.deliver("r", &frame, None), 1);
-        assert_eq!(hub.deliver("r", &frame, None), 1);
-        assert_eq!(hub.deliver("r", &frame, None), 0);
+        assert_eq!(hub.deliver("r", &frame, None, None), 1);
+        assert_eq!(hub.deliver("r", &frame, None, None), 1);
+        assert_eq!(hub.deliver("r", &frame, None, None), 0);
         assert_eq!(
             slow.kick.reason().map(|r| r.code),
             Some(close::SLOW_CONSUMER)

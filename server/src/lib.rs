@@ -3,13 +3,21 @@
 //!
 //! # Layout
 //! - [`config`]: the clap [`Config`](config::Config), also read from the environment.
+//! - [`wire`]: encoded events, connection ids, the pub/sub envelope (imports nothing of ours).
 //! - [`engine`]: the Broker / History / Presence / Sessions / Accounts / Counters traits, with
-//!   a memory and a Redis implementation.
+//!   a memory and a Redis implementation, and `LocalDelivery`, what an engine needs of the
+//!   instance (the hub implements it).
 //! - [`auth`]: accounts, passwords, session tokens and expiry, attempt limits.
 //! - [`limits`]: per-user message and typing rates, connections per user.
-//! - [`guard`]: client address, and the Origin checks against CSRF and WebSocket hijacking.
-//! - [`hub`]: this instance's local rooms → connections, with bounded outbound queues.
+//! - [`guard`]: client address, and the Origin rules against CSRF and WebSocket hijacking;
+//!   [`middleware`]: the axum layers that apply them.
+//! - [`hub`]: this instance's local rooms → connections, with bounded outbound queues;
+//!   delivers each message once per connection.
+//! - [`node`]: the one owner of membership and delivery: join, leave, post, typing.
 //! - [`ws`]: the `/ws` endpoint; a reader and a writer task per connection, and the protocol.
+//!
+//! Dependencies run one way (each imports only those before it): wire, engine, hub, node,
+//! state, then ws and http (config, guard, auth and limits are leaves beside them).
 //! - [`http`]: the JSON API (`/api/...`, `/health`) and its one error type.
 //! - [`state`]: the shared state, and the `Backend` that server functions read through.
 //!
@@ -23,7 +31,10 @@ pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod middleware;
+pub mod node;
 pub mod state;
+pub mod wire;
 pub mod ws;
 
 use crate::config::Config;
@@ -31,6 +42,7 @@ use crate::engine::memory::{MemoryConfig, MemoryEngine};
 use crate::engine::redis::{RedisConfig, RedisEngine};
 use crate::engine::Engine;
 use crate::hub::Hub;
+use crate::node::{Node, NodeSettings};
 use crate::state::AppState;
 use app::backend::SharedBackend;
 use app::protocol::close;
@@ -81,6 +93,10 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
                     lease_ttl: Duration::from_secs(config.presence_lease_secs),
                     lease_refresh: Duration::from_secs(config.presence_refresh_secs),
                     command_timeout: Duration::from_millis(config.redis_timeout_ms),
+                    idempotency_window: config.idempotency_window(),
+                    resume_max: config.resume_max,
+                    probe_interval: config.probe_interval(),
+                    probe_timeout: config.probe_timeout(),
                 },
                 hub.clone(),
             )
@@ -91,16 +107,25 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
             MemoryConfig {
                 server_id: server_id.clone(),
                 history_max: config.history_max,
+                idempotency_window: config.idempotency_window(),
             },
             hub.clone(),
         )),
     };
+    let node = Node::new(
+        hub,
+        engine.clone(),
+        NodeSettings {
+            history_page: config.history_page,
+            resume_max: config.resume_max,
+        },
+    );
     let leptos = LeptosOptions::builder()
         .output_name("confab")
         .site_root(config.site_root.as_str())
         .site_pkg_dir("pkg")
         .build();
-    Ok(AppState::new(config, server_id, engine, hub, leptos))
+    Ok(AppState::new(config, server_id, engine, node, leptos))
 }
 
 /// The whole HTTP surface: pages, server functions, JSON API, WebSocket and static files.
@@ -137,8 +162,11 @@ pub fn app(state: AppState) -> Router {
             AppState,
             _,
         >(context, app::shell))
-        .layer(from_fn_with_state(state.clone(), guard::csrf))
-        .layer(from_fn_with_state(state.clone(), guard::identify_client))
+        .layer(from_fn_with_state(state.clone(), middleware::csrf))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::identify_client,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

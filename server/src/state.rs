@@ -7,6 +7,7 @@ use crate::engine::Engine;
 use crate::guard::OriginPolicy;
 use crate::hub::Hub;
 use crate::limits::{Rate, UserLimits};
+use crate::node::Node;
 use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
 use app::protocol::{HistoryPage, Member, RoomSummary, User};
 use app::validate::{self, MessageId};
@@ -23,7 +24,7 @@ struct Shared {
     config: Config,
     server_id: String,
     engine: Engine,
-    hub: Arc<Hub>,
+    node: Node,
     leptos: LeptosOptions,
     auth: Auth,
     limits: Arc<UserLimits>,
@@ -35,7 +36,7 @@ impl AppState {
         config: Config,
         server_id: String,
         engine: Engine,
-        hub: Arc<Hub>,
+        node: Node,
         leptos: LeptosOptions,
     ) -> Self {
         let auth = Auth::new(&config, engine.clone());
@@ -56,7 +57,7 @@ impl AppState {
             config,
             server_id,
             engine,
-            hub,
+            node,
             leptos,
             auth,
             limits,
@@ -74,7 +75,10 @@ impl AppState {
         &self.0.engine
     }
     pub fn hub(&self) -> &Arc<Hub> {
-        &self.0.hub
+        self.0.node.hub()
+    }
+    pub fn node(&self) -> &Node {
+        &self.0.node
     }
     pub fn leptos(&self) -> &LeptosOptions {
         &self.0.leptos

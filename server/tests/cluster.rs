@@ -4,6 +4,7 @@
 
 mod common;
 
+use app::protocol::close;
 use common::{eventually, redis_instance, Client, RedisServer, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -206,9 +207,9 @@ async fn a_redis_restart_is_survived() {
     let b = redis_instance(&redis, "restart").await;
     let mut ana = a.client("Ana").await;
     let mut ben = b.client("Ben").await;
-    ana.join("r").await;
+    let epoch = ana.join("r").await["epoch"].as_str().unwrap().to_string();
     ben.join("r").await;
-    ana.say("r", "before", "c1").await;
+    let before = ana.say("r", "before", "c1").await;
     assert_eq!(ben.expect("message").await["content"], "before");
 
     redis.kill();
@@ -226,6 +227,8 @@ async fn a_redis_restart_is_survived() {
     assert_eq!(refused["code"], "unavailable");
     assert_eq!(refused["clientMsgId"], "c2");
 
+    // Redis comes back empty: the room's history (and its epoch) is gone, so the members
+    // cannot be caught up. They are told so, never left thinking nothing happened.
     redis.restart().await;
     for server in [&a, &b] {
         eventually(Duration::from_secs(15), "healthy again", || async {
@@ -233,11 +236,23 @@ async fn a_redis_restart_is_survived() {
         })
         .await;
     }
+    for member in [&mut ana, &mut ben] {
+        assert_eq!(member.expect_close().await.0, close::RESYNC);
+    }
+    // Sessions were lost with the data: new ones. A resume from the old position, with the old
+    // epoch, is answered with `recovered: false`, never `true`.
+    let mut ana = a.client("Ana").await;
+    let mut ben = b.client("Ben").await;
+    ana.send(json!({"type": "join", "roomId": "r", "since": before["id"], "epoch": epoch}))
+        .await;
+    let resumed = ana.expect("room_history").await;
+    assert_eq!(resumed["recovered"], false, "{resumed}");
+    assert_ne!(resumed["epoch"], epoch.as_str());
+    ben.join("r").await;
     // Subscriptions were restored: delivery resumes across instances without a restart.
     ana.say("r", "after", "c3").await;
     let message = ben.expect("message").await;
     assert_eq!(message["content"], "after");
-    // Presence was registered again after the lease was lost with the data.
     eventually(Duration::from_secs(10), "presence restored", || async {
         members_on(&a, "r").await == ["Ana", "Ben"]
     })

@@ -1,6 +1,7 @@
-//! One suite, run against both engines: broker, history (ids, pages, since, trimming),
-//! presence (multi-tab, rooms, online), sessions (expiry, ending closes sockets), accounts
-//! and counters behave the same.
+//! One suite, run against both engines: broker, history (ids, pages, since, trimming,
+//! epochs, idempotent posts), presence (multi-tab, rooms, online), sessions (expiry, ending
+//! closes sockets), accounts and counters behave the same. Each case is a test of its own
+//! per engine (`memory::case`, `redis::case`), so a failure names itself.
 
 mod common;
 
@@ -8,8 +9,8 @@ use app::protocol::{ServerMsg, User};
 use app::validate::MessageId;
 use common::{eventually, RedisServer};
 use server::config::Config;
-use server::engine::{AccountRecord, Draft, Resume, SessionId, SessionRecord};
-use server::hub::{encode, ConnectionId};
+use server::engine::{AccountRecord, Draft, Position, Resume, SessionId, SessionRecord};
+use server::hub::{encode, ConnectionId, Frame};
 use server::state::AppState;
 use std::time::Duration;
 
@@ -40,18 +41,18 @@ fn draft(room: &str, content: &str) -> Draft {
     }
 }
 
-async fn suite(state: AppState) {
-    let engine = state.engine().clone();
-    eventually(Duration::from_secs(5), "engine healthy", || async {
-        engine.lifecycle.health().await.is_ok()
-    })
-    .await;
-    broker_and_post_deliver_encoded_events(&state).await;
-    history_orders_pages_and_resumes(&state).await;
-    presence_counts_people_not_tabs(&state).await;
-    sessions_expire_and_end_everywhere(&state).await;
-    accounts_are_unique(&state).await;
-    counters_count_within_a_window(&state).await;
+/// A position without an epoch (as from a client that sends none).
+fn at(id: MessageId) -> Position {
+    Position { epoch: None, id }
+}
+
+/// Joins a connection to a room and admits it with an empty history answer (taken off its
+/// queue), as the node does once the history is read.
+fn admitted(state: &AppState, room: &str, conn: &mut server::hub::Registration) {
+    let hub = state.hub();
+    hub.join(room, conn.id, &conn.outbox);
+    assert!(hub.admit(room, conn.id, Frame::from("history"), None));
+    assert_eq!(conn.queue.try_recv().unwrap().as_str(), "history");
 }
 
 /// The next frame queued to a connection, decoded.
@@ -68,8 +69,8 @@ async fn broker_and_post_deliver_encoded_events(state: &AppState) {
     let hub = state.hub();
     let mut a = hub.register();
     let mut b = hub.register();
-    hub.join("fan", a.id, &a.outbox);
-    hub.join("fan", b.id, &b.outbox);
+    admitted(state, "fan", &mut a);
+    admitted(state, "fan", &mut b);
     engine.broker.subscribe("fan").await.unwrap();
 
     let typing = ServerMsg::Typing {
@@ -90,7 +91,8 @@ async fn broker_and_post_deliver_encoded_events(state: &AppState) {
         .history
         .post(draft("fan", "hello \"quoted\" <b>"), Some(a.id))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!(next_event(&mut b).await, ServerMsg::Message(posted.clone()));
     assert_eq!(posted.timestamp, MessageId::parse(&posted.id).unwrap().ms);
     // The origin connection got neither.
@@ -107,7 +109,7 @@ async fn history_orders_pages_and_resumes(state: &AppState) {
     assert!(empty.messages.is_empty() && !empty.has_more);
     assert_eq!(
         history
-            .since("nothing", MessageId { ms: 1, seq: 0 }, 10)
+            .since("nothing", &at(MessageId { ms: 1, seq: 0 }), 10)
             .await
             .unwrap(),
         Resume::Recovered(vec![])
@@ -120,6 +122,7 @@ async fn history_orders_pages_and_resumes(state: &AppState) {
                 .post(draft("h", &format!("m{n}")), None)
                 .await
                 .unwrap()
+                .message
                 .id,
         );
     }
@@ -156,7 +159,7 @@ async fn history_orders_pages_and_resumes(state: &AppState) {
     );
     assert_eq!(stored.client_msg_id.as_deref(), Some("c-m1"));
 
-    let Resume::Recovered(after) = history.since("h", parsed[1], 10).await.unwrap() else {
+    let Resume::Recovered(after) = history.since("h", &at(parsed[1]), 10).await.unwrap() else {
         panic!("recoverable");
     };
     assert_eq!(
@@ -164,7 +167,7 @@ async fn history_orders_pages_and_resumes(state: &AppState) {
         [&ids[2], &ids[3]]
     );
     assert_eq!(
-        history.since("h", parsed[0], 2).await.unwrap(),
+        history.since("h", &at(parsed[0]), 2).await.unwrap(),
         Resume::Lost,
         "more than the window"
     );
@@ -187,14 +190,14 @@ async fn history_orders_pages_and_resumes(state: &AppState) {
     assert_eq!(first_page.messages[0].content, "t299");
     assert_eq!(
         history
-            .since("t", MessageId { ms: 1, seq: 0 }, 1000)
+            .since("t", &at(MessageId { ms: 1, seq: 0 }), 1000)
             .await
             .unwrap(),
         Resume::Lost
     );
     let latest = MessageId::parse(&first_page.messages[0].id).unwrap();
     assert_eq!(
-        history.since("t", latest, 10).await.unwrap(),
+        history.since("t", &at(latest), 10).await.unwrap(),
         Resume::Recovered(vec![])
     );
 }
@@ -344,18 +347,127 @@ async fn counters_count_within_a_window(state: &AppState) {
     assert_eq!(counters.hit("k", window).await.unwrap().count, 1);
 }
 
-#[tokio::test]
-async fn memory_engine_conforms() {
-    let state = state(|_| {});
-    assert_eq!(state.engine().kind, "memory");
-    suite(state).await;
+async fn a_retried_post_is_answered_with_the_original(state: &AppState) {
+    let history = &state.engine().history;
+    let hub = state.hub();
+    let mut member = hub.register();
+    admitted(state, "retry", &mut member);
+    state.engine().broker.subscribe("retry").await.unwrap();
+    let first = history.post(draft("retry", "once"), None).await.unwrap();
+    assert!(!first.duplicate);
+    let again = history.post(draft("retry", "once"), None).await.unwrap();
+    assert!(again.duplicate, "same user, room and clientMsgId");
+    assert_eq!(
+        (&again.message.id, again.message.timestamp),
+        (&first.message.id, first.message.timestamp),
+        "the original id and timestamp"
+    );
+    // Delivered once: the retry stored and published nothing.
+    assert_eq!(
+        next_event(&mut member).await,
+        ServerMsg::Message(first.message.clone())
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(member.queue.try_recv().is_err(), "no second delivery");
+    let page = history.page("retry", None, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+
+    // The key is per user and per room.
+    let mut other_user = draft("retry", "once");
+    other_user.user = user("ben");
+    assert!(!history.post(other_user, None).await.unwrap().duplicate);
+    assert!(
+        !history
+            .post(draft("retry-elsewhere", "once"), None)
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // Without a clientMsgId nothing is deduplicated.
+    let mut anonymous = draft("retry", "same words");
+    anonymous.client_msg_id = None;
+    let one = history.post(anonymous.clone(), None).await.unwrap();
+    let two = history.post(anonymous, None).await.unwrap();
+    assert_ne!(one.message.id, two.message.id);
+    hub.leave("retry", member.id);
 }
 
-#[tokio::test]
-async fn redis_engine_conforms() {
-    let redis = RedisServer::start().await;
-    let url = redis.url();
-    let state = state(move |c| c.redis_url = Some(url));
-    assert_eq!(state.engine().kind, "redis");
-    suite(state).await;
+async fn positions_carry_the_rooms_epoch(state: &AppState) {
+    let history = &state.engine().history;
+    let first = history.post(draft("ep", "a"), None).await.unwrap().message;
+    let page = history.page("ep", None, 10).await.unwrap();
+    assert!(!page.epoch.is_empty(), "every page names its epoch");
+    assert_eq!(
+        history.page("ep", None, 1).await.unwrap().epoch,
+        page.epoch,
+        "stable"
+    );
+    history.post(draft("ep", "b"), None).await.unwrap();
+    let id = MessageId::parse(&first.id).unwrap();
+    let same = Position {
+        epoch: Some(page.epoch.clone()),
+        id,
+    };
+    let Resume::Recovered(after) = history.since("ep", &same, 10).await.unwrap() else {
+        panic!("the same epoch resumes");
+    };
+    assert_eq!(after.len(), 1);
+    let other = Position {
+        epoch: Some("another-epoch".into()),
+        id,
+    };
+    assert_eq!(
+        history.since("ep", &other, 10).await.unwrap(),
+        Resume::Lost,
+        "a position from another epoch is never recovered"
+    );
 }
+
+/// Runs each named case as its own test against each engine.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let state = super::state(|_| {});
+                    assert_eq!(state.engine().kind, "memory");
+                    super::healthy(&state).await;
+                    super::$case(&state).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let redis = super::RedisServer::start().await;
+                    let url = redis.url();
+                    let state = super::state(move |c| c.redis_url = Some(url));
+                    assert_eq!(state.engine().kind, "redis");
+                    super::healthy(&state).await;
+                    super::$case(&state).await;
+                }
+            )*
+        }
+    };
+}
+
+async fn healthy(state: &AppState) {
+    let engine = state.engine().clone();
+    eventually(Duration::from_secs(5), "engine healthy", || async {
+        engine.lifecycle.health().await.is_ok()
+    })
+    .await;
+}
+
+conformance!(
+    broker_and_post_deliver_encoded_events,
+    history_orders_pages_and_resumes,
+    a_retried_post_is_answered_with_the_original,
+    positions_carry_the_rooms_epoch,
+    presence_counts_people_not_tabs,
+    sessions_expire_and_end_everywhere,
+    accounts_are_unique,
+    counters_count_within_a_window,
+);

@@ -2,14 +2,17 @@
 //! accounts and counters live in this process and are gone when it stops.
 //!
 //! Message ids have the same shape and order as Redis stream ids (`<ms>-<seq>`, per room),
-//! so clients and the resume logic cannot tell the engines apart.
+//! so clients and the resume logic cannot tell the engines apart. The history's epoch is
+//! made when the process starts: a position from an earlier run is never "recovered".
 
+use super::rules::{self, MessageBody};
 use super::{
-    AccountRecord, Accounts, Broker, Counters, Draft, EngineResult, History, Lifecycle, Presence,
-    Resume, SessionId, SessionRecord, Sessions, WindowCount,
+    AccountRecord, Accounts, Broker, Counters, Draft, EngineResult, History, Lifecycle,
+    LocalDelivery, Position, Posted, Presence, Resume, SessionId, SessionRecord, Sessions,
+    WindowCount,
 };
 use crate::engine::now_ms;
-use crate::hub::{encode, ConnectionId, Frame, Hub};
+use crate::wire::{encode, ConnectionId, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, ServerMsg, User};
 use app::validate::MessageId;
 use async_trait::async_trait;
@@ -28,11 +31,16 @@ pub struct MemoryConfig {
     pub server_id: String,
     /// Messages kept per room; older ones are trimmed.
     pub history_max: usize,
+    /// How long a `clientMsgId` is remembered per user and room (a retry within it is
+    /// answered with the original).
+    pub idempotency_window: Duration,
 }
 
 pub struct MemoryEngine {
     config: MemoryConfig,
-    hub: Arc<Hub>,
+    delivery: Arc<dyn LocalDelivery>,
+    /// This process's history epoch.
+    epoch: String,
     // Each Mutex guards plain maps and is never held across an await. `history` is also held
     // while a new message is delivered to the hub, so deliveries leave in id order.
     history: Mutex<HashMap<String, RoomLog>>,
@@ -95,6 +103,8 @@ struct RoomLog {
     last: Option<MessageId>,
     /// The newest id trimmed away: a resume from before it cannot be exact.
     trimmed_through: Option<MessageId>,
+    /// (user id, clientMsgId) → the id it was stored as, for the idempotency window.
+    sent: Expiring<(String, String), MessageId>,
 }
 
 #[derive(Default)]
@@ -108,10 +118,11 @@ struct PresenceState {
 }
 
 impl MemoryEngine {
-    pub fn new(config: MemoryConfig, hub: Arc<Hub>) -> Self {
+    pub fn new(config: MemoryConfig, delivery: Arc<dyn LocalDelivery>) -> Self {
         MemoryEngine {
             config,
-            hub,
+            delivery,
+            epoch: super::new_token()[..16].to_string(),
             history: Mutex::default(),
             presence: Mutex::default(),
             sessions: Mutex::default(),
@@ -137,7 +148,7 @@ impl Broker for MemoryEngine {
         frame: Frame,
         origin: Option<ConnectionId>,
     ) -> EngineResult<()> {
-        self.hub.deliver(room, &frame, origin);
+        self.delivery.deliver(room, &frame, None, origin);
         Ok(())
     }
 
@@ -165,20 +176,25 @@ impl RoomLog {
 
 #[async_trait]
 impl History for MemoryEngine {
-    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<ChatMessage> {
+    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<Posted> {
         let mut rooms = lock(&self.history);
         let log = rooms.entry(draft.room_id.clone()).or_default();
+        let retry_key = draft
+            .client_msg_id
+            .clone()
+            .map(|client_msg_id| (draft.user.id.clone(), client_msg_id));
+        if let Some(key) = &retry_key {
+            if let Some((original, _)) = log.sent.get_mut(key) {
+                let message =
+                    MessageBody::from_draft(draft, &self.config.server_id).into_message(*original);
+                return Ok(Posted {
+                    message,
+                    duplicate: true,
+                });
+            }
+        }
         let id = log.next_id(now_ms());
-        let message = ChatMessage {
-            id: id.to_string(),
-            room_id: draft.room_id,
-            user_id: draft.user.id,
-            name: draft.user.name,
-            content: draft.content,
-            timestamp: id.ms,
-            server_id: self.config.server_id.clone(),
-            client_msg_id: draft.client_msg_id,
-        };
+        let message = MessageBody::from_draft(draft, &self.config.server_id).into_message(id);
         let frame = encode(&ServerMsg::Message(message.clone()));
         log.last = Some(id);
         log.messages.push_back((id, message.clone()));
@@ -187,8 +203,17 @@ impl History for MemoryEngine {
                 log.trimmed_through = Some(trimmed);
             }
         }
-        self.hub.deliver(&message.room_id, &frame, origin);
-        Ok(message)
+        if let Some(key) = retry_key {
+            let until = Instant::now() + self.config.idempotency_window;
+            log.sent.insert(key, id, until);
+        }
+        // Under the history lock: deliveries leave in id order.
+        self.delivery
+            .deliver(&message.room_id, &frame, Some(id), origin);
+        Ok(Posted {
+            message,
+            duplicate: false,
+        })
     }
 
     async fn page(
@@ -198,39 +223,40 @@ impl History for MemoryEngine {
         limit: usize,
     ) -> EngineResult<HistoryPage> {
         let rooms = lock(&self.history);
-        let messages = rooms.get(room).map(|log| &log.messages);
-        let older: Vec<&(MessageId, ChatMessage)> = messages
+        let newest_first: Vec<ChatMessage> = rooms
+            .get(room)
+            .map(|log| &log.messages)
             .into_iter()
             .flatten()
+            .rev()
             .filter(|(id, _)| before.is_none_or(|before| *id < before))
+            .take(limit + 1)
+            .map(|(_, m)| m.clone())
             .collect();
-        let start = older.len().saturating_sub(limit);
-        Ok(HistoryPage {
-            room_id: room.to_string(),
-            messages: older[start..].iter().map(|(_, m)| m.clone()).collect(),
-            has_more: start > 0,
-        })
+        Ok(rules::page(room, newest_first, limit, self.epoch.clone()))
     }
 
-    async fn since(&self, room: &str, after: MessageId, max: usize) -> EngineResult<Resume> {
+    async fn since(&self, room: &str, after: &Position, max: usize) -> EngineResult<Resume> {
         let rooms = lock(&self.history);
-        let Some(log) = rooms.get(room) else {
-            return Ok(Resume::Recovered(Vec::new()));
+        let (newer, trimmed_through) = match rooms.get(room) {
+            Some(log) => (
+                log.messages
+                    .iter()
+                    .filter(|(id, _)| *id > after.id)
+                    .map(|(_, m)| m.clone())
+                    .take(max + 1)
+                    .collect(),
+                log.trimmed_through,
+            ),
+            None => (Vec::new(), None),
         };
-        if log.trimmed_through.is_some_and(|trimmed| after < trimmed) {
-            return Ok(Resume::Lost);
-        }
-        let newer: Vec<ChatMessage> = log
-            .messages
-            .iter()
-            .filter(|(id, _)| *id > after)
-            .map(|(_, m)| m.clone())
-            .take(max + 1)
-            .collect();
-        if newer.len() > max {
-            return Ok(Resume::Lost);
-        }
-        Ok(Resume::Recovered(newer))
+        Ok(rules::resume(
+            after,
+            &self.epoch,
+            trimmed_through,
+            newer,
+            max,
+        ))
     }
 
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
@@ -250,7 +276,7 @@ impl PresenceState {
                 name: self.names.get(user_id).cloned().unwrap_or_default(),
             })
             .collect();
-        members.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id)));
+        rules::sort_members(&mut members);
         members
     }
 }
@@ -361,7 +387,7 @@ impl Sessions for MemoryEngine {
 
     async fn end_session(&self, id: &SessionId) -> EngineResult<()> {
         lock(&self.sessions).remove(id);
-        self.hub.close_session(id);
+        self.delivery.close_session(id);
         Ok(())
     }
 }

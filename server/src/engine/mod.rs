@@ -10,21 +10,50 @@
 //! - [`Lifecycle`]: health (is the backend reachable?) and shutdown.
 //!
 //! Policy (token hashing, expiry, password hashing, limits) lives in [`crate::auth`]; engines
-//! only store.
+//! only store. The rules both engines must apply alike (how a message is assembled, where a
+//! page and a resume are cut) are written once, in [`rules`].
 //!
-//! Events reach local connections through the [`Hub`](crate::hub::Hub), which every engine
-//! is given at construction: the broker's deliveries land there.
+//! Events reach local connections through [`LocalDelivery`], which this module defines and
+//! the hub implements: an engine is handed one at construction and never sees a connection's
+//! queue, so dependencies run one way (wire → engine → hub/node → ws/http).
 
 pub mod memory;
 pub mod redis;
+pub mod rules;
 
-use crate::hub::{ConnectionId, Frame};
+use crate::wire::{ConnectionId, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
 use app::validate::MessageId;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What an engine needs of the instance it serves: its local members. Implemented by the hub.
+pub trait LocalDelivery: Send + Sync {
+    /// Queues a room event to the room's local members except `skip`; returns how many got
+    /// it. A chat message (`message` set) reaches each member once: one at or before what
+    /// the room was already given is dropped, so a catch-up and the live stream may overlap.
+    fn deliver(
+        &self,
+        room: &str,
+        frame: &Frame,
+        message: Option<MessageId>,
+        skip: Option<ConnectionId>,
+    ) -> usize;
+    /// Rooms with local members: the ones this instance must receive.
+    fn wanted_rooms(&self) -> Vec<String>;
+    fn is_wanted(&self, room: &str) -> bool;
+    /// Where a catch-up of the room starts, after the subscription may have missed messages.
+    fn catch_up_from(&self, room: &str) -> CatchUpFrom;
+    /// The room's local members missed messages that cannot be given to them: each is told
+    /// (closed with [`close::RESYNC`](app::protocol::close::RESYNC)) and resumes on its own.
+    fn resync(&self, room: &str);
+    /// Closes every local connection signed in with `session`; returns how many.
+    fn close_session(&self, session: &SessionId) -> usize;
+    /// The sessions local connections are signed in with.
+    fn session_ids(&self) -> Vec<SessionId>;
+}
 
 /// What can go wrong inside an engine. Callers turn it into an `unavailable` error for the
 /// client; the detail is logged, never sent.
@@ -61,6 +90,17 @@ pub trait Broker: Send + Sync {
     async fn unsubscribe(&self, room: &str) -> EngineResult<()>;
 }
 
+/// Where a room's local members stand, for a catch-up after a pub/sub gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUpFrom {
+    /// No member has been given anything yet: nothing to catch up.
+    Nothing,
+    /// They have the room's history from its start (it was empty when they came).
+    Start,
+    /// They have every message up to this one.
+    After(MessageId),
+}
+
 /// A message as the sender's connection hands it over: validated, not yet stored.
 #[derive(Clone, Debug)]
 pub struct Draft {
@@ -70,12 +110,31 @@ pub struct Draft {
     pub client_msg_id: Option<String>,
 }
 
+/// What `post` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Posted {
+    /// The stored message; for a duplicate, its id and timestamp are the original's.
+    pub message: ChatMessage,
+    /// The draft's `clientMsgId` was already posted by this user in this room within the
+    /// idempotency window: nothing new was stored or delivered.
+    pub duplicate: bool,
+}
+
+/// Where a reader stands in a room's history: the newest message it has, and the epoch of
+/// the history it read it from (none from clients that do not send one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: Option<String>,
+    pub id: MessageId,
+}
+
 /// What `since` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resume {
-    /// Exactly the messages after the given id (possibly none).
+    /// Exactly the messages after the given position (possibly none).
     Recovered(Vec<ChatMessage>),
-    /// History was trimmed past the id, or more than the resume window was missed.
+    /// History was trimmed past the position, more than the resume window was missed, or
+    /// the position is from another epoch (the store lost its data since).
     Lost,
 }
 
@@ -84,16 +143,20 @@ pub enum Resume {
 pub trait History: Send + Sync {
     /// Assigns an id and timestamp, stores the message and publishes it to the room, in one
     /// atomic step: it is either stored and delivered, or neither. Deliveries skip `origin`.
-    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<ChatMessage>;
-    /// Up to `limit` messages older than `before` (or the newest), oldest first.
+    /// A `clientMsgId` the user already posted in the room within the idempotency window is
+    /// answered with the original (`duplicate`), atomically with the check.
+    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<Posted>;
+    /// Up to `limit` messages older than `before` (or the newest), oldest first, with the
+    /// room's epoch.
     async fn page(
         &self,
         room: &str,
         before: Option<MessageId>,
         limit: usize,
     ) -> EngineResult<HistoryPage>;
-    /// The messages after `after`, if there are at most `max` and none was trimmed.
-    async fn since(&self, room: &str, after: MessageId, max: usize) -> EngineResult<Resume>;
+    /// The messages after `after`, if there are at most `max`, none was trimmed and the
+    /// epoch is the room's.
+    async fn since(&self, room: &str, after: &Position, max: usize) -> EngineResult<Resume>;
     /// Every room with stored history: its id and the id of its newest message.
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>>;
 }
@@ -216,6 +279,10 @@ pub trait Lifecycle: Send + Sync {
     async fn health(&self) -> Result<(), String>;
     /// Called once all connections have closed on shutdown.
     async fn shutdown(&self);
+    /// Figures about the engine's own health, for `/health` (e.g. pub/sub reconnects).
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// The parts, shared by every task of the instance.

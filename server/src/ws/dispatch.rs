@@ -3,10 +3,11 @@
 //! Every client mistake is answered with an `error` event carrying a stable code, and the
 //! connection lives on; a client making too many of them in a short time is closed (4501).
 
-use crate::engine::{now_ms, Draft, EngineError, Resume, SessionId};
-use crate::hub::{encode, ConnectionId, Outbox};
+use crate::engine::{Draft, EngineError, Position, SessionId};
+use crate::hub::Outbox;
 use crate::limits::{ConnectionSlot, Limited};
 use crate::state::AppState;
+use crate::wire::{encode, ConnectionId};
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
 use app::validate::{self, Invalid, MessageId};
 use std::collections::HashSet;
@@ -119,7 +120,7 @@ impl Dispatch {
             }
         }
         if self.user.is_some() {
-            if let Err(err) = self.state.engine().presence.disconnect(self.id).await {
+            if let Err(err) = self.state.node().disconnect(self.id).await {
                 tracing::warn!(error = %err, "could not remove connection from presence");
             }
         }
@@ -166,9 +167,13 @@ impl Dispatch {
                 Ok(())
             }
             ClientMsg::Auth { token } => self.auth(&token).await,
-            ClientMsg::Join { room_id, since } => {
+            ClientMsg::Join {
+                room_id,
+                since,
+                epoch,
+            } => {
                 let user = self.user()?;
-                self.join(user, &room_id, since.as_deref()).await
+                self.join(user, &room_id, since.as_deref(), epoch).await
             }
             ClientMsg::Leave { room_id } => {
                 self.user()?;
@@ -247,7 +252,7 @@ impl Dispatch {
                 ..refuse(ErrorCode::TooManyConnections, message)
             });
         };
-        self.state.engine().presence.connect(self.id, &user).await?;
+        self.state.node().connect(self.id, &user).await?;
         self.state.hub().set_session(self.id, session);
         self.send_authenticated(&user);
         self.user = Some(user);
@@ -268,103 +273,50 @@ impl Dispatch {
         user: User,
         room_id: &str,
         since: Option<&str>,
+        epoch: Option<String>,
     ) -> Result<(), Refusal> {
         let room = validate::room_id(room_id)?.to_string();
-        let since = since.map(MessageId::parse).transpose()?;
-        let state = self.state.clone();
-        let config = state.config();
-        if !self.rooms.contains(&room) {
-            if self.rooms.len() >= config.max_rooms_per_connection {
-                return Err(refuse(
-                    ErrorCode::TooManyRooms,
-                    format!(
-                        "a connection may join at most {} rooms",
-                        config.max_rooms_per_connection
-                    ),
-                ));
-            }
-            self.enter_room(&user, &room).await?;
+        let since = since
+            .map(MessageId::parse)
+            .transpose()?
+            .map(|id| Position { epoch, id });
+        let rejoin = self.rooms.contains(&room);
+        let limit = self.state.config().max_rooms_per_connection;
+        if !rejoin && self.rooms.len() >= limit {
+            return Err(refuse(
+                ErrorCode::TooManyRooms,
+                format!("a connection may join at most {limit} rooms"),
+            ));
         }
-        let engine = state.engine();
-        let (messages, has_more, recovered) = match since {
-            Some(since) => match engine
-                .history
-                .since(&room, since, config.resume_max)
-                .await?
-            {
-                Resume::Recovered(messages) => (messages, false, Some(true)),
-                Resume::Lost => {
-                    let page = engine
-                        .history
-                        .page(&room, None, config.history_page)
-                        .await?;
-                    (page.messages, page.has_more, Some(false))
-                }
-            },
-            None => {
-                let page = engine
-                    .history
-                    .page(&room, None, config.history_page)
-                    .await?;
-                (page.messages, page.has_more, None)
+        let node = self.state.node();
+        let joined = node
+            .join(self.id, &self.outbox, &user, &room, rejoin, since)
+            .await;
+        match joined {
+            Ok(()) => {
+                self.rooms.insert(room);
+                Ok(())
             }
-        };
-        let members = engine.presence.members(&room).await?;
-        self.send(&ServerMsg::RoomHistory {
-            room_id: room,
-            messages,
-            has_more,
-            recovered,
-            members,
-        });
-        Ok(())
+            Err(err) => {
+                self.rooms.remove(&room);
+                Err(err.into())
+            }
+        }
     }
 
-    /// Subscribes (first local member), registers presence and announces a new member.
-    async fn enter_room(&mut self, user: &User, room: &str) -> Result<(), Refusal> {
-        let engine = self.state.engine();
-        let hub = self.state.hub();
-        if hub.join(room, self.id, &self.outbox) {
-            if let Err(err) = engine.broker.subscribe(room).await {
-                hub.leave(room, self.id);
-                return Err(err.into());
-            }
-        }
-        self.rooms.insert(room.to_string());
-        if engine.presence.join(room, self.id, user).await? {
-            let joined = ServerMsg::UserJoined {
-                room_id: room.to_string(),
-                user_id: user.id.clone(),
-                name: user.name.clone(),
-                timestamp: now_ms(),
-            };
-            engine
-                .broker
-                .publish(room, encode(&joined), Some(self.id))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Leaves a joined room: unsubscribes (last local member) and announces a departure.
+    /// Leaves a joined room, announcing a departure.
     async fn leave_room(&mut self, room: &str) -> Result<(), Refusal> {
         self.rooms.remove(room);
-        let engine = self.state.engine();
-        if self.state.hub().leave(room, self.id) {
-            engine.broker.unsubscribe(room).await?;
-        }
-        let Some(user) = self.user.clone() else {
-            return Ok(());
-        };
-        if engine.presence.leave(room, self.id, &user).await? {
-            self.state.limits().left_room(&user.id, room);
-            let left = ServerMsg::UserLeft {
-                room_id: room.to_string(),
-                user_id: user.id,
-                name: user.name,
-                timestamp: now_ms(),
-            };
-            engine.broker.publish(room, encode(&left), None).await?;
+        let user = self.user.clone();
+        if self
+            .state
+            .node()
+            .leave(self.id, user.as_ref(), room)
+            .await?
+        {
+            if let Some(user) = user {
+                self.state.limits().left_room(&user.id, room);
+            }
         }
         Ok(())
     }
@@ -388,12 +340,7 @@ impl Dispatch {
             content,
             client_msg_id,
         };
-        let message = self
-            .state
-            .engine()
-            .history
-            .post(draft, Some(self.id))
-            .await?;
+        let message = self.state.node().post(draft, self.id).await?.message;
         self.send(&ServerMsg::Ack {
             client_msg_id: message.client_msg_id,
             id: message.id,
@@ -416,9 +363,8 @@ impl Dispatch {
             is_typing,
         };
         self.state
-            .engine()
-            .broker
-            .publish(&room, encode(&event), Some(self.id))
+            .node()
+            .signal(&room, encode(&event), self.id)
             .await?;
         Ok(())
     }

@@ -27,7 +27,7 @@ pub async fn upgrade(
 ) -> Response {
     if let Err(why) = state.origins().check_upgrade(&headers) {
         tracing::warn!(why, "WebSocket upgrade refused");
-        return crate::guard::forbidden_origin();
+        return crate::middleware::forbidden_origin();
     }
     let session = match session_token(&headers) {
         Some(token) => match state.auth().resolve(&token).await {

@@ -10,7 +10,7 @@
 
 use super::RedisEngine;
 use crate::engine::now_ms;
-use crate::hub::encode;
+use crate::wire::{encode, Envelope};
 use app::protocol::ServerMsg;
 use redis::AsyncCommands;
 use std::collections::{HashMap, HashSet};
@@ -134,8 +134,12 @@ async fn clean_up(engine: &RedisEngine, dead: &str) -> redis::RedisResult<()> {
                 name: name.to_string(),
                 timestamp: now_ms(),
             };
-            let mut payload = b"-\n".to_vec();
-            payload.extend_from_slice(encode(&left).as_bytes());
+            let payload = Envelope {
+                origin: None,
+                message: None,
+                frame: encode(&left),
+            }
+            .encode();
             conn.publish::<_, _, ()>(engine.keys.channel(room), payload)
                 .await?;
             announced += 1;

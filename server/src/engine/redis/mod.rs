@@ -2,7 +2,12 @@
 //! sessions.
 //!
 //! Keys (prefix `P`, `--redis-prefix`):
-//! - `P:room:{room}:log`: the room's history, a Stream capped with `MAXLEN ~`;
+//! - `P:room:{room}:log`: the room's history, a Stream capped with `MAXLEN ~`; each entry
+//!   holds the message body (`m`) and the connection that sent it (`o`);
+//! - `P:room:{room}:epoch`: the history's epoch, created with the first read or write of the
+//!   log; when Redis loses its data it is created anew, so old positions are never "recovered";
+//! - `P:room:{room}:sent:{user}:{clientMsgId}`: the id a `clientMsgId` was stored as, for the
+//!   idempotency window (a retry is answered with it);
 //! - `P:room:{room}:ch`: the room's pub/sub channel (one per room, never a pattern);
 //! - `P:room:{room}:members`: connection (`sid/n`) → `user\tname`, for presence in the room;
 //! - `P:online`: the same for every authenticated connection;
@@ -15,29 +20,32 @@
 //! - `P:account:{username in lower case}`: an account (JSON), created with `SET NX`;
 //! - `P:count:{key}`: a fixed-window counter (sign-in attempts), with the window as TTL;
 //! - `P:control`: the channel every instance listens to for cluster-wide orders (a session
-//!   ended: close its sockets).
+//!   ended: close its sockets);
+//! - `P:probe:{sid}`: the channel an instance publishes its pub/sub liveness probes on.
 //!
 //! Presence entries of an instance whose lease expired are ignored by every reader and
 //! removed by the first instance that notices ([`lease`]).
 //!
-//! Pub/sub payloads are an envelope `origin\n` + the encoded server event, so a receiving
-//! instance forwards the bytes to its members without decoding them ([`subscriber`]).
+//! Pub/sub payloads are an [`Envelope`] (origin, message id, the encoded server event), so a
+//! receiving instance forwards the bytes to its members without decoding them; the
+//! [`subscriber`] catches up from the Stream whenever its subscription may have missed some.
 
 mod lease;
 mod scripts;
 mod subscriber;
 
+use super::rules::{self, MessageBody};
 use super::{
     AccountRecord, Accounts, Broker, Counters, Draft, EngineError, EngineResult, History,
-    Lifecycle, Presence, Resume, SessionId, SessionRecord, Sessions, WindowCount,
+    Lifecycle, LocalDelivery, Position, Posted, Presence, Resume, SessionId, SessionRecord,
+    Sessions, WindowCount,
 };
-use crate::hub::{ConnectionId, Frame, Hub};
+use crate::wire::{origin_key, ConnectionId, Envelope, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
 use app::validate::MessageId;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +63,14 @@ pub struct RedisConfig {
     pub lease_refresh: Duration,
     /// Longest a Redis command may take before the request is answered `unavailable`.
     pub command_timeout: Duration,
+    /// How long a `clientMsgId` is remembered per user and room.
+    pub idempotency_window: Duration,
+    /// Most messages a catch-up after a pub/sub gap delivers; past it, members resync.
+    pub resume_max: usize,
+    /// How often the pub/sub path is probed end to end.
+    pub probe_interval: Duration,
+    /// How long a probe may take before the subscriber connection counts as wedged.
+    pub probe_timeout: Duration,
 }
 
 /// Key names, all under one prefix.
@@ -69,6 +85,15 @@ impl Keys {
     }
     fn channel(&self, room: &str) -> String {
         format!("{}:room:{room}:ch", self.prefix)
+    }
+    fn epoch(&self, room: &str) -> String {
+        format!("{}:room:{room}:epoch", self.prefix)
+    }
+    fn sent(&self, room: &str, user_id: &str, client_msg_id: &str) -> String {
+        format!("{}:room:{room}:sent:{user_id}:{client_msg_id}", self.prefix)
+    }
+    fn probe(&self, sid: &str) -> String {
+        format!("{}:probe:{sid}", self.prefix)
     }
     fn channel_prefix(&self) -> String {
         format!("{}:room:", self.prefix)
@@ -130,31 +155,79 @@ pub struct RedisEngine {
     local: Mutex<LocalPresence>,
 }
 
-/// A stored message, without the id and timestamp that the stream id gives it.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredBody {
-    room_id: String,
-    user_id: String,
-    name: String,
-    content: String,
-    server_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_msg_id: Option<String>,
-}
-
 fn unavailable(err: impl std::fmt::Display) -> EngineError {
     EngineError::Unavailable(err.to_string())
 }
 
-/// The connection key in presence hashes: `sid/n`.
-fn connection_key(sid: &str, conn: ConnectionId) -> String {
-    format!("{sid}/{}", conn.0)
+/// A fresh epoch, proposed with every read or write of a log; used only where none exists.
+fn epoch_proposal() -> String {
+    super::new_token()[..16].to_string()
+}
+
+/// Entries `id, body` (or `id, body, origin` with `stride` 3) of a flat script reply.
+fn parse_entries(flat: &[String], stride: usize) -> Vec<(ChatMessage, Option<String>)> {
+    flat.chunks_exact(stride)
+        .filter_map(|entry| {
+            let id = MessageId::parse(&entry[0]).ok()?;
+            match serde_json::from_str::<MessageBody>(&entry[1]) {
+                Ok(body) => {
+                    let origin = entry.get(2).filter(|o| *o != "-").cloned();
+                    Some((body.into_message(id), origin))
+                }
+                Err(err) => {
+                    tracing::warn!(id = entry[0], error = %err, "skipping an unreadable stored message");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// What a resume read found: the room's epoch, and the messages after the position (with the
+/// connection each came from) if they can be given exactly.
+struct SinceRead {
+    pub epoch: String,
+    pub resume: Resume,
+    pub origins: Vec<Option<String>>,
+}
+
+/// Reads what came after `after` in `room` (the History's `since`, and the subscriber's
+/// catch-up after a gap).
+async fn read_since(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    room: &str,
+    after: &Position,
+    max: usize,
+) -> EngineResult<SinceRead> {
+    let flat: Vec<String> = scripts::SINCE
+        .key(keys.log(room))
+        .key(keys.epoch(room))
+        .arg(after.id.to_string())
+        .arg(max + 1)
+        .arg(epoch_proposal())
+        .invoke_async(conn)
+        .await
+        .map_err(unavailable)?;
+    let [epoch, boundary, entries @ ..] = flat.as_slice() else {
+        return Err(unavailable("short reply to since"));
+    };
+    let boundary = MessageId::parse(boundary).map_err(|_| unavailable("bad resume boundary"))?;
+    let boundary = (boundary != MessageId { ms: 0, seq: 0 }).then_some(boundary);
+    let (messages, origins): (Vec<_>, Vec<_>) = parse_entries(entries, 3).into_iter().unzip();
+    Ok(SinceRead {
+        resume: rules::resume(after, epoch, boundary, messages, max),
+        epoch: epoch.clone(),
+        origins,
+    })
 }
 
 impl RedisEngine {
     /// Connects lazily: the instance starts (and reports itself unhealthy) while Redis is away.
-    pub fn start(config: RedisConfig, hub: Arc<Hub>) -> Result<Arc<Self>, EngineError> {
+    pub fn start(
+        config: RedisConfig,
+        delivery: Arc<dyn LocalDelivery>,
+    ) -> Result<Arc<Self>, EngineError> {
         use redis::IntoConnectionInfo;
         // Small, latency-bound commands: no Nagle delay on the way to Redis.
         let info = config
@@ -174,8 +247,21 @@ impl RedisEngine {
         let keys = Keys {
             prefix: config.prefix.clone(),
         };
-        let subscriber =
-            subscriber::Subscriber::start(client, keys.clone(), config.server_id.clone(), hub);
+        let subscriber = subscriber::Subscriber::start(
+            subscriber::Link {
+                client,
+                commands: commands.clone(),
+                keys: keys.clone(),
+                server_id: config.server_id.clone(),
+            },
+            subscriber::Settings {
+                probe_interval: config.probe_interval,
+                probe_timeout: config.probe_timeout,
+                resume_max: config.resume_max,
+                setup_timeout: config.command_timeout,
+            },
+            delivery,
+        );
         let engine = Arc::new(RedisEngine {
             config,
             keys,
@@ -192,14 +278,7 @@ impl RedisEngine {
     }
 
     fn my_key(&self, conn: ConnectionId) -> String {
-        connection_key(&self.config.server_id, conn)
-    }
-
-    fn envelope_head(&self, origin: Option<ConnectionId>) -> String {
-        match origin {
-            Some(conn) => format!("{}\n", self.my_key(conn)),
-            None => "-\n".to_string(),
-        }
+        origin_key(&self.config.server_id, conn)
     }
 
     fn local(&self) -> std::sync::MutexGuard<'_, LocalPresence> {
@@ -235,7 +314,7 @@ impl RedisEngine {
             .into_iter()
             .map(|(user_id, name)| Member { user_id, name })
             .collect();
-        members.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id)));
+        rules::sort_members(&mut members);
         Ok(members)
     }
 
@@ -255,30 +334,6 @@ impl RedisEngine {
             .zip(leases)
             .filter_map(|(sid, lease)| lease.map(|_| *sid))
             .collect())
-    }
-
-    fn parse_entries(&self, flat: &[String]) -> Vec<ChatMessage> {
-        flat.chunks_exact(2)
-            .filter_map(|pair| {
-                let id = MessageId::parse(&pair[0]).ok()?;
-                match serde_json::from_str::<StoredBody>(&pair[1]) {
-                    Ok(body) => Some(ChatMessage {
-                        id: pair[0].clone(),
-                        room_id: body.room_id,
-                        user_id: body.user_id,
-                        name: body.name,
-                        content: body.content,
-                        timestamp: id.ms,
-                        server_id: body.server_id,
-                        client_msg_id: body.client_msg_id,
-                    }),
-                    Err(err) => {
-                        tracing::warn!(id = pair[0], error = %err, "skipping an unreadable stored message");
-                        None
-                    }
-                }
-            })
-            .collect()
     }
 
     /// Puts this instance's connections and room memberships back into presence.
@@ -320,8 +375,12 @@ impl Broker for RedisEngine {
         frame: Frame,
         origin: Option<ConnectionId>,
     ) -> EngineResult<()> {
-        let mut payload = self.envelope_head(origin).into_bytes();
-        payload.extend_from_slice(frame.as_bytes());
+        let payload = Envelope {
+            origin: origin.map(|conn| self.my_key(conn)),
+            message: None,
+            frame,
+        }
+        .encode();
         self.conn()
             .publish::<_, _, ()>(self.keys.channel(room), payload)
             .await
@@ -339,43 +398,39 @@ impl Broker for RedisEngine {
 
 #[async_trait]
 impl History for RedisEngine {
-    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<ChatMessage> {
-        let body = StoredBody {
-            room_id: draft.room_id.clone(),
-            user_id: draft.user.id.clone(),
-            name: draft.user.name.clone(),
-            content: draft.content,
-            server_id: self.config.server_id.clone(),
-            client_msg_id: draft.client_msg_id,
-        };
+    async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<Posted> {
+        let room = draft.room_id.clone();
+        let sent_key = draft
+            .client_msg_id
+            .as_deref()
+            .map(|client_msg_id| self.keys.sent(&room, &draft.user.id, client_msg_id));
+        let body = MessageBody::from_draft(draft, &self.config.server_id);
         let body_json = serde_json::to_string(&body).expect("stored bodies always serialize");
-        let head = format!(
-            "{}{{\"type\":\"message\",\"id\":\"",
-            self.envelope_head(origin)
-        );
-        let id: String = scripts::POST
-            .key(self.keys.log(&draft.room_id))
-            .key(self.keys.channel(&draft.room_id))
+        let origin = origin.map(|conn| self.my_key(conn));
+        let mut invocation = scripts::POST.prepare_invoke();
+        invocation
+            .key(self.keys.log(&room))
+            .key(self.keys.channel(&room))
             .key(self.keys.rooms())
+            .key(self.keys.epoch(&room));
+        if let Some(sent_key) = sent_key {
+            invocation.key(sent_key);
+        }
+        let (id, duplicate): (String, u8) = invocation
             .arg(self.config.history_max)
             .arg(&body_json)
-            .arg(head)
-            .arg(&draft.room_id)
+            .arg(Envelope::message_head(origin.as_deref()))
+            .arg(&room)
+            .arg(self.config.idempotency_window.as_secs().max(1))
+            .arg(epoch_proposal())
+            .arg(origin.as_deref().unwrap_or("-"))
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let timestamp = MessageId::parse(&id)
-            .map_err(|_| unavailable(format!("bad stream id {id}")))?
-            .ms;
-        Ok(ChatMessage {
-            id,
-            room_id: body.room_id,
-            user_id: body.user_id,
-            name: body.name,
-            content: body.content,
-            timestamp,
-            server_id: body.server_id,
-            client_msg_id: body.client_msg_id,
+        let id = MessageId::parse(&id).map_err(|_| unavailable(format!("bad stream id {id}")))?;
+        Ok(Posted {
+            message: body.into_message(id),
+            duplicate: duplicate == 1,
         })
     }
 
@@ -388,43 +443,27 @@ impl History for RedisEngine {
         let end = before.map_or_else(|| "+".to_string(), |id| format!("({id}"));
         let flat: Vec<String> = scripts::PAGE
             .key(self.keys.log(room))
+            .key(self.keys.epoch(room))
             .arg(end)
             .arg(limit + 1)
+            .arg(epoch_proposal())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let mut messages = self.parse_entries(&flat);
-        let has_more = messages.len() > limit;
-        messages.truncate(limit);
-        messages.reverse();
-        Ok(HistoryPage {
-            room_id: room.to_string(),
-            messages,
-            has_more,
-        })
+        let Some((epoch, entries)) = flat.split_first() else {
+            return Err(unavailable("empty reply to page"));
+        };
+        let newest_first = parse_entries(entries, 2)
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        Ok(rules::page(room, newest_first, limit, epoch.clone()))
     }
 
-    async fn since(&self, room: &str, after: MessageId, max: usize) -> EngineResult<Resume> {
-        let flat: Vec<String> = scripts::SINCE
-            .key(self.keys.log(room))
-            .arg(after.to_string())
-            .arg(max + 1)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        let Some((boundary, entries)) = flat.split_first() else {
-            return Err(unavailable("empty reply to since"));
-        };
-        let boundary =
-            MessageId::parse(boundary).map_err(|_| unavailable("bad resume boundary"))?;
-        if after < boundary {
-            return Ok(Resume::Lost);
-        }
-        let messages = self.parse_entries(entries);
-        if messages.len() > max {
-            return Ok(Resume::Lost);
-        }
-        Ok(Resume::Recovered(messages))
+    async fn since(&self, room: &str, after: &Position, max: usize) -> EngineResult<Resume> {
+        Ok(read_since(&mut self.conn(), &self.keys, room, after, max)
+            .await?
+            .resume)
     }
 
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
@@ -656,10 +695,11 @@ impl Lifecycle for RedisEngine {
         if let Err(err) = ping {
             return Err(format!("redis unreachable: {err}"));
         }
-        if !self.subscriber.is_connected() {
-            return Err("redis pub/sub connection is down".into());
-        }
-        Ok(())
+        self.subscriber.health()
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        self.subscriber.stats()
     }
 
     async fn shutdown(&self) {

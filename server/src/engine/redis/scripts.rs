@@ -3,45 +3,80 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-/// Appends a message to the room's stream (capped) and publishes it, atomically.
-/// The published frame is assembled around the new id, so receivers forward it as is:
-/// head + id + timestamp + the stored body's fields (the body JSON without its leading `{`).
+/// The room's epoch, created (from the caller's proposal) when missing. Inlined in every
+/// script that reads or writes a room's log, so a log and its epoch are lost together.
+/// KEYS[ek]: epoch key; ARGV[ep]: a fresh random proposal.
+macro_rules! epoch_lua {
+    ($key:literal, $proposal:literal) => {
+        concat!(
+            "redis.call('SET', KEYS[",
+            $key,
+            "], ARGV[",
+            $proposal,
+            "], 'NX')\n",
+            "local epoch = redis.call('GET', KEYS[",
+            $key,
+            "])\n"
+        )
+    };
+}
+
+/// Stores a message and publishes it, atomically; a retry is answered with the original.
 ///
-/// KEYS: stream, channel, rooms hash. ARGV: maxlen, stored body (a JSON object), frame head
-/// (envelope + `{"type":"message","id":"`), room id.
+/// With a `clientMsgId` (KEYS[5] present) a message this user already posted in this room
+/// within the window is not stored again: the reply is its id and 1. Otherwise the message is
+/// appended to the room's stream (capped), published as an envelope (see
+/// [`Envelope`](crate::wire::Envelope): head + id + the frame assembled around the id and the
+/// stored body's fields), the room's newest id is recorded, and the `clientMsgId` remembered.
+/// Reply: `{id, 0}`.
+///
+/// KEYS: stream, channel, rooms hash, epoch, [sent key]. ARGV: maxlen, stored body (a JSON
+/// object), envelope head (`<origin> `), room id, idempotency window (s), epoch proposal,
+/// origin (stored with the entry, so a catch-up skips the sender too).
 pub static POST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
         r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
-local ms = string.match(id, '^(%d+)')
-redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '","timestamp":' .. ms .. ',' .. string.sub(ARGV[2], 2))
-redis.call('HSET', KEYS[3], ARGV[4], id)
-return id
+if KEYS[5] then
+  local original = redis.call('GET', KEYS[5])
+  if original then return {original, 1} end
+end
 "#,
-    )
+        epoch_lua!("4", "6"),
+        r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2], 'o', ARGV[7])
+local ms = string.match(id, '^(%d+)')
+redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '\n{"type":"message","id":"' .. id .. '","timestamp":' .. ms .. ',' .. string.sub(ARGV[2], 2))
+redis.call('HSET', KEYS[3], ARGV[4], id)
+if KEYS[5] then redis.call('SET', KEYS[5], id, 'EX', ARGV[5]) end
+return {id, 0}
+"#
+    ))
 });
 
-/// Newest-first entries older than ARGV[1] (`+` or `(id`), at most ARGV[2]: a flat list
-/// `id, body, id, body, ...`.
+/// The epoch, then newest-first entries older than ARGV[1] (`+` or `(id`), at most ARGV[2]:
+/// `epoch, id, body, id, body, ...`. KEYS: stream, epoch. ARGV[3]: epoch proposal.
 pub static PAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        epoch_lua!("2", "3"),
         r#"
 local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
-local out = {}
+local out = {epoch}
 for _, e in ipairs(entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
 return out
-"#,
-    )
+"#
+    ))
 });
 
-/// Entries after ARGV[1], at most ARGV[2], preceded by the oldest position that can still be
-/// resumed exactly: `0-0` when the stream never lost an entry (`entries-added == length`,
-/// Redis 7), else its first retained id (`MAXLEN ~` trimming does not record what it
-/// removed). Reply: `boundary, id, body, id, body, ...`.
+/// The epoch, the oldest position that can still be resumed exactly (`0-0` while the stream
+/// never lost an entry, `entries-added == length`; else its first retained id, since
+/// `MAXLEN ~` trimming records nothing of what it removed), then the entries after ARGV[1],
+/// at most ARGV[2], with their origins: `epoch, boundary, id, body, origin, ...`.
+/// KEYS: stream, epoch. ARGV[3]: epoch proposal.
 pub static SINCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        epoch_lua!("2", "3"),
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0'} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch, '0-0'} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local fields = {}
 for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
@@ -49,13 +84,19 @@ local boundary = '0-0'
 if tonumber(fields['entries-added']) > tonumber(fields['length']) and fields['first-entry'] then
   boundary = fields['first-entry'][1]
 end
-local out = {boundary}
+local out = {epoch, boundary}
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-for _, e in ipairs(entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+for _, e in ipairs(entries) do
+  out[#out + 1] = e[1]; out[#out + 1] = e[2][2]; out[#out + 1] = e[2][4] or '-'
+end
 return out
-"#,
-    )
+"#
+    ))
 });
+
+/// The room's epoch (created when missing). KEYS: epoch. ARGV: epoch proposal.
+pub static EPOCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(epoch_lua!("1", "1"), "return epoch\n")));
 
 /// Shared by JOIN and LEAVE: whether user ARGV[2] has a connection other than ARGV[1] in
 /// the members hash KEYS[1] on an instance whose lease (ARGV[3] .. server id) is alive.

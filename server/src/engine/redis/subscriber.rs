@@ -1,28 +1,50 @@
-//! The instance's one pub/sub connection, owned by one task.
+//! The instance's one pub/sub connection, owned by one task, and the guarantee that what it
+//! misses is never lost silently.
 //!
-//! Subscriptions follow the hub: a request to "sync" a room makes the task subscribe when the
-//! room has local members and is not subscribed, or unsubscribe when it has none and is.
-//! Because the task reads the hub's state when it handles the request, joins and leaves that
-//! race each other always end in the right state. After the connection drops, the task
-//! reconnects with backoff and subscribes every room that has local members again.
+//! Subscriptions follow the instance's local rooms: a request to "sync" a room makes the task
+//! subscribe when the room is wanted ([`LocalDelivery::is_wanted`]) and is not subscribed, or
+//! unsubscribe when it is not wanted and is. Because the task reads that state when it handles
+//! the request, joins and leaves that race each other always end in the right state.
 //!
-//! A delivery is an envelope (`origin\n` + encoded event); the frame is handed to the hub as
-//! is, once per instance, and skips the origin connection when it is one of ours.
+//! A delivery is an [`Envelope`]: the frame is handed to [`LocalDelivery`] as is, once per
+//! instance, skipping the origin connection when it is one of ours. Chat messages carry their
+//! id, and the local side drops any it was already given.
+//!
+//! Whenever the subscription may have missed something the task *catches up* before it
+//! delivers anything newer: after a reconnect (the connection failed, or the probe found it
+//! wedged) it subscribes every wanted room again and, per room, reads the Stream after the
+//! newest message the room's members have ([`LocalDelivery::catch_up_from`]) and delivers
+//! what is missing, in order. When that cannot be exact (more than the resume window missed,
+//! history trimmed past it, or the room's epoch changed because Redis lost its data) the
+//! room's members are told to resume ([`LocalDelivery::resync`]): never nothing.
+//!
+//! The *liveness probe* checks the path end to end: every `probe_interval` the task publishes
+//! a numbered probe on its own channel through the command connection and expects it back on
+//! the subscriber. A probe not back within `probe_timeout` marks the instance unhealthy
+//! (`/health` 503 with the reason), drops the connection and reconnects (then catches up).
+//! The mark is cleared by the next probe that comes back.
 //!
 //! The task also listens, always, on the control channel: `session-ended:<id>` closes the
 //! local sockets of a session that was ended on any instance. Orders sent while the
 //! connection was down are caught up after reconnecting, from the ended sessions' tombstones.
 
-use super::Keys;
-use crate::engine::{EngineError, EngineResult, SessionId};
-use crate::hub::{ConnectionId, Frame, Hub};
+use super::{read_since, scripts, Keys};
+use crate::engine::{
+    CatchUpFrom, EngineError, EngineResult, LocalDelivery, Position, Resume, SessionId,
+};
+use crate::wire::{encode, skip_for, Envelope};
+use app::protocol::ServerMsg;
+use app::validate::MessageId;
 use futures::StreamExt;
-use redis::aio::PubSubSink;
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use redis::aio::{ConnectionManager, PubSubSink};
+use redis::AsyncCommands;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant, Sleep};
 
 /// Sync requests waiting for the task; joins beyond this wait for room in the queue.
 const REQUEST_QUEUE: usize = 1024;
@@ -34,38 +56,81 @@ pub const SESSION_ENDED: &str = "session-ended:";
 /// sign-out.
 pub const ENDED_TOMBSTONE: Duration = Duration::from_secs(600);
 
+/// What the task talks to.
+pub struct Link {
+    pub client: redis::Client,
+    /// The engine's command connection: probes and catch-up reads go through it.
+    pub commands: ConnectionManager,
+    pub keys: Keys,
+    pub server_id: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    /// Most messages one room's catch-up delivers; past it the room resyncs.
+    pub resume_max: usize,
+    /// Longest connecting and subscribing may take before the attempt counts as failed.
+    pub setup_timeout: Duration,
+}
+
 struct Sync {
     room: String,
     done: oneshot::Sender<EngineResult<()>>,
 }
 
+/// What `/health` shows of the pub/sub path.
+#[derive(Default)]
+struct Status {
+    connected: AtomicBool,
+    // Written by the task when a probe is missed and cleared when one comes back; read by
+    // `/health`. Never held across an await.
+    problem: Mutex<Option<String>>,
+    reconnects: AtomicU64,
+    probes_missed: AtomicU64,
+    caught_up: AtomicU64,
+    resyncs: AtomicU64,
+}
+
+impl Status {
+    fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+    fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 pub struct Subscriber {
     requests: mpsc::Sender<Sync>,
-    connected: Arc<AtomicBool>,
+    status: Arc<Status>,
 }
 
 impl Subscriber {
-    pub fn start(client: redis::Client, keys: Keys, server_id: String, hub: Arc<Hub>) -> Self {
+    pub fn start(link: Link, settings: Settings, delivery: Arc<dyn LocalDelivery>) -> Self {
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
-        let connected = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(Status::default());
         let task = Task {
-            client,
-            channel_prefix: keys.channel_prefix(),
-            control: keys.control(),
-            keys,
-            server_id,
-            hub,
+            channel_prefix: link.keys.channel_prefix(),
+            control: link.keys.control(),
+            probe_channel: link.keys.probe(&link.server_id),
+            link,
+            settings,
+            delivery,
             queue,
-            connected: connected.clone(),
+            status: status.clone(),
+            epochs: HashMap::new(),
+            probe_seq: 0,
         };
         tokio::spawn(task.run());
-        Subscriber {
-            requests,
-            connected,
-        }
+        Subscriber { requests, status }
     }
 
-    /// Brings the room's subscription in line with the hub, and waits until it is.
+    /// Brings the room's subscription in line with the local rooms, and waits until it is.
     pub async fn sync(&self, room: &str) -> EngineResult<()> {
         let (done, result) = oneshot::channel();
         let request = Sync {
@@ -81,22 +146,59 @@ impl Subscriber {
             .unwrap_or_else(|_| Err(EngineError::Unavailable("subscriber stopped".into())))
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+    /// Ok while the pub/sub path delivers; else why not.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(problem) = self.status.problem() {
+            return Err(problem);
+        }
+        if !self.status.connected.load(Ordering::Relaxed) {
+            return Err("redis pub/sub connection is down".into());
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        serde_json::json!({
+            "reconnects": count(&self.status.reconnects),
+            "probesMissed": count(&self.status.probes_missed),
+            "caughtUp": count(&self.status.caught_up),
+            "resyncs": count(&self.status.resyncs),
+        })
     }
 }
 
+/// Why a connection's life ended.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("pub/sub stream ended")]
+    Ended,
+    #[error("connecting or subscribing took longer than {0:?}")]
+    SetupTimedOut(Duration),
+    #[error("probe {0} not received within {1:?}: the connection is wedged")]
+    Wedged(u64, Duration),
+}
+
 struct Task {
-    client: redis::Client,
-    keys: Keys,
+    link: Link,
+    settings: Settings,
     /// `P:room:`, computed once: every delivery strips it from the channel name.
     channel_prefix: String,
     /// `P:control`: cluster-wide orders.
     control: String,
-    server_id: String,
-    hub: Arc<Hub>,
+    /// `P:probe:{sid}`: this instance's liveness probes.
+    probe_channel: String,
+    delivery: Arc<dyn LocalDelivery>,
     queue: mpsc::Receiver<Sync>,
-    connected: Arc<AtomicBool>,
+    status: Arc<Status>,
+    /// The epoch of each subscribed room's history when it was subscribed (or last caught
+    /// up): a catch-up from another epoch cannot be exact.
+    epochs: HashMap<String, String>,
+    probe_seq: u64,
 }
 
 impl Task {
@@ -107,13 +209,21 @@ impl Task {
             match self.connection(reconnecting).await {
                 Ok(()) => return, // every Subscriber handle is gone: the engine was dropped
                 Err(err) => {
+                    if reconnecting {
+                        self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
                     reconnecting = true;
-                    self.connected.store(false, Ordering::Relaxed);
+                    self.status.connected.store(false, Ordering::Relaxed);
                     tracing::warn!(error = %err, retry_in = ?backoff, "redis pub/sub connection lost");
+                    if matches!(err, Lost::Wedged(..)) {
+                        // A wedged connection is replaced at once; it said nothing about Redis.
+                        backoff = BACKOFF_MIN;
+                        continue;
+                    }
                 }
             }
             // While disconnected, joins are answered at once rather than left hanging.
-            let deadline = tokio::time::Instant::now() + backoff;
+            let deadline = Instant::now() + backoff;
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(deadline) => break,
@@ -129,90 +239,224 @@ impl Task {
         }
     }
 
-    /// One connection's life: subscribe what the hub needs, then serve deliveries and sync
-    /// requests until the connection fails (`Err`) or the engine is gone (`Ok`).
-    async fn connection(&mut self, reconnecting: bool) -> redis::RedisResult<()> {
-        let pubsub = self.client.get_async_pubsub().await?;
-        let (mut sink, mut stream) = pubsub.split();
-        let mut subscribed = HashSet::new();
-        sink.subscribe(&self.control).await?;
-        for room in self.hub.room_ids() {
-            sink.subscribe(self.keys.channel(&room)).await?;
-            subscribed.insert(room);
+    /// One connection's life: subscribe what is wanted, catch up, then serve deliveries,
+    /// sync requests and probes until the connection fails (`Err`) or the engine is gone
+    /// (`Ok`).
+    async fn connection(&mut self, reconnecting: bool) -> Result<(), Lost> {
+        let setup_timeout = self.settings.setup_timeout;
+        let rooms = self.delivery.wanted_rooms();
+        let setup = async {
+            let (mut sink, stream) = self.link.client.get_async_pubsub().await?.split();
+            sink.subscribe(&[self.control.as_str(), self.probe_channel.as_str()])
+                .await?;
+            let channels: Vec<String> = rooms.iter().map(|r| self.link.keys.channel(r)).collect();
+            if !channels.is_empty() {
+                sink.subscribe(channels).await?;
+            }
+            Ok::<_, redis::RedisError>((sink, stream))
+        };
+        let (mut sink, mut stream) = timeout(setup_timeout, setup)
+            .await
+            .map_err(|_| Lost::SetupTimedOut(setup_timeout))??;
+        let mut subscribed: HashSet<String> = rooms.iter().cloned().collect();
+        self.epochs.retain(|room, _| subscribed.contains(room));
+        // Subscribed first, then read: whatever was published in between arrives live too,
+        // and the local side drops it as already given.
+        for room in &rooms {
+            if reconnecting {
+                self.catch_up(room).await?;
+            } else {
+                self.learn_epoch(room).await?;
+            }
         }
-        self.connected.store(true, Ordering::Relaxed);
+        self.status.connected.store(true, Ordering::Relaxed);
         tracing::info!(rooms = subscribed.len(), "redis pub/sub connected");
         if reconnecting {
-            let (client, keys, hub) = (self.client.clone(), self.keys.clone(), self.hub.clone());
+            let (commands, keys, delivery) = (
+                self.link.commands.clone(),
+                self.link.keys.clone(),
+                self.delivery.clone(),
+            );
             tokio::spawn(async move {
-                if let Err(err) = close_missed_sessions(client, keys, hub).await {
+                if let Err(err) = close_missed_sessions(commands, keys, delivery).await {
                     tracing::warn!(error = %err, "could not check for sign-outs missed while disconnected");
                 }
             });
         }
+        // The first probe goes out at once, so a mark from a wedge clears as soon as the new
+        // connection proves itself.
+        let mut next_probe = tokio::time::interval(self.settings.probe_interval);
+        next_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The number of the probe in flight, and when it must be back.
+        let mut in_flight: Option<u64> = None;
+        let probe_deadline = tokio::time::sleep(self.settings.probe_timeout);
+        tokio::pin!(probe_deadline);
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(message) => self.deliver(&message),
-                    None => return Err(redis::RedisError::from(std::io::Error::other("pub/sub stream ended"))),
+                    Some(message) => self.receive(&message, &mut in_flight),
+                    None => return Err(Lost::Ended),
                 },
                 request = self.queue.recv() => {
                     let Some(request) = request else { return Ok(()) };
                     let result = self.reconcile(&mut sink, &mut subscribed, &request.room).await;
-                    let failed = result.is_err();
+                    let failed = result.as_ref().err().map(|err| err.to_string());
                     let _ = request.done.send(result.map_err(|err| EngineError::Unavailable(err.to_string())));
-                    if failed {
-                        return Err(redis::RedisError::from(std::io::Error::other("subscribe failed")));
+                    if let Some(err) = failed {
+                        return Err(Lost::Engine(EngineError::Unavailable(format!("subscribe failed: {err}"))));
                     }
+                }
+                _ = next_probe.tick(), if in_flight.is_none() => {
+                    in_flight = Some(self.send_probe(probe_deadline.as_mut()));
+                }
+                () = &mut probe_deadline, if in_flight.is_some() => {
+                    let seq = in_flight.take().unwrap_or_default();
+                    let timeout = self.settings.probe_timeout;
+                    self.status.probes_missed.fetch_add(1, Ordering::Relaxed);
+                    self.status.set_problem(Some(format!(
+                        "redis pub/sub probe not received within {} ms; replacing the connection",
+                        timeout.as_millis()
+                    )));
+                    return Err(Lost::Wedged(seq, timeout));
                 }
             }
         }
     }
 
+    /// Publishes the next probe through the command connection (in its own task, so a slow
+    /// Redis never stalls deliveries) and sets the deadline by which it must be back.
+    fn send_probe(&mut self, deadline: Pin<&mut Sleep>) -> u64 {
+        self.probe_seq += 1;
+        let seq = self.probe_seq;
+        let mut commands = self.link.commands.clone();
+        let channel = self.probe_channel.clone();
+        tokio::spawn(async move {
+            if let Err(err) = commands.publish::<_, _, ()>(channel, seq).await {
+                tracing::debug!(error = %err, "could not publish a pub/sub probe");
+            }
+        });
+        deadline.reset(Instant::now() + self.settings.probe_timeout);
+        seq
+    }
+
     async fn reconcile(
-        &self,
+        &mut self,
         sink: &mut PubSubSink,
         subscribed: &mut HashSet<String>,
         room: &str,
-    ) -> redis::RedisResult<()> {
-        let wanted = self.hub.has_members(room);
+    ) -> EngineResult<()> {
+        let fail = |err: redis::RedisError| EngineError::Unavailable(err.to_string());
+        let wanted = self.delivery.is_wanted(room);
         if wanted && !subscribed.contains(room) {
-            sink.subscribe(self.keys.channel(room)).await?;
+            sink.subscribe(self.link.keys.channel(room))
+                .await
+                .map_err(fail)?;
             subscribed.insert(room.to_string());
+            self.learn_epoch(room).await?;
         } else if !wanted && subscribed.contains(room) {
-            sink.unsubscribe(self.keys.channel(room)).await?;
+            sink.unsubscribe(self.link.keys.channel(room))
+                .await
+                .map_err(fail)?;
             subscribed.remove(room);
+            self.epochs.remove(room);
         }
         Ok(())
     }
 
-    fn deliver(&self, message: &redis::Msg) {
-        if message.get_channel_name() == self.control {
+    /// Records the room's epoch now (created if the room has none yet).
+    async fn learn_epoch(&mut self, room: &str) -> EngineResult<()> {
+        let epoch: String = scripts::EPOCH
+            .key(self.link.keys.epoch(room))
+            .arg(super::epoch_proposal())
+            .invoke_async(&mut self.link.commands.clone())
+            .await
+            .map_err(super::unavailable)?;
+        self.epochs.insert(room.to_string(), epoch);
+        Ok(())
+    }
+
+    /// Delivers, in order, what the room's members missed while the subscription was not
+    /// delivering, or has them resync when that cannot be exact.
+    async fn catch_up(&mut self, room: &str) -> EngineResult<()> {
+        let from = match self.delivery.catch_up_from(room) {
+            CatchUpFrom::Nothing => return self.learn_epoch(room).await,
+            CatchUpFrom::Start => MessageId { ms: 0, seq: 0 },
+            CatchUpFrom::After(id) => id,
+        };
+        let position = Position {
+            epoch: self.epochs.get(room).cloned(),
+            id: from,
+        };
+        let keys = &self.link.keys;
+        let mut commands = self.link.commands.clone();
+        let read = read_since(
+            &mut commands,
+            keys,
+            room,
+            &position,
+            self.settings.resume_max,
+        )
+        .await?;
+        self.epochs.insert(room.to_string(), read.epoch);
+        match read.resume {
+            Resume::Recovered(messages) => {
+                let mut delivered = 0u64;
+                for (message, origin) in messages.into_iter().zip(read.origins) {
+                    let Ok(id) = MessageId::parse(&message.id) else {
+                        continue;
+                    };
+                    let skip = skip_for(origin.as_deref(), &self.link.server_id);
+                    let frame = encode(&ServerMsg::Message(message));
+                    if self.delivery.deliver(room, &frame, Some(id), skip) > 0 {
+                        delivered += 1;
+                    }
+                }
+                if delivered > 0 {
+                    tracing::info!(room, messages = delivered, "caught up after a pub/sub gap");
+                    self.status
+                        .caught_up
+                        .fetch_add(delivered, Ordering::Relaxed);
+                }
+            }
+            Resume::Lost => {
+                self.status.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.delivery.resync(room);
+            }
+        }
+        Ok(())
+    }
+
+    fn receive(&self, message: &redis::Msg, in_flight: &mut Option<u64>) {
+        let channel = message.get_channel_name();
+        if channel == self.control {
             return self.obey(message.get_payload_bytes());
         }
-        let Some(room) = message
-            .get_channel_name()
+        if channel == self.probe_channel {
+            let seq: Option<u64> = message.get_payload().ok();
+            if in_flight.is_some() && *in_flight == seq {
+                *in_flight = None;
+                if self.status.problem().is_some() {
+                    tracing::info!("redis pub/sub probe received again: healthy");
+                    self.status.set_problem(None);
+                }
+            }
+            return;
+        }
+        let Some(room) = channel
             .strip_prefix(&self.channel_prefix)
             .and_then(|rest| rest.strip_suffix(":ch"))
         else {
             return;
         };
-        let payload = message.get_payload_bytes();
-        let Some(split) = payload.iter().position(|b| *b == b'\n') else {
-            tracing::warn!(room, "dropping a pub/sub payload without an envelope");
-            return;
-        };
-        let skip = std::str::from_utf8(&payload[..split])
-            .ok()
-            .and_then(|origin| origin.split_once('/'))
-            .filter(|(sid, _)| *sid == self.server_id)
-            .and_then(|(_, n)| n.parse().ok())
-            .map(ConnectionId);
-        match Frame::try_from(payload[split + 1..].to_vec()) {
-            Ok(frame) => {
-                self.hub.deliver(room, &frame, skip);
+        match Envelope::decode(message.get_payload_bytes()) {
+            Ok(envelope) => {
+                let skip = envelope.skip_on(&self.link.server_id);
+                self.delivery
+                    .deliver(room, &envelope.frame, envelope.message, skip);
             }
-            Err(_) => tracing::warn!(room, "dropping a pub/sub payload that is not UTF-8"),
+            Err(err) => {
+                tracing::warn!(room, error = %err, "dropping an unreadable pub/sub payload")
+            }
         }
     }
 
@@ -223,7 +467,7 @@ impl Task {
                 let Some(id) = SessionId::from_hex(id) else {
                     return tracing::warn!(%order, "ignoring a malformed control message");
                 };
-                let closed = self.hub.close_session(&id);
+                let closed = self.delivery.close_session(&id);
                 if closed > 0 {
                     tracing::info!(
                         connections = closed,
@@ -240,22 +484,21 @@ impl Task {
 /// tombstones say so). After Redis lost its data there are no tombstones, and no socket is
 /// closed for that reason alone.
 async fn close_missed_sessions(
-    client: redis::Client,
+    mut commands: ConnectionManager,
     keys: Keys,
-    hub: Arc<Hub>,
+    delivery: Arc<dyn LocalDelivery>,
 ) -> redis::RedisResult<()> {
-    let sessions = hub.session_ids();
+    let sessions = delivery.session_ids();
     if sessions.is_empty() {
         return Ok(());
     }
-    let mut connection = client.get_multiplexed_async_connection().await?;
     let mut pipe = redis::pipe();
     for id in &sessions {
         pipe.exists(keys.ended(id));
     }
-    let ended: Vec<bool> = pipe.query_async(&mut connection).await?;
+    let ended: Vec<bool> = pipe.query_async(&mut commands).await?;
     for (id, _) in sessions.iter().zip(ended).filter(|(_, ended)| *ended) {
-        let closed = hub.close_session(id);
+        let closed = delivery.close_session(id);
         tracing::info!(
             connections = closed,
             "closed the sockets of a session ended while disconnected"

@@ -1,0 +1,54 @@
+//! The axum layers every request passes: who the client is, and the cross-origin check
+//! (the rules are in [`crate::guard`]).
+
+use crate::guard::client_of;
+use crate::http::ApiError;
+use crate::state::AppState;
+use app::protocol::ErrorCode;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+
+/// Refuses cross-origin state-changing requests (HTTP API and server functions) with 403.
+pub async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state
+        .origins()
+        .check_request(request.method(), request.headers())
+    {
+        Ok(()) => next.run(request).await,
+        Err(why) => {
+            tracing::warn!(path = %request.uri().path(), why, "cross-origin request refused");
+            forbidden_origin()
+        }
+    }
+}
+
+pub fn forbidden_origin() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::ForbiddenOrigin.as_str(),
+        "this request must come from the chat's own pages",
+    )
+    .into_response()
+}
+
+/// Works out the [`Client`] once per request and stores it in the request's extensions.
+pub async fn identify_client(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let client = client_of(
+        state.config().client_ip_header.as_deref(),
+        request.headers(),
+        peer,
+    );
+    request.extensions_mut().insert(client);
+    next.run(request).await
+}

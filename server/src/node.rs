@@ -1,0 +1,208 @@
+//! The node: the one owner of room membership and delivery on this instance (after
+//! centrifuge's `Node`). The WebSocket session speaks the protocol and calls the node; the
+//! node drives the [`Hub`] (local members) and the [`Engine`] (what instances share).
+//!
+//! What happens on join, in order:
+//! 1. the connection enters the room's local members, *held*: live events for it wait;
+//! 2. the first local member subscribes the instance to the room;
+//! 3. presence registers the connection, and a user new to the room is announced;
+//! 4. the history is read (the newest page, or what came after `since`), with the epoch;
+//! 5. [`Hub::admit`] queues the `room_history` answer, then the held events newer than it.
+//!
+//! So a message posted while a connection joins reaches it exactly once: in its history or
+//! after it, never both. A join that fails part-way is undone, so a connection is either in
+//! a room or not.
+
+use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};
+use crate::hub::{Hub, Outbox};
+use crate::wire::{encode, ConnectionId, Frame};
+use app::protocol::{ChatMessage, ServerMsg, User};
+use app::validate::MessageId;
+use std::sync::Arc;
+
+/// What the node needs of the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeSettings {
+    /// Messages on join and per history page.
+    pub history_page: usize,
+    /// Most messages a rejoin with `since` is given.
+    pub resume_max: usize,
+}
+
+pub struct Node {
+    hub: Arc<Hub>,
+    engine: Engine,
+    settings: NodeSettings,
+}
+
+/// A join's history answer, before it is encoded.
+struct Answer {
+    messages: Vec<ChatMessage>,
+    has_more: bool,
+    recovered: Option<bool>,
+    epoch: String,
+    /// The newest message the joiner has once it read this answer.
+    floor: Option<MessageId>,
+}
+
+impl Node {
+    pub fn new(hub: Arc<Hub>, engine: Engine, settings: NodeSettings) -> Self {
+        Node {
+            hub,
+            engine,
+            settings,
+        }
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// A connection signed in as `user`: it is present (online).
+    pub async fn connect(&self, conn: ConnectionId, user: &User) -> EngineResult<()> {
+        self.engine.presence.connect(conn, user).await
+    }
+
+    /// A connection ended; its rooms were left first.
+    pub async fn disconnect(&self, conn: ConnectionId) -> EngineResult<()> {
+        self.engine.presence.disconnect(conn).await
+    }
+
+    /// Joins `room` (or joins it again, `rejoin`, to resume) and queues the `room_history`
+    /// answer; see the module docs for the steps. On failure the connection is not in the
+    /// room (a rejoin that fails leaves it).
+    pub async fn join(
+        &self,
+        conn: ConnectionId,
+        outbox: &Outbox,
+        user: &User,
+        room: &str,
+        rejoin: bool,
+        since: Option<Position>,
+    ) -> EngineResult<()> {
+        match self.enter(conn, outbox, user, room, rejoin, since).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                if let Err(cleanup) = self.leave(conn, Some(user), room).await {
+                    tracing::warn!(room, error = %cleanup, "could not undo a failed join");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn enter(
+        &self,
+        conn: ConnectionId,
+        outbox: &Outbox,
+        user: &User,
+        room: &str,
+        rejoin: bool,
+        since: Option<Position>,
+    ) -> EngineResult<()> {
+        let engine = &self.engine;
+        if self.hub.join(room, conn, outbox) {
+            engine.broker.subscribe(room).await?;
+        }
+        if !rejoin && engine.presence.join(room, conn, user).await? {
+            let joined = ServerMsg::UserJoined {
+                room_id: room.to_string(),
+                user_id: user.id.clone(),
+                name: user.name.clone(),
+                timestamp: crate::engine::now_ms(),
+            };
+            engine
+                .broker
+                .publish(room, encode(&joined), Some(conn))
+                .await?;
+        }
+        let answer = self.history(room, since).await?;
+        let members = engine.presence.members(room).await?;
+        let frame = encode(&ServerMsg::RoomHistory {
+            room_id: room.to_string(),
+            messages: answer.messages,
+            has_more: answer.has_more,
+            recovered: answer.recovered,
+            members,
+            epoch: answer.epoch,
+        });
+        self.hub.admit(room, conn, frame, answer.floor);
+        Ok(())
+    }
+
+    /// The history a joiner is given: exactly what came after `since` if that can be had,
+    /// else the newest page (`recovered: false` when `since` was given).
+    async fn history(&self, room: &str, since: Option<Position>) -> EngineResult<Answer> {
+        let history = &self.engine.history;
+        if let Some(since) = &since {
+            if let Resume::Recovered(messages) =
+                history.since(room, since, self.settings.resume_max).await?
+            {
+                // The epoch matched (or none was given): it is the room's.
+                let floor = newest(&messages).or(Some(since.id));
+                let epoch = match &since.epoch {
+                    Some(epoch) => epoch.clone(),
+                    None => history.page(room, None, 0).await?.epoch,
+                };
+                return Ok(Answer {
+                    messages,
+                    has_more: false,
+                    recovered: Some(true),
+                    epoch,
+                    floor,
+                });
+            }
+        }
+        let page = history.page(room, None, self.settings.history_page).await?;
+        Ok(Answer {
+            floor: newest(&page.messages),
+            messages: page.messages,
+            has_more: page.has_more,
+            recovered: since.map(|_| false),
+            epoch: page.epoch,
+        })
+    }
+
+    /// Leaves `room`: the last local member unsubscribes the instance; a user with no other
+    /// connection there is announced as gone (`user` is None for a connection that never
+    /// signed in). Returns whether the user left the room altogether.
+    pub async fn leave(
+        &self,
+        conn: ConnectionId,
+        user: Option<&User>,
+        room: &str,
+    ) -> EngineResult<bool> {
+        let engine = &self.engine;
+        if self.hub.leave(room, conn) {
+            engine.broker.unsubscribe(room).await?;
+        }
+        let Some(user) = user else { return Ok(false) };
+        if !engine.presence.leave(room, conn, user).await? {
+            return Ok(false);
+        }
+        let left = ServerMsg::UserLeft {
+            room_id: room.to_string(),
+            user_id: user.id.clone(),
+            name: user.name.clone(),
+            timestamp: crate::engine::now_ms(),
+        };
+        engine.broker.publish(room, encode(&left), None).await?;
+        Ok(true)
+    }
+
+    /// Stores and delivers a message (or finds the original of a retry).
+    pub async fn post(&self, draft: Draft, origin: ConnectionId) -> EngineResult<Posted> {
+        self.engine.history.post(draft, Some(origin)).await
+    }
+
+    /// Passes an ephemeral room event (typing) to the room's other members everywhere.
+    pub async fn signal(&self, room: &str, event: Frame, origin: ConnectionId) -> EngineResult<()> {
+        self.engine.broker.publish(room, event, Some(origin)).await
+    }
+}
+
+fn newest(messages: &[ChatMessage]) -> Option<MessageId> {
+    messages
+        .last()
+        .and_then(|message| MessageId::parse(&message.id).ok())
+}

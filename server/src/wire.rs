@@ -1,0 +1,156 @@
+//! What travels between the parts of an instance and between instances: encoded server
+//! events ([`Frame`]), connection ids, and the pub/sub [`Envelope`].
+//!
+//! A leaf: it imports nothing of this crate, so the engines, the hub and the node can all
+//! speak it without depending on each other.
+
+use app::protocol::ServerMsg;
+use app::validate::MessageId;
+
+/// An encoded server event: cheap to clone, shared by all recipients.
+pub type Frame = axum::extract::ws::Utf8Bytes;
+
+/// Encodes a server event once, for any number of recipients.
+pub fn encode(msg: &ServerMsg) -> Frame {
+    Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
+}
+
+/// A connection's id, unique within this instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+/// A room event on its way to the instances that have members in the room.
+///
+/// On the wire (Redis pub/sub) it is one line of head and then the encoded event, so a
+/// receiving instance forwards the event's bytes to its members without decoding them:
+///
+/// ```text
+/// <origin> <message id>\n{"type":"message",...}
+/// ```
+///
+/// `origin` is the sending connection (`server/n`, skipped when delivering) or `-`;
+/// `message id` is the stored id of a chat message or `-` for other events (typing, joins).
+/// The Redis post script writes the same head around the id it assigns
+/// ([`Envelope::message_head`]), so both sides of the format are in this file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// `server/n` of the connection that caused the event.
+    pub origin: Option<String>,
+    /// The id of the chat message this event carries.
+    pub message: Option<MessageId>,
+    pub frame: Frame,
+}
+
+/// Why a pub/sub payload could not be read.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("no envelope head")]
+    NoHead,
+    #[error("malformed envelope head")]
+    BadHead,
+    #[error("the event is not UTF-8")]
+    NotUtf8,
+}
+
+/// The `server/n` key of a connection, as other instances see it.
+pub fn origin_key(server_id: &str, conn: ConnectionId) -> String {
+    format!("{server_id}/{}", conn.0)
+}
+
+/// The connection to skip when delivering on `server_id` an event caused by `origin`
+/// (`server/n`): the origin itself, if it is one of ours.
+pub fn skip_for(origin: Option<&str>, server_id: &str) -> Option<ConnectionId> {
+    let (sid, n) = origin?.split_once('/')?;
+    (sid == server_id)
+        .then(|| n.parse().ok().map(ConnectionId))
+        .flatten()
+}
+
+impl Envelope {
+    pub fn encode(&self) -> Vec<u8> {
+        let origin = self.origin.as_deref().unwrap_or("-");
+        let id = self
+            .message
+            .map_or_else(|| "-".to_string(), |id| id.to_string());
+        let mut payload = Vec::with_capacity(origin.len() + id.len() + 2 + self.frame.len());
+        payload.extend_from_slice(origin.as_bytes());
+        payload.push(b' ');
+        payload.extend_from_slice(id.as_bytes());
+        payload.push(b'\n');
+        payload.extend_from_slice(self.frame.as_bytes());
+        payload
+    }
+
+    /// The head before a message id, as the post script needs it: `<origin> `.
+    pub fn message_head(origin: Option<&str>) -> String {
+        format!("{} ", origin.unwrap_or("-"))
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let split = payload
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or(EnvelopeError::NoHead)?;
+        let head = std::str::from_utf8(&payload[..split]).map_err(|_| EnvelopeError::BadHead)?;
+        let (origin, id) = head.split_once(' ').ok_or(EnvelopeError::BadHead)?;
+        let origin = (origin != "-").then(|| origin.to_string());
+        let message = match id {
+            "-" => None,
+            id => Some(MessageId::parse(id).map_err(|_| EnvelopeError::BadHead)?),
+        };
+        let frame =
+            Frame::try_from(payload[split + 1..].to_vec()).map_err(|_| EnvelopeError::NotUtf8)?;
+        Ok(Envelope {
+            origin,
+            message,
+            frame,
+        })
+    }
+
+    /// The connection to skip when delivering on `server_id`: the origin, if it is ours.
+    pub fn skip_on(&self, server_id: &str) -> Option<ConnectionId> {
+        skip_for(self.origin.as_deref(), server_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_round_trips_with_and_without_origin_and_id() {
+        for (origin, message) in [
+            (Some("s1/7".to_string()), Some(MessageId { ms: 5, seq: 2 })),
+            (None, None),
+        ] {
+            let envelope = Envelope {
+                origin,
+                message,
+                frame: Frame::from(r#"{"type":"pong"}"#),
+            };
+            assert_eq!(Envelope::decode(&envelope.encode()), Ok(envelope));
+        }
+    }
+
+    #[test]
+    fn the_post_script_head_decodes_as_an_envelope() {
+        let payload = format!(
+            "{}{}\n{}",
+            Envelope::message_head(Some("s1/3")),
+            "17-4",
+            r#"{"type":"message"}"#
+        );
+        let envelope = Envelope::decode(payload.as_bytes()).unwrap();
+        assert_eq!(envelope.message, Some(MessageId { ms: 17, seq: 4 }));
+        assert_eq!(envelope.skip_on("s1"), Some(ConnectionId(3)));
+        assert_eq!(envelope.skip_on("s2"), None);
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused() {
+        assert_eq!(Envelope::decode(b"no head"), Err(EnvelopeError::NoHead));
+        assert_eq!(Envelope::decode(b"-\n{}"), Err(EnvelopeError::BadHead));
+        assert_eq!(Envelope::decode(b"- x-y\n{}"), Err(EnvelopeError::BadHead));
+        assert_eq!(Envelope::decode(b"- -\n\xff"), Err(EnvelopeError::NotUtf8));
+    }
+}
