@@ -1,6 +1,8 @@
 //! Test fixtures: a real server on 127.0.0.1:0, WebSocket clients, and a small HTTP client.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod proxy;
+
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use server::config::Config;
@@ -375,23 +377,76 @@ pub fn fields(list: &Value, field: &str) -> Vec<String> {
         .collect()
 }
 
-/// A real `redis-server` (Debian's binary) on a free loopback port, without persistence.
-/// Stopped when dropped.
+/// A real `redis-server` (Debian's binary) on a free loopback port, without persistence
+/// (or with AOF, [`RedisServer::start_durable`]). Stopped when dropped.
 pub struct RedisServer {
     pub port: u16,
     child: Option<std::process::Child>,
+    /// With AOF: its own directory, kept across restarts.
+    durable: Option<tempdir::Dir>,
+}
+
+mod tempdir {
+    /// A directory under the system's temp dir, removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A free loopback port (the OS picks it; the listener is closed again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = RedisServer { port, child: None };
+        let mut redis = RedisServer {
+            port: free_port(),
+            child: None,
+            durable: None,
+        };
         redis.launch().await;
         redis
+    }
+
+    /// Redis with AOF and `appendfsync always`: an acknowledged write survives a SIGKILL.
+    pub async fn start_durable() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("confab-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = RedisServer {
+            port,
+            child: None,
+            durable: Some(tempdir::Dir(dir)),
+        };
+        redis.launch().await;
+        redis
+    }
+
+    /// Sends one command (RESP) and returns the first line of the reply.
+    pub async fn command(&self, args: &[&str]) -> String {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("redis");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte).await.expect("a reply");
+            reply.push(byte[0]);
+        }
+        String::from_utf8_lossy(&reply).trim_end().to_string()
     }
 
     pub fn url(&self) -> String {
@@ -399,17 +454,21 @@ impl RedisServer {
     }
 
     async fn launch(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
+        let port = self.port.to_string();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", ""];
+        match &self.durable {
+            Some(dir) => args.extend([
                 "--appendonly",
-                "no",
-            ])
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir.0.to_str().unwrap(),
+            ]),
+            None => args.extend(["--appendonly", "no"]),
+        }
+        let child = std::process::Command::new("redis-server")
+            .args(&args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server runs (apt-get install redis-server)");
@@ -427,7 +486,7 @@ impl RedisServer {
         panic!("redis-server did not start on port {}", self.port);
     }
 
-    /// Kills Redis (SIGKILL): everything in it is lost, as in a crash without persistence.
+    /// Kills Redis (SIGKILL): without persistence everything in it is lost, as in a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -450,7 +509,12 @@ impl Drop for RedisServer {
 
 /// A server instance using `redis`, with short presence leases for tests.
 pub async fn redis_instance(redis: &RedisServer, prefix: &str) -> TestServer {
-    let url = redis.url();
+    redis_instance_at(&redis.url(), prefix).await
+}
+
+/// A server instance using the Redis at `url` (e.g. through a proxy).
+pub async fn redis_instance_at(url: &str, prefix: &str) -> TestServer {
+    let url = url.to_string();
     let prefix = prefix.to_string();
     TestServer::start_with(move |c| {
         c.redis_url = Some(url);
