@@ -216,6 +216,12 @@ pub struct Config {
     #[arg(long, env = "CONFAB_TYPING_THROTTLE_MS", default_value_t = 1000)]
     pub typing_throttle_ms: u64,
 
+    /// Milliseconds a closing connection keeps reading (and discarding) what the client still
+    /// sends after the close frame, so the close and the errors before it reach a client that
+    /// is still sending (RFC 6455 §7.1.1) instead of a reset.
+    #[arg(long, env = "CONFAB_CLOSE_LINGER_MS", default_value_t = 2000)]
+    pub close_linger_ms: u64,
+
     /// Seconds to wait for connections to close on shutdown.
     #[arg(long, env = "CONFAB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -312,6 +318,9 @@ impl Config {
         if self.attempt_window_secs == 0 {
             return Err("--attempt-window-secs must be at least 1".into());
         }
+        if self.close_linger_ms > 60_000 {
+            return Err("--close-linger-ms must be at most 60000".into());
+        }
         if self.idempotency_window_secs < 300 {
             return Err("--idempotency-window-secs must be at least 300 (5 minutes)".into());
         }
@@ -350,6 +359,9 @@ impl Config {
     }
     pub fn typing_throttle(&self) -> Duration {
         Duration::from_millis(self.typing_throttle_ms)
+    }
+    pub fn close_linger(&self) -> Duration {
+        Duration::from_millis(self.close_linger_ms)
     }
     pub fn idempotency_window(&self) -> Duration {
         Duration::from_secs(self.idempotency_window_secs)

@@ -8,7 +8,7 @@ use app::protocol::ServerMsg;
 use app::validate::MessageId;
 
 /// An encoded server event: cheap to clone, shared by all recipients.
-pub type Frame = axum::extract::ws::Utf8Bytes;
+pub type Frame = tungstenite::Utf8Bytes;
 
 /// Encodes a server event once, for any number of recipients.
 pub fn encode(msg: &ServerMsg) -> Frame {

@@ -5,6 +5,7 @@ mod common;
 
 use common::{Client, TestServer};
 use serde_json::json;
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
@@ -270,4 +271,76 @@ async fn http_errors_are_json() {
         assert_eq!(response.json()["code"], code, "{method} {path}");
         assert!(response.json()["error"].as_str().is_some());
     }
+}
+
+/// What a client that keeps sending hears: it writes `frames` one after another and, between
+/// writes, reads what has arrived, until the server's close frame. Returns the error codes
+/// it read and the close code. A write that fails before the close was read (the server reset
+/// the connection) fails the test: browsers and most clients then report 1006 and lose the
+/// error and the close code.
+async fn errors_then_close(
+    mut socket: common::Socket,
+    frames: impl Iterator<Item = Message>,
+) -> (Vec<String>, u16) {
+    use futures::{FutureExt, SinkExt, StreamExt};
+    let mut errors = Vec::new();
+    let mut read = |frame: Option<Result<Message, _>>, errors: &mut Vec<String>| match frame {
+        Some(Ok(Message::Text(text))) => {
+            let event: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            if event["type"] == "error" {
+                errors.push(event["code"].as_str().unwrap().to_string());
+            }
+            None
+        }
+        Some(Ok(Message::Close(Some(frame)))) => Some(u16::from(frame.code)),
+        Some(Ok(_)) => None,
+        other => panic!("expected the close frame, got {other:?} (the client would see 1006)"),
+    };
+    for frame in frames {
+        while let Some(next) = socket.next().now_or_never() {
+            if let Some(code) = read(next, &mut errors) {
+                return (errors, code);
+            }
+        }
+        if let Err(err) = socket.send(frame).await {
+            panic!("a write failed before the close was read ({err}): the client would see 1006");
+        }
+    }
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the close in time");
+        if let Some(code) = read(next, &mut errors) {
+            return (errors, code);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flood_that_keeps_sending_hears_its_errors_and_4501() {
+    let server = TestServer::start_with(|c| {
+        c.send_rate = 1.0;
+        c.send_burst = 2;
+        c.max_protocol_errors = 5;
+    })
+    .await;
+    let mut ana = server.client("Ana").await;
+    ana.join("r").await;
+    // The flood does not stop when refused: it keeps writing until it reads the close.
+    let flood = (0..20_000).map(|n| {
+        let message = json!({"type": "message", "roomId": "r", "content": "flood", "clientMsgId": format!("f{n}")});
+        Message::text(message.to_string())
+    });
+    let (errors, code) = errors_then_close(ana.socket, flood).await;
+    assert!(errors.iter().any(|e| e == "rate_limited"), "{errors:?}");
+    assert_eq!(code, 4501);
+}
+
+#[tokio::test]
+async fn a_4_mib_frame_is_answered_with_1009() {
+    let server = TestServer::start().await; // frames up to 64 KiB
+    let ana = server.client("Ana").await;
+    let big = Message::text("x".repeat(4 * 1024 * 1024));
+    let (_, code) = errors_then_close(ana.socket, std::iter::once(big)).await;
+    assert_eq!(code, 1009);
 }

@@ -5,14 +5,21 @@
 //! other is stopped: the writer ends on a close request ([`Kick`]) or a failed write, and the
 //! reader stops when it sees the writer gone. Limits enforced here: frame size (1009),
 //! invalid UTF-8 (1007), auth timeout (4500), ping/pong (4002), write timeout.
+//!
+//! Closing follows RFC 6455 §7.1.1: the writer sends what is queued (the error that explains
+//! the close) and the close frame, then the connection *lingers*: it keeps reading and
+//! discarding what the client still sends, for at most `--close-linger-ms`, until the client
+//! answers the close or goes away. Dropping a socket with unread data would make the kernel
+//! send a reset, and a client still sending (a flood, a 4 MiB frame) would lose the error and
+//! the close code and see 1006.
 
 use super::batching::{BatchPolicy, Batching};
 use super::dispatch::Dispatch;
+use super::handshake::Socket;
 use crate::engine::SessionId;
 use crate::hub::{Frame, Kick};
 use crate::state::AppState;
 use app::protocol::{close, User};
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use std::future::Future;
@@ -21,8 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant, Sleep};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, Utf8Bytes};
 
 /// When the client was last heard from, as milliseconds since the connection started.
 /// Written by the reader, read by the writer to detect a dead peer.
@@ -58,7 +68,7 @@ impl LastSeen {
 }
 
 /// Runs a connection to its end, then cleans up its rooms and presence.
-pub async fn run(socket: WebSocket, state: AppState, session: Option<(SessionId, User)>) {
+pub async fn run(socket: Socket, state: AppState, session: Option<(SessionId, User)>) {
     let registration = state.hub().register();
     let id = registration.id;
     let kick = registration.kick.clone();
@@ -71,7 +81,9 @@ pub async fn run(socket: WebSocket, state: AppState, session: Option<(SessionId,
         last_seen.clone(),
         state.clone(),
     ));
-    let mut writer_done = false;
+    let mut sink = None;
+    // Set when a read error left the WebSocket framing unusable (e.g. an oversize frame).
+    let mut framing_broken = false;
 
     let mut dispatch = Dispatch::new(state.clone(), id, registration.outbox);
     Box::pin(dispatch.start(session)).await;
@@ -88,12 +100,13 @@ pub async fn run(socket: WebSocket, state: AppState, session: Option<(SessionId,
                     // connection should not carry its space for its whole life.
                     Some(Ok(Message::Text(text))) => Box::pin(dispatch.handle_text(text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => dispatch.binary_frame(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(err)) => {
                         if let Some((code, reason)) = close_for_read_error(err) {
                             kick.kick(code, reason);
                         }
+                        framing_broken = true;
                         break;
                     }
                 }
@@ -103,8 +116,8 @@ pub async fn run(socket: WebSocket, state: AppState, session: Option<(SessionId,
                 kick.kick(close::AUTH_TIMEOUT, "authentication timeout");
                 break;
             }
-            _ = &mut writer => {
-                writer_done = true;
+            done = &mut writer => {
+                sink = done.ok();
                 break;
             }
         }
@@ -112,27 +125,46 @@ pub async fn run(socket: WebSocket, state: AppState, session: Option<(SessionId,
 
     Box::pin(dispatch.finish()).await;
     kick.kick(1000, "");
-    if !writer_done {
+    if sink.is_none() {
         // The writer sends the close frame; it is bounded by the write timeout.
-        let _ = writer.await;
+        sink = writer.await.ok();
+    }
+    if let Some(socket) = sink.and_then(|sink| stream.reunite(sink).ok()) {
+        let linger = state.config().close_linger();
+        Box::pin(linger_after_close(socket, framing_broken, linger)).await;
     }
     tracing::debug!(connection = id.0, reason = ?kick.reason(), "connection closed");
 }
 
-/// The close code for a read error, if the client should be told (it may still listen).
-fn close_for_read_error(err: axum::Error) -> Option<(u16, &'static str)> {
-    match err.into_inner().downcast::<tungstenite::Error>() {
-        Ok(err) => match *err {
-            tungstenite::Error::Capacity(_) => Some((close::MESSAGE_TOO_BIG, "message too big")),
-            tungstenite::Error::Utf8(_) => Some((close::INVALID_UTF8, "invalid UTF-8")),
-            tungstenite::Error::Protocol(_) => Some((1002, "protocol error")),
-            _ => None,
-        },
-        Err(_) => None,
+/// After the close frame: reads and discards what the client still sends, until it answers
+/// the close, goes away, or `linger` passes. With the framing broken the raw stream is
+/// drained (tungstenite would buffer the whole oversize frame instead).
+async fn linger_after_close(mut socket: Socket, framing_broken: bool, linger: Duration) {
+    let deadline = Instant::now() + linger;
+    if framing_broken {
+        let mut discard = [0u8; 4096];
+        let raw = socket.get_mut();
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, raw.read(&mut discard)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, socket.next()).await {}
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
+/// The close code for a read error, if the client should be told (it may still listen).
+fn close_for_read_error(err: tungstenite::Error) -> Option<(u16, &'static str)> {
+    match err {
+        tungstenite::Error::Capacity(_) => Some((close::MESSAGE_TOO_BIG, "message too big")),
+        tungstenite::Error::Utf8(_) => Some((close::INVALID_UTF8, "invalid UTF-8")),
+        tungstenite::Error::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
+    }
+}
+
+type Sink = SplitSink<Socket, Message>;
 
 /// Writes queued frames (batched into one flush when several are waiting), pings the client
 /// and closes the socket when asked.
@@ -150,7 +182,7 @@ async fn write_loop(
     kick: Arc<Kick>,
     last_seen: Arc<LastSeen>,
     state: AppState,
-) {
+) -> Sink {
     let config = state.config();
     let write_timeout = config.write_timeout();
     let kicked = kick.requested();
@@ -174,11 +206,14 @@ async fn write_loop(
                     if reason.code != close::SLOW_CONSUMER {
                         feed_queued(&mut sink, &mut queue).await?;
                     }
-                    let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
+                    let frame = CloseFrame {
+                        code: reason.code.into(),
+                        reason: Utf8Bytes::from_static(reason.reason),
+                    };
                     sink.send(Message::Close(Some(frame))).await
                 };
                 let _ = bounded(goodbye, write_timeout).await;
-                return;
+                return sink;
             }
             // Held frames go out when the hold is up, or at once when the queue they wait in
             // fills past half (the flush request wakes this task through the close waker).
@@ -195,7 +230,7 @@ async fn write_loop(
                 bounded(batch, write_timeout).await
             }
             frame = queue.recv(), if !holding => {
-                let Some(frame) = frame else { return };
+                let Some(frame) = frame else { return sink };
                 let batch = async {
                     sink.feed(Message::Text(frame)).await?;
                     feed_queued(&mut sink, &mut queue).await
@@ -237,7 +272,7 @@ async fn write_loop(
         };
         if let Err(failure) = written {
             tracing::debug!(?failure, "write failed; dropping the connection");
-            return;
+            return sink;
         }
     }
 }
@@ -254,7 +289,7 @@ fn arm(hold: &mut Option<Pin<Box<Sleep>>>, release: Instant) {
 async fn feed_queued(
     sink: &mut Sink,
     queue: &mut mpsc::Receiver<Frame>,
-) -> Result<u32, axum::Error> {
+) -> Result<u32, tungstenite::Error> {
     let mut fed = 0;
     while let Ok(frame) = queue.try_recv() {
         sink.feed(Message::Text(frame)).await?;
@@ -265,14 +300,14 @@ async fn feed_queued(
 
 #[derive(Debug)]
 enum WriteFailure {
-    Socket(#[allow(dead_code)] axum::Error),
+    Socket(#[allow(dead_code)] tungstenite::Error),
     TimedOut,
 }
 
 /// Runs a write; only if it cannot finish at once is it given `limit` (a timer per write
 /// would be pure overhead on the common path, where the socket is writable).
 async fn bounded<T>(
-    write: impl std::future::Future<Output = Result<T, axum::Error>>,
+    write: impl std::future::Future<Output = Result<T, tungstenite::Error>>,
     limit: Duration,
 ) -> Result<T, WriteFailure> {
     let mut write = std::pin::pin!(write);

@@ -8,23 +8,22 @@
 mod batching;
 mod connection;
 mod dispatch;
+mod handshake;
 
 use crate::state::AppState;
 use app::backend::session_token;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use handshake::Upgrade;
+use tungstenite::protocol::WebSocketConfig;
 
 /// Bytes tungstenite allocates per socket for reading (at once) and buffers for writing.
 /// Small, because most sockets are idle and client frames are small; larger frames still
 /// work (the buffer grows for them).
 const SOCKET_BUFFER_BYTES: usize = 1024;
 
-pub async fn upgrade(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
+pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: Upgrade) -> Response {
     if let Err(why) = state.origins().check_upgrade(&headers) {
         tracing::warn!(why, "WebSocket upgrade refused");
         return crate::middleware::forbidden_origin();
@@ -41,12 +40,15 @@ pub async fn upgrade(
     };
     let config = state.config();
     let max_frame = config.max_frame_bytes;
-    ws.max_message_size(max_frame)
-        .max_frame_size(max_frame)
+    let socket_config = WebSocketConfig::default()
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         // The outbound queue bounds what waits to be written; this bounds what tungstenite
         // holds while the socket is not writable: one largest message plus slack.
-        .max_write_buffer_size(max_frame * 2 + SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| connection::run(socket, state, session))
+        .max_write_buffer_size(max_frame * 2 + SOCKET_BUFFER_BYTES);
+    ws.on_upgrade(socket_config, move |socket| {
+        connection::run(socket, state, session)
+    })
 }

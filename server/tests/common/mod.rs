@@ -217,7 +217,7 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub struct Client {
     pub socket: Socket,
