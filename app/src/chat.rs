@@ -165,6 +165,43 @@ impl ChatLog {
         pending
     }
 
+    /// Our messages still waiting for the server's confirmation (and not refused), as
+    /// `(clientMsgId, content)`: what the page keeps in browser storage so that a reload does
+    /// not lose them.
+    pub fn to_persist(&self) -> Vec<(String, String)> {
+        self.pending
+            .iter()
+            .filter(|p| p.error.is_none())
+            .map(|p| (p.client_msg_id.clone(), p.content.clone()))
+            .collect()
+    }
+
+    /// Puts back messages kept across a reload, in their order, unless already pending or
+    /// already stored (by their `clientMsgId`). They go out again, with their original
+    /// `clientMsgId`, after the next join: the server answers a message it already stored
+    /// with the original ack instead of storing it twice.
+    pub fn restore_pending(&mut self, kept: Vec<(String, String)>) {
+        let me = self.me.as_ref().map(|me| me.id.clone());
+        for (client_msg_id, content) in kept {
+            let stored = self.messages.iter().any(|m| {
+                Some(&m.user_id) == me.as_ref()
+                    && m.client_msg_id.as_deref() == Some(client_msg_id.as_str())
+            });
+            let pending = self
+                .pending
+                .iter()
+                .any(|p| p.client_msg_id == client_msg_id);
+            if !stored && !pending {
+                self.pending.push(Pending {
+                    client_msg_id,
+                    content,
+                    error: None,
+                    held: false,
+                });
+            }
+        }
+    }
+
     /// The held messages, in the order they were written, released to be sent again.
     pub fn release_held(&mut self) -> Vec<Pending> {
         let mut released = Vec::new();
@@ -465,6 +502,50 @@ mod tests {
         assert_eq!(log.resume_id().as_deref(), Some("90-0"));
         log.apply(history(vec![], Some(false)), 0.0);
         assert_eq!(log.resume_id(), None);
+    }
+
+    #[test]
+    fn unconfirmed_messages_survive_a_reload_and_are_sent_again_once() {
+        let mut before = log();
+        before.queue("kept".into(), "hello".into());
+        before.queue("refused".into(), "x".into());
+        before.apply(
+            ServerMsg::Error {
+                code: ErrorCode::ContentTooLong,
+                error: "too long".into(),
+                room_id: Some("r".into()),
+                client_msg_id: Some("refused".into()),
+                retry_after_ms: None,
+            },
+            0.0,
+        );
+        let kept = before.to_persist();
+        assert_eq!(
+            kept,
+            [("kept".to_string(), "hello".to_string())],
+            "refused ones stay behind"
+        );
+
+        // After the reload: shown as pending again, and sent after the join.
+        let mut after = log();
+        after.restore_pending(kept.clone());
+        after.restore_pending(kept.clone());
+        assert_eq!(after.pending.len(), 1, "restored once");
+        let resend = after.apply(history(vec![], Some(true)), 0.0);
+        assert_eq!(resend.len(), 1);
+        assert_eq!(
+            resend[0].client_msg_id, "kept",
+            "with its original clientMsgId"
+        );
+
+        // A message the server already stored (its ack was lost) is not restored at all.
+        let mut stored = log();
+        stored.apply(
+            history(vec![msg("3-0", "me", Some("kept"))], Some(true)),
+            0.0,
+        );
+        stored.restore_pending(kept);
+        assert!(stored.pending.is_empty());
     }
 
     #[test]

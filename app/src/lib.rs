@@ -9,12 +9,15 @@
 //! - `backend` (ssr): the trait through which server functions reach the server's engine.
 //! - [`pages`]: the home page, the room page and the account page; `components`: their parts.
 //! - `live` (hydrate): the browser's WebSocket client with reconnect and resume.
+//! - `kept` (hydrate): unconfirmed messages kept in browser storage across reloads.
 
 pub mod api;
 #[cfg(feature = "ssr")]
 pub mod backend;
 pub mod chat;
 mod components;
+#[cfg(feature = "hydrate")]
+mod kept;
 #[cfg(feature = "hydrate")]
 mod live;
 pub mod pages;

@@ -81,6 +81,8 @@ impl Live {
         let pending = self
             .log
             .try_update(|log| log.queue(new_client_msg_id(), content));
+        // Kept before it is even sent: a reload from here on loses nothing.
+        self.log.with_untracked(crate::kept::save);
         if let Some(pending) = pending.filter(|p| !p.held) {
             if self
                 .tx
@@ -275,9 +277,16 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
                     } => schedule_retry(link, *retry_after_ms),
                     _ => {}
                 }
-                let resend = log
-                    .try_update(|log| log.apply(event, now_ms()))
+                let (resend, unconfirmed_changed) = log
+                    .try_update(|log| {
+                        let before = log.to_persist();
+                        let resend = log.apply(event, now_ms());
+                        (resend, log.to_persist() != before)
+                    })
                     .unwrap_or_default();
+                if unconfirmed_changed {
+                    log.with_untracked(crate::kept::save);
+                }
                 for pending in resend {
                     if send(&mut write, &message_request(room_id, pending))
                         .await

@@ -284,7 +284,7 @@ async fn errors_then_close(
 ) -> (Vec<String>, u16) {
     use futures::{FutureExt, SinkExt, StreamExt};
     let mut errors = Vec::new();
-    let mut read = |frame: Option<Result<Message, _>>, errors: &mut Vec<String>| match frame {
+    let read = |frame: Option<Result<Message, _>>, errors: &mut Vec<String>| match frame {
         Some(Ok(Message::Text(text))) => {
             let event: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
             if event["type"] == "error" {

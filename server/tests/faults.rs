@@ -216,7 +216,7 @@ async fn redis_killed_and_restarted_with_aof_loses_no_acknowledged_message() {
         let page = b.http("GET", &path, None, &[]).await.json();
         let messages = page["messages"]
             .as_array()
-            .expect(&page.to_string())
+            .unwrap_or_else(|| panic!("not a page: {page}"))
             .clone();
         before = messages
             .first()

@@ -53,6 +53,10 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
         Effect::new(move |_| {
             local_times.set(true);
             if signed_in && link.with_value(Option::is_none) {
+                // Messages sent before a reload but never confirmed go out again first (the
+                // live connection keeps the stored copy up to date from here on).
+                let kept = log.with_untracked(crate::kept::load);
+                log.update(|log| log.restore_pending(kept));
                 link.set_value(Some(crate::live::Live::start(room_id.clone(), log, status)));
             }
         });
