@@ -406,6 +406,37 @@ mod tests {
     }
 
     #[test]
+    fn delivery_settings_keep_their_promises() {
+        let defaults = Config::defaults();
+        assert_eq!(defaults.idempotency_window(), Duration::from_secs(300));
+        assert!(
+            defaults.probe_interval() + defaults.probe_timeout() <= Duration::from_secs(10),
+            "a wedge is noticed within 10 s at the defaults"
+        );
+        assert_eq!(defaults.close_linger(), Duration::from_secs(2));
+        for (args, error) in [
+            (
+                ["confab", "--idempotency-window-secs", "299"],
+                "--idempotency-window-secs must be at least 300 (5 minutes)",
+            ),
+            (
+                ["confab", "--pubsub-probe-interval-ms", "10"],
+                "--pubsub-probe-interval-ms must be between 50 and 600000",
+            ),
+            (
+                ["confab", "--pubsub-probe-timeout-ms", "700000"],
+                "--pubsub-probe-timeout-ms must be between 50 and 600000",
+            ),
+            (
+                ["confab", "--close-linger-ms", "60001"],
+                "--close-linger-ms must be at most 60000",
+            ),
+        ] {
+            assert_eq!(Config::parse_from(args).validate().unwrap_err(), error);
+        }
+    }
+
+    #[test]
     fn write_batching_is_bounded_and_can_be_turned_off() {
         let config = Config::parse_from(["confab", "--busy-write-delay-ms", "1001"]);
         assert_eq!(
