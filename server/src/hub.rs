@@ -310,47 +310,6 @@ impl Hub {
         self.read().rooms.contains_key(room)
     }
 
-    /// Queues `frame` to every local member of `room` except `skip`, once (see
-    /// [`LocalDelivery::deliver`]). Returns how many got it (or will, once admitted).
-    pub fn deliver(
-        &self,
-        room: &str,
-        frame: &Frame,
-        message: Option<MessageId>,
-        skip: Option<ConnectionId>,
-    ) -> usize {
-        let registry = self.read();
-        let Some(room) = registry.rooms.get(room) else {
-            return 0;
-        };
-        let mut flow = room.flow();
-        if let Some(id) = message {
-            if flow.delivered.is_some_and(|delivered| id <= delivered) {
-                return 0;
-            }
-            flow.delivered = Some(id);
-        }
-        let mut reached = 0;
-        for (conn, member) in &room.members {
-            if Some(*conn) == skip {
-                continue;
-            }
-            if member.joining {
-                let held = flow.held.entry(*conn).or_default();
-                if held.len() >= self.queue_frames {
-                    // It could not take this many once admitted either.
-                    member.outbox.kick(close::SLOW_CONSUMER, "slow consumer");
-                    continue;
-                }
-                held.push((frame.clone(), message));
-                reached += 1;
-            } else if is_newer(message, member.floor) && member.outbox.send(frame.clone()) {
-                reached += 1;
-            }
-        }
-        reached
-    }
-
     /// Rooms with local members (to subscribe again after a reconnect).
     pub fn room_ids(&self) -> Vec<String> {
         self.read().rooms.keys().cloned().collect()
@@ -407,6 +366,7 @@ fn is_newer(message: Option<MessageId>, floor: Option<MessageId>) -> bool {
 }
 
 impl LocalDelivery for Hub {
+    /// Returns how many got it (or will, once admitted).
     fn deliver(
         &self,
         room: &str,
@@ -414,7 +374,36 @@ impl LocalDelivery for Hub {
         message: Option<MessageId>,
         skip: Option<ConnectionId>,
     ) -> usize {
-        Hub::deliver(self, room, frame, message, skip)
+        let registry = self.read();
+        let Some(room) = registry.rooms.get(room) else {
+            return 0;
+        };
+        let mut flow = room.flow();
+        if let Some(id) = message {
+            if flow.delivered.is_some_and(|delivered| id <= delivered) {
+                return 0;
+            }
+            flow.delivered = Some(id);
+        }
+        let mut reached = 0;
+        for (conn, member) in &room.members {
+            if Some(*conn) == skip {
+                continue;
+            }
+            if member.joining {
+                let held = flow.held.entry(*conn).or_default();
+                if held.len() >= self.queue_frames {
+                    // It could not take this many once admitted either.
+                    member.outbox.kick(close::SLOW_CONSUMER, "slow consumer");
+                    continue;
+                }
+                held.push((frame.clone(), message));
+                reached += 1;
+            } else if is_newer(message, member.floor) && member.outbox.send(frame.clone()) {
+                reached += 1;
+            }
+        }
+        reached
     }
 
     fn wanted_rooms(&self) -> Vec<String> {

@@ -35,6 +35,17 @@ pub struct Node {
     settings: NodeSettings,
 }
 
+/// A connection asking to join a room.
+pub struct JoinRequest<'a> {
+    pub conn: ConnectionId,
+    pub outbox: &'a Outbox,
+    pub user: &'a User,
+    pub room: &'a str,
+    /// Already in the room on this connection: joining again, to resume.
+    pub rejoin: bool,
+    pub since: Option<Position>,
+}
+
 /// A join's history answer, before it is encoded.
 struct Answer {
     messages: Vec<ChatMessage>,
@@ -71,16 +82,9 @@ impl Node {
     /// Joins `room` (or joins it again, `rejoin`, to resume) and queues the `room_history`
     /// answer; see the module docs for the steps. On failure the connection is not in the
     /// room (a rejoin that fails leaves it).
-    pub async fn join(
-        &self,
-        conn: ConnectionId,
-        outbox: &Outbox,
-        user: &User,
-        room: &str,
-        rejoin: bool,
-        since: Option<Position>,
-    ) -> EngineResult<()> {
-        match self.enter(conn, outbox, user, room, rejoin, since).await {
+    pub async fn join(&self, request: JoinRequest<'_>) -> EngineResult<()> {
+        let (conn, user, room) = (request.conn, request.user, request.room);
+        match self.enter(request).await {
             Ok(()) => Ok(()),
             Err(err) => {
                 if let Err(cleanup) = self.leave(conn, Some(user), room).await {
@@ -91,15 +95,15 @@ impl Node {
         }
     }
 
-    async fn enter(
-        &self,
-        conn: ConnectionId,
-        outbox: &Outbox,
-        user: &User,
-        room: &str,
-        rejoin: bool,
-        since: Option<Position>,
-    ) -> EngineResult<()> {
+    async fn enter(&self, request: JoinRequest<'_>) -> EngineResult<()> {
+        let JoinRequest {
+            conn,
+            outbox,
+            user,
+            room,
+            rejoin,
+            since,
+        } = request;
         let engine = &self.engine;
         if self.hub.join(room, conn, outbox) {
             engine.broker.subscribe(room).await?;

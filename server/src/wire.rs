@@ -32,6 +32,10 @@ pub struct ConnectionId(pub u64);
 /// `message id` is the stored id of a chat message or `-` for other events (typing, joins).
 /// The Redis post script writes the same head around the id it assigns
 /// ([`Envelope::message_head`]), so both sides of the format are in this file.
+///
+/// The previous format, `<origin>\n{...}` without an id, is still read, so instances of the
+/// two versions keep delivering each other's events during a rolling upgrade (its messages
+/// carry no id, so they skip the once-only check, as they did before).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
     /// `server/n` of the connection that caused the event.
@@ -92,7 +96,7 @@ impl Envelope {
             .position(|b| *b == b'\n')
             .ok_or(EnvelopeError::NoHead)?;
         let head = std::str::from_utf8(&payload[..split]).map_err(|_| EnvelopeError::BadHead)?;
-        let (origin, id) = head.split_once(' ').ok_or(EnvelopeError::BadHead)?;
+        let (origin, id) = head.split_once(' ').unwrap_or((head, "-"));
         let origin = (origin != "-").then(|| origin.to_string());
         let message = match id {
             "-" => None,
@@ -147,9 +151,17 @@ mod tests {
     }
 
     #[test]
+    fn the_previous_format_is_still_read_during_a_rolling_upgrade() {
+        let envelope = Envelope::decode(b"s1/4\n{\"type\":\"typing\"}").unwrap();
+        assert_eq!(envelope.skip_on("s1"), Some(ConnectionId(4)));
+        assert_eq!(envelope.message, None);
+        assert_eq!(Envelope::decode(b"-\n{}").unwrap().origin, None);
+    }
+
+    #[test]
     fn malformed_payloads_are_refused() {
         assert_eq!(Envelope::decode(b"no head"), Err(EnvelopeError::NoHead));
-        assert_eq!(Envelope::decode(b"-\n{}"), Err(EnvelopeError::BadHead));
+        assert_eq!(Envelope::decode(b"\xff -\n{}"), Err(EnvelopeError::BadHead));
         assert_eq!(Envelope::decode(b"- x-y\n{}"), Err(EnvelopeError::BadHead));
         assert_eq!(Envelope::decode(b"- -\n\xff"), Err(EnvelopeError::NotUtf8));
     }

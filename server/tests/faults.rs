@@ -206,26 +206,7 @@ async fn redis_killed_and_restarted_with_aof_loses_no_acknowledged_message() {
     })
     .await;
     // Every acknowledged message is stored once, and every reader got each once, in order.
-    let mut stored = Vec::new();
-    let mut before: Option<String> = None;
-    loop {
-        let path = match &before {
-            Some(id) => format!("/api/rooms/d/messages?before={id}"),
-            None => "/api/rooms/d/messages".to_string(),
-        };
-        let page = b.http("GET", &path, None, &[]).await.json();
-        let messages = page["messages"]
-            .as_array()
-            .unwrap_or_else(|| panic!("not a page: {page}"))
-            .clone();
-        before = messages
-            .first()
-            .map(|m| m["id"].as_str().unwrap().to_string());
-        stored.splice(0..0, messages);
-        if page["hasMore"] != true {
-            break;
-        }
-    }
+    let stored = b.all_messages("d").await;
     let stored_ids: Vec<&str> = stored.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(stored_ids, ids, "every acknowledged message, stored once");
     for reader in &mut readers {

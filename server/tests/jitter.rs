@@ -109,21 +109,12 @@ async fn receivers_force_closed_every_few_seconds_miss_nothing_and_see_nothing_t
     stop.store(true, Ordering::Relaxed);
 
     // The room's whole history, as stored.
-    let mut stored: Vec<String> = Vec::new();
-    let mut before: Option<String> = None;
-    loop {
-        let path = match &before {
-            Some(id) => format!("/api/rooms/{ROOM}/messages?before={id}"),
-            None => format!("/api/rooms/{ROOM}/messages"),
-        };
-        let page = servers[0].http("GET", &path, None, &[]).await.json();
-        let ids = common::fields(&page["messages"], "id");
-        before = ids.first().cloned();
-        stored.splice(0..0, ids);
-        if page["hasMore"] != true {
-            break;
-        }
-    }
+    let stored: Vec<String> = servers[0]
+        .all_messages(ROOM)
+        .await
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(stored.len(), SENDERS * PER_SENDER);
 
     let mut replays = Vec::new();

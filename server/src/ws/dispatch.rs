@@ -6,6 +6,7 @@
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
 use crate::limits::{ConnectionSlot, Limited};
+use crate::node::JoinRequest;
 use crate::state::AppState;
 use crate::wire::{encode, ConnectionId};
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
@@ -288,9 +289,17 @@ impl Dispatch {
                 format!("a connection may join at most {limit} rooms"),
             ));
         }
-        let node = self.state.node();
-        let joined = node
-            .join(self.id, &self.outbox, &user, &room, rejoin, since)
+        let joined = self
+            .state
+            .node()
+            .join(JoinRequest {
+                conn: self.id,
+                outbox: &self.outbox,
+                user: &user,
+                room: &room,
+                rejoin,
+                since,
+            })
             .await;
         match joined {
             Ok(()) => {

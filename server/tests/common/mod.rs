@@ -116,6 +116,30 @@ impl TestServer {
         .await
     }
 
+    /// Every stored message of `room`, oldest first, paging back through the HTTP API.
+    pub async fn all_messages(&self, room: &str) -> Vec<Value> {
+        let mut stored = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let path = match &before {
+                Some(id) => format!("/api/rooms/{room}/messages?before={id}"),
+                None => format!("/api/rooms/{room}/messages"),
+            };
+            let page = self.http("GET", &path, None, &[]).await.json();
+            let messages = page["messages"]
+                .as_array()
+                .unwrap_or_else(|| panic!("not a page: {page}"))
+                .clone();
+            before = messages
+                .first()
+                .map(|m| m["id"].as_str().unwrap().to_string());
+            stored.splice(0..0, messages);
+            if page["hasMore"] != true {
+                return stored;
+            }
+        }
+    }
+
     pub async fn http(
         &self,
         method: &str,
