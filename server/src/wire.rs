@@ -37,9 +37,10 @@ pub struct ConnectionId(pub u64);
 /// two versions keep delivering each other's events during a rolling upgrade (its messages
 /// carry no id, so they skip the once-only check, as they did before).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
-    /// `server/n` of the connection that caused the event.
-    pub origin: Option<String>,
+pub struct Envelope<'a> {
+    /// `server/n` of the connection that caused the event (borrowed: a receiving instance
+    /// reads it straight from the payload, once per event, without allocating).
+    pub origin: Option<&'a str>,
     /// The id of the chat message this event carries.
     pub message: Option<MessageId>,
     pub frame: Frame,
@@ -70,9 +71,9 @@ pub fn skip_for(origin: Option<&str>, server_id: &str) -> Option<ConnectionId> {
         .flatten()
 }
 
-impl Envelope {
+impl<'a> Envelope<'a> {
     pub fn encode(&self) -> Vec<u8> {
-        let origin = self.origin.as_deref().unwrap_or("-");
+        let origin = self.origin.unwrap_or("-");
         let id = self
             .message
             .map_or_else(|| "-".to_string(), |id| id.to_string());
@@ -90,14 +91,14 @@ impl Envelope {
         format!("{} ", origin.unwrap_or("-"))
     }
 
-    pub fn decode(payload: &[u8]) -> Result<Envelope, EnvelopeError> {
+    pub fn decode(payload: &'a [u8]) -> Result<Envelope<'a>, EnvelopeError> {
         let split = payload
             .iter()
             .position(|b| *b == b'\n')
             .ok_or(EnvelopeError::NoHead)?;
         let head = std::str::from_utf8(&payload[..split]).map_err(|_| EnvelopeError::BadHead)?;
         let (origin, id) = head.split_once(' ').unwrap_or((head, "-"));
-        let origin = (origin != "-").then(|| origin.to_string());
+        let origin = (origin != "-").then_some(origin);
         let message = match id {
             "-" => None,
             id => Some(MessageId::parse(id).map_err(|_| EnvelopeError::BadHead)?),
@@ -113,7 +114,7 @@ impl Envelope {
 
     /// The connection to skip when delivering on `server_id`: the origin, if it is ours.
     pub fn skip_on(&self, server_id: &str) -> Option<ConnectionId> {
-        skip_for(self.origin.as_deref(), server_id)
+        skip_for(self.origin, server_id)
     }
 }
 
@@ -124,7 +125,7 @@ mod tests {
     #[test]
     fn an_envelope_round_trips_with_and_without_origin_and_id() {
         for (origin, message) in [
-            (Some("s1/7".to_string()), Some(MessageId { ms: 5, seq: 2 })),
+            (Some("s1/7"), Some(MessageId { ms: 5, seq: 2 })),
             (None, None),
         ] {
             let envelope = Envelope {

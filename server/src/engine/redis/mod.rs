@@ -160,8 +160,9 @@ fn unavailable(err: impl std::fmt::Display) -> EngineError {
 }
 
 /// A fresh epoch, proposed with every read or write of a log; used only where none exists.
+/// 64 random bits (one format, no per-byte work: every post pays for it).
 fn epoch_proposal() -> String {
-    super::new_token()[..16].to_string()
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// Entries `id, body` (or `id, body, origin` with `stride` 3) of a flat script reply.
@@ -375,8 +376,9 @@ impl Broker for RedisEngine {
         frame: Frame,
         origin: Option<ConnectionId>,
     ) -> EngineResult<()> {
+        let origin = origin.map(|conn| self.my_key(conn));
         let payload = Envelope {
-            origin: origin.map(|conn| self.my_key(conn)),
+            origin: origin.as_deref(),
             message: None,
             frame,
         }
@@ -416,7 +418,7 @@ impl History for RedisEngine {
         if let Some(sent_key) = sent_key {
             invocation.key(sent_key);
         }
-        let (id, duplicate): (String, u8) = invocation
+        let reply: String = invocation
             .arg(self.config.history_max)
             .arg(&body_json)
             .arg(Envelope::message_head(origin.as_deref()))
@@ -427,10 +429,14 @@ impl History for RedisEngine {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let id = MessageId::parse(&id).map_err(|_| unavailable(format!("bad stream id {id}")))?;
+        let (id, duplicate) = match reply.strip_prefix('=') {
+            Some(original) => (original, true),
+            None => (reply.as_str(), false),
+        };
+        let id = MessageId::parse(id).map_err(|_| unavailable(format!("bad stream id {id}")))?;
         Ok(Posted {
             message: body.into_message(id),
-            duplicate: duplicate == 1,
+            duplicate,
         })
     }
 

@@ -24,11 +24,12 @@ macro_rules! epoch_lua {
 /// Stores a message and publishes it, atomically; a retry is answered with the original.
 ///
 /// With a `clientMsgId` (KEYS[5] present) a message this user already posted in this room
-/// within the window is not stored again: the reply is its id and 1. Otherwise the message is
+/// within the window is not stored again: the reply is `=` and its id. Otherwise the message is
 /// appended to the room's stream (capped), published as an envelope (see
 /// [`Envelope`](crate::wire::Envelope): head + id + the frame assembled around the id and the
 /// stored body's fields), the room's newest id is recorded, and the `clientMsgId` remembered.
-/// Reply: `{id, 0}`.
+/// Reply: the new id. (One bulk string either way: cheaper to parse than an array, and every
+/// message pays for it.)
 ///
 /// KEYS: stream, channel, rooms hash, epoch, [sent key]. ARGV: maxlen, stored body (a JSON
 /// object), envelope head (`<origin> `), room id, idempotency window (s), epoch proposal,
@@ -38,7 +39,7 @@ pub static POST: LazyLock<Script> = LazyLock::new(|| {
         r#"
 if KEYS[5] then
   local original = redis.call('GET', KEYS[5])
-  if original then return {original, 1} end
+  if original then return '=' .. original end
 end
 "#,
         epoch_lua!("4", "6"),
@@ -48,7 +49,7 @@ local ms = string.match(id, '^(%d+)')
 redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '\n{"type":"message","id":"' .. id .. '","timestamp":' .. ms .. ',' .. string.sub(ARGV[2], 2))
 redis.call('HSET', KEYS[3], ARGV[4], id)
 if KEYS[5] then redis.call('SET', KEYS[5], id, 'EX', ARGV[5]) end
-return {id, 0}
+return id
 "#
     ))
 });
