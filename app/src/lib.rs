@@ -29,8 +29,43 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
+/// The Content-Security-Policy of every page: scripts only from this origin or inline with
+/// this response's nonce (the hydration scripts Leptos writes carry it), WebAssembly
+/// compiled from our own bundle, network only to this origin (its WebSocket included),
+/// styles and images only our own, no plugins, no `<base>`, forms only to us, and no framing
+/// by anyone (clickjacking). `cargo leptos watch` also needs its reload socket.
+#[cfg(feature = "ssr")]
+pub fn page_security_policy(nonce: &str, reload_port: Option<u32>) -> String {
+    let reload = reload_port
+        .map(|port| format!(" ws://127.0.0.1:{port} ws://localhost:{port}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'{reload}; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Sends the page's Content-Security-Policy with this response's nonce.
+#[cfg(feature = "ssr")]
+fn send_security_policy(options: &LeptosOptions) {
+    let Some(nonce) = leptos::nonce::use_nonce() else {
+        return;
+    };
+    let watching = std::env::var_os("LEPTOS_WATCH").is_some();
+    let policy = page_security_policy(&nonce, watching.then_some(options.reload_port));
+    if let (Some(response), Ok(value)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::HeaderValue::from_str(&policy),
+    ) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    send_security_policy(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -163,6 +163,7 @@ pub fn app(state: AppState) -> Router {
             _,
         >(context, app::shell))
         .layer(from_fn_with_state(state.clone(), middleware::csrf))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(from_fn_with_state(
             state.clone(),
             middleware::identify_client,

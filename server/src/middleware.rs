@@ -1,12 +1,12 @@
-//! The axum layers every request passes: who the client is, and the cross-origin check
-//! (the rules are in [`crate::guard`]).
+//! The axum layers every request passes: who the client is, the cross-origin check (the
+//! rules are in [`crate::guard`]), and the security headers every response carries.
 
 use crate::guard::client_of;
 use crate::http::ApiError;
 use crate::state::AppState;
 use app::protocol::ErrorCode;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
@@ -51,4 +51,28 @@ pub async fn identify_client(
     );
     request.extensions_mut().insert(client);
     next.run(request).await
+}
+
+/// What a response that is no page may do in a browser: nothing (JSON, files, errors). Pages
+/// send their own policy, with the nonce of their inline scripts (`app::page_security_policy`).
+const DEFAULT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Adds the security headers to every response: a Content-Security-Policy (unless the page
+/// sent its own), no framing by other sites, no content-type sniffing, and only the origin
+/// as referrer to other sites (a room's path stays private).
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (header::CONTENT_SECURITY_POLICY, DEFAULT_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    ];
+    for (name, value) in defaults {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }

@@ -1,0 +1,89 @@
+//! Security headers on every response: pages carry a Content-Security-Policy whose nonce is
+//! the one on their inline scripts (a new one per response); everything else carries a
+//! policy that allows nothing; no response may be framed or content-sniffed.
+
+mod common;
+
+use common::TestServer;
+
+/// The value of `nonce="..."` on the page's first script.
+fn script_nonce(body: &str) -> &str {
+    let script = &body[body.find("<script").expect("a script")..];
+    let value = &script[script.find("nonce=\"").expect("a nonce") + "nonce=\"".len()..];
+    &value[..value.find('"').unwrap()]
+}
+
+#[tokio::test]
+async fn pages_allow_only_their_own_scripts_with_this_responses_nonce() {
+    let server = TestServer::start().await;
+    let first = server.http("GET", "/rooms/lobby", None, &[]).await;
+    assert_eq!(first.status, 200);
+    let policy = first.header("content-security-policy").expect("a CSP");
+    let nonce = script_nonce(&first.body);
+    assert!(nonce.len() >= 16, "{nonce}");
+    for part in [
+        &format!("script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'"),
+        "default-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(part), "{part} missing from {policy}");
+    }
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    // Every inline script carries the nonce.
+    let scripts = first.body.matches("<script").count();
+    assert_eq!(
+        first.body.matches(&format!("nonce=\"{nonce}\"")).count(),
+        scripts
+    );
+    let second = server.http("GET", "/rooms/lobby", None, &[]).await;
+    assert_ne!(
+        script_nonce(&second.body),
+        nonce,
+        "a new nonce per response"
+    );
+}
+
+#[tokio::test]
+async fn every_response_forbids_framing_and_sniffing() {
+    let server = TestServer::start().await;
+    for path in [
+        "/",
+        "/health",
+        "/api/rooms",
+        "/api/nothing-here",
+        "/no-such-page",
+        "/ws",
+    ] {
+        let response = server.http("GET", path, None, &[]).await;
+        assert_eq!(
+            response.header("x-frame-options").as_deref(),
+            Some("DENY"),
+            "{path}"
+        );
+        assert_eq!(
+            response.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            response.header("referrer-policy").as_deref(),
+            Some("strict-origin-when-cross-origin"),
+            "{path}"
+        );
+        let policy = response
+            .header("content-security-policy")
+            .unwrap_or_default();
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
+    }
+    let json = server.http("GET", "/health", None, &[]).await;
+    assert_eq!(
+        json.header("content-security-policy").as_deref(),
+        Some("default-src 'none'; frame-ancestors 'none'"),
+        "what is no page may do nothing"
+    );
+}
