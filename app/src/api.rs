@@ -33,7 +33,12 @@ mod ssr {
             .ok_or_else(|| ServerFnError::new("the chat backend is not configured"))
     }
 
+    /// A refusal as the server function's error, answered with its HTTP status (4xx for a
+    /// client's mistake, 503 when the service is down), never a blanket 500.
     pub fn to_error(err: BackendError) -> ServerFnError {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(err.status());
+        }
         ServerFnError::new(err.to_string())
     }
 
@@ -79,14 +84,14 @@ mod ssr {
 }
 
 /// The signed-in user, if any.
-#[server(endpoint = "current_user")]
+#[server(prefix = "/fn", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<User>, ServerFnError> {
     let backend = ssr::backend()?;
     ssr::me(&backend).await
 }
 
 /// Starts a guest session under `name` and stores its token in an HttpOnly cookie.
-#[server(endpoint = "start_guest_session")]
+#[server(prefix = "/fn", endpoint = "start_guest_session")]
 pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
@@ -95,7 +100,7 @@ pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
 }
 
 /// Signs in to an account and stores the session in the HttpOnly cookie.
-#[server(endpoint = "sign_in")]
+#[server(prefix = "/fn", endpoint = "sign_in")]
 pub async fn sign_in(username: String, password: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
@@ -104,7 +109,7 @@ pub async fn sign_in(username: String, password: String) -> Result<User, ServerF
 }
 
 /// Creates an account, signs it in and stores the session in the HttpOnly cookie.
-#[server(endpoint = "register")]
+#[server(prefix = "/fn", endpoint = "register")]
 pub async fn register(username: String, password: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
@@ -113,7 +118,7 @@ pub async fn register(username: String, password: String) -> Result<User, Server
 }
 
 /// Ends the session and removes the cookie.
-#[server(endpoint = "sign_out")]
+#[server(prefix = "/fn", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
     if let Some(token) = ssr::token().await {
@@ -123,7 +128,7 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 }
 
 /// What a room page shows before any live update.
-#[server(endpoint = "load_room")]
+#[server(prefix = "/fn", endpoint = "load_room")]
 pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
     let backend = ssr::backend()?;
     let page = backend
@@ -136,7 +141,7 @@ pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
 }
 
 /// Older messages, for scrolling back.
-#[server(endpoint = "older_messages")]
+#[server(prefix = "/fn", endpoint = "older_messages")]
 pub async fn older_messages(
     room: String,
     before: Option<String>,
@@ -149,14 +154,14 @@ pub async fn older_messages(
 }
 
 /// Who is present in a room.
-#[server(endpoint = "room_members")]
+#[server(prefix = "/fn", endpoint = "room_members")]
 pub async fn room_members(room: String) -> Result<Vec<Member>, ServerFnError> {
     let backend = ssr::backend()?;
     backend.members(&room).await.map_err(ssr::to_error)
 }
 
 /// Rooms with history or people in them, busiest first.
-#[server(endpoint = "list_rooms")]
+#[server(prefix = "/fn", endpoint = "list_rooms")]
 pub async fn list_rooms() -> Result<Vec<RoomSummary>, ServerFnError> {
     let backend = ssr::backend()?;
     backend.rooms().await.map_err(ssr::to_error)

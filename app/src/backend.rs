@@ -27,6 +27,23 @@ pub enum BackendError {
     Unavailable,
 }
 
+impl BackendError {
+    /// The HTTP status a refusal answers with (the JSON API and the server functions alike):
+    /// a client's mistake is a 4xx, never a 500.
+    pub fn status(&self) -> http::StatusCode {
+        use crate::protocol::ErrorCode;
+        match self {
+            BackendError::Invalid(invalid) => match invalid.code {
+                ErrorCode::InvalidCredentials => http::StatusCode::UNAUTHORIZED,
+                ErrorCode::UsernameTaken => http::StatusCode::CONFLICT,
+                _ => http::StatusCode::BAD_REQUEST,
+            },
+            BackendError::RateLimited { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            BackendError::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 impl From<Invalid> for BackendError {
     fn from(invalid: Invalid) -> Self {
         BackendError::Invalid(invalid)

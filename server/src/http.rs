@@ -56,26 +56,21 @@ impl ApiError {
 impl From<BackendError> for ApiError {
     fn from(err: BackendError) -> Self {
         match err {
-            BackendError::Invalid(invalid) => {
-                let status = match invalid.code {
-                    ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
-                    ErrorCode::UsernameTaken => StatusCode::CONFLICT,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                ApiError::new(status, invalid.code.as_str(), invalid.reason)
+            BackendError::Invalid(ref invalid) => {
+                ApiError::new(err.status(), invalid.code.as_str(), invalid.reason.clone())
             }
             BackendError::RateLimited { retry_after_secs } => ApiError {
                 retry_after_secs: Some(retry_after_secs),
                 ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
+                    err.status(),
                     ErrorCode::RateLimited.as_str(),
                     err.to_string(),
                 )
             },
             BackendError::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                err.status(),
                 ErrorCode::Unavailable.as_str(),
-                BackendError::Unavailable.to_string(),
+                err.to_string(),
             ),
         }
     }

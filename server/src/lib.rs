@@ -148,6 +148,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/rooms/{room}/members", get(http::room_members))
         .route("/api/rooms/{room}/messages", get(http::room_messages))
         .route("/api/{*rest}", any(http::api_not_found))
+        .route("/fn/{*rest}", any(http::api_not_found))
         .route("/health", get(http::health))
         .route("/open", get(http::open_room))
         .method_not_allowed_fallback(http::method_not_allowed);
@@ -163,6 +164,7 @@ pub fn app(state: AppState) -> Router {
             _,
         >(context, app::shell))
         .layer(from_fn_with_state(state.clone(), middleware::csrf))
+        .layer(axum::middleware::from_fn(middleware::server_fn_errors))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(from_fn_with_state(
             state.clone(),

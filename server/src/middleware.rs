@@ -76,3 +76,46 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     }
     response
 }
+
+/// Where the server functions live (`#[server(prefix = "/fn")]` in `app::api`).
+pub const SERVER_FN_PREFIX: &str = "/fn/";
+
+/// Longest server-function error body read back to classify it.
+const SERVER_FN_ERROR_BYTES: usize = 16 * 1024;
+
+/// A server function answers a request it cannot decode (missing or mistyped arguments, a
+/// JSON body where a form is expected) with 500 and `Args|…` or `Deserialization|…` as text:
+/// a client's mistake told as the server's fault. This turns those into 400 with the JSON
+/// error every other endpoint sends. Server functions' own refusals already carry their
+/// 4xx status (`app::api`), and our pages never send malformed arguments.
+pub async fn server_fn_errors(request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with(SERVER_FN_PREFIX) {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, SERVER_FN_ERROR_BYTES).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable.as_str(),
+            "the request could not be completed",
+        )
+        .into_response();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    match text
+        .strip_prefix("Args|")
+        .or_else(|| text.strip_prefix("Deserialization|"))
+    {
+        Some(why) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidMessage.as_str(),
+            format!("bad request to a server function: {why}"),
+        )
+        .into_response(),
+        None => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}

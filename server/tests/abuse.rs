@@ -94,7 +94,7 @@ async fn cross_origin_state_changes_are_refused() {
     let form = http_request(
         server.addr,
         "POST",
-        "/api/sign_out",
+        "/fn/sign_out",
         Some(String::new()),
         &[
             ("Content-Type", "application/x-www-form-urlencoded"),

@@ -344,3 +344,57 @@ async fn a_4_mib_frame_is_answered_with_1009() {
     let (_, code) = errors_then_close(ana.socket, std::iter::once(big)).await;
     assert_eq!(code, 1009);
 }
+
+#[tokio::test]
+async fn server_functions_answer_client_mistakes_with_4xx() {
+    let server = TestServer::start().await;
+    let form = |body: &str| (Some(body.to_string()), "application/x-www-form-urlencoded");
+    let post = |path: &'static str, (body, kind): (Option<String>, &'static str)| {
+        let addr = server.addr;
+        async move { common::http_request(addr, "POST", path, body, &[("Content-Type", kind)]).await }
+    };
+    // A JSON body where a form is expected, or a missing argument: 400 with a JSON error.
+    for (body, kind) in [
+        (
+            Some(r#"{"username":"abc","password":"long enough"}"#.to_string()),
+            "application/json",
+        ),
+        form("username=abc"),
+    ] {
+        let response = post("/fn/register", (body, kind)).await;
+        assert_eq!(response.status, 400, "{}", response.body);
+        assert_eq!(
+            response.json()["code"],
+            "invalid_message",
+            "{}",
+            response.body
+        );
+    }
+    // The server function's own refusals carry their status.
+    assert_eq!(
+        post("/fn/register", form("username=abc&password=short"))
+            .await
+            .status,
+        400
+    );
+    let created = post("/fn/register", form("username=abc&password=long+enough")).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(
+        post("/fn/register", form("username=ABC&password=other+words"))
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        post("/fn/sign_in", form("username=abc&password=wrong+words"))
+            .await
+            .status,
+        401
+    );
+    // Server functions live under /fn: /api is the JSON API's, and unknown paths are JSON 404s.
+    for path in ["/api/register", "/fn/no_such_function"] {
+        let response = post(path, form("x=1")).await;
+        assert_eq!(response.status, 404, "{path}: {}", response.body);
+        assert_eq!(response.json()["code"], "not_found");
+    }
+}
