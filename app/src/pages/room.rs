@@ -64,14 +64,59 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
         link
     };
 
-    // Keep the newest message in view as messages arrive.
+    // The scroll position is the reader's: new messages keep the view at the bottom only when
+    // the reader is there (or just sent one); otherwise they are counted behind a
+    // "N new messages" button, and older messages load above without moving the view.
     let list = NodeRef::<leptos::html::Ol>::new();
-    Effect::new(move |_| {
-        log.with(|log| (log.messages.len(), log.pending.len()));
-        if let Some(list) = list.get() {
-            list.set_scroll_top(list.scroll_height());
+    let at_bottom = RwSignal::new(true);
+    let unseen = RwSignal::new(0usize);
+    let scroll_to_bottom = move || {
+        at_bottom.set(true);
+        unseen.set(0);
+        // In the next frame: effects may run before the new message is in the list.
+        #[cfg(feature = "hydrate")]
+        request_animation_frame(move || {
+            if let Some(list) = list.get_untracked() {
+                list.set_scroll_top(list.scroll_height());
+            }
+        });
+    };
+    Effect::new(move |previous: Option<(usize, usize, Option<String>)>| {
+        let now = log.with(|log| {
+            let newest = log.messages.last().map(|m| m.id.clone());
+            (log.messages.len(), log.pending.len(), newest)
+        });
+        match &previous {
+            // First render: start at the newest message.
+            None => scroll_to_bottom(),
+            Some((count, pending, newest)) => {
+                let sent = now.1 > *pending;
+                let arrived = now.2 != *newest;
+                if sent || (arrived && at_bottom.get_untracked()) {
+                    scroll_to_bottom();
+                } else if arrived {
+                    unseen.update(|n| *n += now.0.saturating_sub(*count).max(1));
+                }
+            }
         }
+        now
     });
+    // Only the reader scrolling up leaves the bottom: growing content and our own scrolling
+    // down fire scroll events too, sometimes after more messages arrived, and must not.
+    let last_top = StoredValue::new(0);
+    let on_scroll = move |_| {
+        if let Some(list) = list.get_untracked() {
+            let top = list.scroll_top();
+            let gap = list.scroll_height() - top - list.client_height();
+            if gap < 40 {
+                at_bottom.set(true);
+                unseen.set(0);
+            } else if top < last_top.get_value() {
+                at_bottom.set(false);
+            }
+            last_top.set_value(top);
+        }
+    };
 
     let draft = RwSignal::new(String::new());
     let send = move || {
@@ -115,7 +160,22 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
             let before = log.with_untracked(ChatLog::oldest_id);
             leptos::task::spawn_local(async move {
                 match older_messages(room_id, before).await {
-                    Ok(page) => log.update(|log| log.add_older(page.messages, page.has_more)),
+                    Ok(page) => {
+                        // Keep the reader's place: what was on screen stays where it was.
+                        let height = list.get_untracked().map(|l| l.scroll_height());
+                        log.update(|log| log.add_older(page.messages, page.has_more));
+                        #[cfg(feature = "hydrate")]
+                        if let Some(height) = height {
+                            request_animation_frame(move || {
+                                if let Some(list) = list.get_untracked() {
+                                    let grown = list.scroll_height() - height;
+                                    list.set_scroll_top(list.scroll_top() + grown);
+                                }
+                            });
+                        }
+                        #[cfg(not(feature = "hydrate"))]
+                        let _ = height;
+                    }
                     Err(err) => older_error.set(Some(error_text(&err))),
                 }
             });
@@ -135,7 +195,8 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                 {move || log.with(|log| log.slow_down.clone().or_else(|| log.notice.clone())).map(|text| view! {
                     <p class="notice" role="status">{text}</p>
                 })}
-                <ol class="messages" data-testid="messages" node_ref=list>
+                <div class="timeline">
+                <ol class="messages" data-testid="messages" node_ref=list on:scroll=on_scroll>
                     {move || log.with(|log| log.has_more).then(|| view! {
                         <li class="older">
                             <button type="button" class="link" on:click=load_older.clone()>"Load older messages"</button>
@@ -156,6 +217,15 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                         children=move |pending| view! { <PendingItem pending/> }
                     />
                 </ol>
+                {move || (unseen.get() > 0).then(|| {
+                    let n = unseen.get();
+                    let label = if n == 1 { "1 new message ↓".to_string() } else { format!("{n} new messages ↓") };
+                    view! {
+                        <button type="button" class="new-messages" data-testid="new-messages"
+                            on:click=move |_| scroll_to_bottom()>{label}</button>
+                    }
+                })}
+                </div>
                 <p class="typing" aria-live="polite" data-testid="typing">
                     {move || log.with(ChatLog::typing_line)}
                 </p>
