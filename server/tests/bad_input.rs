@@ -398,3 +398,50 @@ async fn server_functions_answer_client_mistakes_with_4xx() {
         assert_eq!(response.json()["code"], "not_found");
     }
 }
+
+#[tokio::test]
+async fn ws_without_a_valid_upgrade_is_refused_with_a_json_error() {
+    let server = TestServer::start().await;
+    let upgrade = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let cases: [(&[(&str, &str)], u16); 4] = [
+        (&[], 426),      // a plain GET
+        (&upgrade, 400), // no version
+        (
+            &[
+                upgrade[0],
+                upgrade[1],
+                upgrade[2],
+                ("Sec-WebSocket-Version", "8"),
+            ],
+            400,
+        ),
+        (
+            &[upgrade[0], upgrade[1], ("Sec-WebSocket-Version", "13")],
+            400,
+        ), // no key
+    ];
+    for (headers, status) in cases {
+        let response = server.http("GET", "/ws", None, headers).await;
+        assert_eq!(response.status, status, "{headers:?}: {}", response.body);
+        assert_eq!(response.json()["code"], "websocket_required", "{headers:?}");
+    }
+    // And a valid one is answered 101 (the clients in every other test connect this way).
+    let mut valid = upgrade.to_vec();
+    valid.push(("Sec-WebSocket-Version", "13"));
+    let addr = server.addr;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in &valid {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+}

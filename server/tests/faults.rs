@@ -39,6 +39,16 @@ fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|n| format!("{prefix}{n}")).collect()
 }
 
+/// Asserts that each reader receives exactly `expected` (contents), once each and in order,
+/// within `limit`, and nothing after them.
+async fn each_reader_gets(readers: &mut [Client], expected: &[String], limit: Duration) {
+    for reader in readers {
+        let got = messages(reader, expected.len(), limit).await;
+        assert_eq!(contents(&got), expected, "all, once, in order");
+        reader.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
 /// Receivers on `on`, each joined to `room`.
 async fn receivers(on: &TestServer, room: &str, count: usize) -> Vec<Client> {
     let mut all = Vec::new();
@@ -75,15 +85,12 @@ async fn a_pubsub_connection_killed_while_messages_flow_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    for reader in &mut readers {
-        let got = messages(reader, COUNT, Duration::from_secs(15)).await;
-        assert_eq!(
-            contents(&got),
-            numbered("m", 0..COUNT),
-            "all, once, in order"
-        );
-        reader.expect_silence(Duration::from_millis(300)).await;
-    }
+    each_reader_gets(
+        &mut readers,
+        &numbered("m", 0..COUNT),
+        Duration::from_secs(15),
+    )
+    .await;
     let (_, body) = health(&b).await;
     assert!(body["pubsub"]["caughtUp"].as_u64().unwrap() > 0, "{body}");
 }
@@ -132,11 +139,7 @@ async fn a_wedged_pubsub_connection_is_detected_within_10_s_replaced_and_caught_
     for n in 11..=15 {
         sender.say("w", &format!("w{n}"), &format!("c{n}")).await;
     }
-    for reader in &mut readers {
-        let got = messages(reader, 15, Duration::from_secs(15)).await;
-        assert_eq!(contents(&got), numbered("w", 1..16), "all, once, in order");
-        reader.expect_silence(Duration::from_millis(300)).await;
-    }
+    each_reader_gets(&mut readers, &numbered("w", 1..16), Duration::from_secs(15)).await;
     eventually(Duration::from_secs(10), "healthy again", || async {
         health(&b).await.0 == 200
     })
@@ -209,15 +212,12 @@ async fn redis_killed_and_restarted_with_aof_loses_no_acknowledged_message() {
     let stored = b.all_messages("d").await;
     let stored_ids: Vec<&str> = stored.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(stored_ids, ids, "every acknowledged message, stored once");
-    for reader in &mut readers {
-        let got = messages(reader, COUNT, Duration::from_secs(20)).await;
-        assert_eq!(
-            contents(&got),
-            numbered("m", 0..COUNT),
-            "all, once, in order"
-        );
-        reader.expect_silence(Duration::from_millis(300)).await;
-    }
+    each_reader_gets(
+        &mut readers,
+        &numbered("m", 0..COUNT),
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
 #[tokio::test]
