@@ -2,7 +2,7 @@
 //! sign-in forms (guest, account sign-in, registration, sign-out). They run on the server through the [`Backend`](crate::backend::Backend)
 //! provided as context, and are called over HTTP from the browser.
 
-use crate::protocol::{HistoryPage, Member, RoomSummary, User};
+use crate::protocol::{HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,8 @@ pub struct RoomSnapshot {
     pub page: HistoryPage,
     pub members: Vec<Member>,
     pub me: Option<User>,
+    /// Where the reader stood when the page was made (None: not on their list yet).
+    pub read: Option<ReadState>,
 }
 
 /// The human text of a server function error, without the framework's prefix.
@@ -137,7 +139,45 @@ pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
         .map_err(ssr::to_error)?;
     let members = backend.members(&room).await.map_err(ssr::to_error)?;
     let me = ssr::me(&backend).await?;
-    Ok(RoomSnapshot { page, members, me })
+    let read = match &me {
+        Some(me) => backend
+            .room_read_state(me, &room)
+            .await
+            .map_err(ssr::to_error)?,
+        None => None,
+    };
+    Ok(RoomSnapshot {
+        page,
+        members,
+        me,
+        read,
+    })
+}
+
+/// The signed-in user's rooms (the sidebar), with unread and mention counts; none for a
+/// visitor who has not signed in.
+#[server(prefix = "/fn", endpoint = "my_rooms")]
+pub async fn my_rooms() -> Result<Vec<RoomEntry>, ServerFnError> {
+    let backend = ssr::backend()?;
+    match ssr::me(&backend).await? {
+        Some(me) => backend.rooms_of(&me).await.map_err(ssr::to_error),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Takes a room off the signed-in user's list.
+#[server(prefix = "/fn", endpoint = "leave_room")]
+pub async fn leave_room(room: String) -> Result<(), ServerFnError> {
+    let backend = ssr::backend()?;
+    let Some(me) = ssr::me(&backend).await? else {
+        return Err(ssr::to_error(crate::backend::BackendError::Invalid(
+            crate::validate::Invalid::new(
+                crate::protocol::ErrorCode::NotAuthenticated,
+                "sign in first",
+            ),
+        )));
+    };
+    backend.unfollow(&me, &room).await.map_err(ssr::to_error)
 }
 
 /// Older messages, for scrolling back.

@@ -4,7 +4,7 @@
 //! reach the engine through this trait, provided as Leptos context ([`SharedBackend`]). The
 //! server's HTTP endpoints use the same trait, so both read the same data.
 
-use crate::protocol::{HistoryPage, Member, RoomSummary, User};
+use crate::protocol::{HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
 use crate::validate::Invalid;
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -34,7 +34,9 @@ impl BackendError {
         use crate::protocol::ErrorCode;
         match self {
             BackendError::Invalid(invalid) => match invalid.code {
-                ErrorCode::InvalidCredentials => http::StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidCredentials | ErrorCode::NotAuthenticated => {
+                    http::StatusCode::UNAUTHORIZED
+                }
                 ErrorCode::UsernameTaken => http::StatusCode::CONFLICT,
                 _ => http::StatusCode::BAD_REQUEST,
             },
@@ -86,6 +88,16 @@ pub trait Backend: Send + Sync + 'static {
     async fn members(&self, room: &str) -> Result<Vec<Member>, BackendError>;
     /// Rooms with history or people present, busiest first.
     async fn rooms(&self) -> Result<Vec<RoomSummary>, BackendError>;
+    /// The rooms on the user's list (their sidebar), in order, with unread counts.
+    async fn rooms_of(&self, user: &User) -> Result<Vec<RoomEntry>, BackendError>;
+    /// Where the user stands in a room on their list (None: not on it).
+    async fn room_read_state(
+        &self,
+        user: &User,
+        room: &str,
+    ) -> Result<Option<ReadState>, BackendError>;
+    /// Takes a room off the user's list.
+    async fn unfollow(&self, user: &User, room: &str) -> Result<(), BackendError>;
     /// The `Set-Cookie` value that stores `token` in the browser (`Secure` when the client
     /// came over HTTPS).
     fn session_cookie(&self, token: &str, client: &Client) -> String;

@@ -40,6 +40,8 @@ pub enum ConnStatus {
     },
     /// Given up (terminal close): why.
     Offline(String),
+    /// Nobody is signed in (never, or the session ended): no connection.
+    SignedOut,
 }
 
 impl ConnStatus {
@@ -49,13 +51,14 @@ impl ConnStatus {
             ConnStatus::Online => "Live".into(),
             ConnStatus::Reconnecting { seconds } => format!("Reconnecting in {seconds} s…"),
             ConnStatus::Offline(why) => format!("Offline: {why}"),
+            ConnStatus::SignedOut => "Signed out".into(),
         }
     }
 
     pub fn css_class(&self) -> &'static str {
         match self {
             ConnStatus::Online => "status online",
-            ConnStatus::Offline(_) => "status offline",
+            ConnStatus::Offline(_) | ConnStatus::SignedOut => "status offline",
             _ => "status waiting",
         }
     }
@@ -223,6 +226,7 @@ impl ChatLog {
                 recovered,
                 members,
                 epoch,
+                ..
             } if room_id == self.room_id => {
                 self.epoch = epoch;
                 if recovered == Some(false) {
@@ -422,6 +426,7 @@ mod tests {
                 name: "Me".into(),
                 guest: true,
             }),
+            read: None,
         })
     }
 
@@ -436,6 +441,7 @@ mod tests {
                 name: "B".into(),
             }],
             epoch: "e1".into(),
+            read: None,
         }
     }
 

@@ -3,8 +3,10 @@
 
 use crate::api::{current_user, error_text, Register, SignIn, SignOut, StartGuestSession};
 use crate::protocol::User;
+use crate::validate::room_name_to_id;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
 
 /// The signed-in user and the actions that change it, provided once by `App`.
 #[derive(Clone, Copy)]
@@ -13,6 +15,8 @@ pub struct Session {
     pub sign_in: ServerAction<SignIn>,
     pub register: ServerAction<Register>,
     pub sign_out: ServerAction<SignOut>,
+    /// Bumped when the server ended the session on its own (signed out in another tab).
+    pub ended: RwSignal<usize>,
     pub user: Resource<Result<Option<User>, ServerFnError>>,
 }
 
@@ -22,22 +26,23 @@ impl Session {
         let sign_in = ServerAction::<SignIn>::new();
         let register = ServerAction::<Register>::new();
         let sign_out = ServerAction::<SignOut>::new();
+        let ended = RwSignal::new(0);
+        let version = move || {
+            [
+                start.version().get(),
+                sign_in.version().get(),
+                register.version().get(),
+                sign_out.version().get(),
+                ended.get(),
+            ]
+        };
         let session = Session {
             start,
             sign_in,
             register,
             sign_out,
-            user: Resource::new(
-                move || {
-                    (
-                        start.version().get(),
-                        sign_in.version().get(),
-                        register.version().get(),
-                        sign_out.version().get(),
-                    )
-                },
-                |_| current_user(),
-            ),
+            ended,
+            user: Resource::new(version, |_| current_user()),
         };
         provide_context(session);
         session
@@ -48,12 +53,13 @@ impl Session {
     }
 
     /// Changes whenever someone signs in or out: a source for resources that depend on who you are.
-    pub fn version(&self) -> [usize; 4] {
+    pub fn version(&self) -> [usize; 5] {
         [
             self.start.version().get(),
             self.sign_in.version().get(),
             self.register.version().get(),
             self.sign_out.version().get(),
+            self.ended.get(),
         ]
     }
 }
@@ -159,5 +165,48 @@ pub fn RegisterForm() -> impl IntoView {
             <button type="submit">"Create account"</button>
             {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
         </ActionForm>
+    }
+}
+
+/// Turns a typed name into a room id and goes there, or says what is wrong with it.
+#[component]
+pub fn OpenRoomForm(
+    /// The input's id (two of these forms can be on one page).
+    input_id: &'static str,
+    label: &'static str,
+    button: &'static str,
+) -> impl IntoView {
+    let typed = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let navigate = use_navigate();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match room_name_to_id(&typed.get_untracked()) {
+            Ok(id) => {
+                error.set(None);
+                navigate(&format!("/rooms/{id}"), Default::default());
+            }
+            Err(invalid) => error.set(Some(invalid.reason)),
+        }
+    };
+    view! {
+        <form class="open-room" method="get" action="/open" on:submit=on_submit>
+            <label for=input_id>{label}</label>
+            <div class="row">
+                <input
+                    id=input_id
+                    name="room"
+                    placeholder="e.g. general or Book Club"
+                    maxlength="64"
+                    prop:value=move || typed.get()
+                    on:input=move |ev| {
+                        typed.set(event_target_value(&ev));
+                        error.set(None);
+                    }
+                />
+                <button type="submit">{button}</button>
+            </div>
+            {move || error.get().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+        </form>
     }
 }

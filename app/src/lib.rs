@@ -5,10 +5,15 @@
 //! - [`protocol`]: WebSocket messages, error codes, close codes (both sides).
 //! - [`validate`]: room ids, names, content, message ids (both sides).
 //! - [`api`]: `#[server]` functions the pages load through.
+//! - [`markdown`]: the safe subset of Markdown messages are written in.
+//! - [`mention`]: what `@name` means, for the server's counts and the browser's highlights.
 //! - [`chat`]: the room page's state and how server events change it.
 //! - `backend` (ssr): the trait through which server functions reach the server's engine.
 //! - [`pages`]: the home page, the room page and the account page; `components`: their parts.
-//! - `live` (hydrate): the browser's WebSocket client with reconnect and resume.
+//! - [`unread`]: the room list's unread and mention counts; [`workspace`]: the reader's rooms,
+//!   connection state and open rooms, provided to every page; `sidebar`: the room list.
+//! - `live` (hydrate): the browser's one WebSocket for every room, with reconnect and resume.
+//! - `notify` (hydrate): browser notifications for mentions while the tab is hidden.
 //! - `kept` (hydrate): unconfirmed messages kept in browser storage across reloads.
 
 pub mod api;
@@ -20,9 +25,16 @@ mod components;
 mod kept;
 #[cfg(feature = "hydrate")]
 mod live;
+pub mod markdown;
+pub mod mention;
+#[cfg(feature = "hydrate")]
+mod notify;
 pub mod pages;
 pub mod protocol;
+mod sidebar;
+pub mod unread;
 pub mod validate;
+pub mod workspace;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -89,14 +101,42 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     let session = components::Session::provide();
+    let workspace = workspace::Workspace::provide(session.ended);
+    let drawer = RwSignal::new(false);
+    provide_context(sidebar::Drawer(drawer));
+    // Escape closes the drawer (phones).
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() == "Escape" && drawer.get_untracked() {
+            drawer.set(false);
+        }
+    });
+    // The tab title carries the unread count of every room: "(3) #general · Confab".
+    let unread = move || workspace.rooms.with(unread::RoomList::total_unread);
+    let formatter = move |title: String| match unread() {
+        0 => title,
+        n if n >= protocol::UNREAD_COUNT_MAX => format!("(99+) {title}"),
+        n => format!("({n}) {title}"),
+    };
     view! {
         <Stylesheet id="leptos" href="/pkg/confab.css"/>
-        <Title text="Confab"/>
+        <Title formatter text="Confab"/>
         <Router>
             <header class="topbar">
+                <button
+                    type="button"
+                    class="drawer-toggle"
+                    aria-controls="sidebar"
+                    aria-expanded=move || drawer.get().to_string()
+                    on:click=move |_| drawer.update(|open| *open = !*open)
+                >
+                    "Rooms"
+                    {move || (unread() > 0).then(|| view! { <span class="badge unread">{unread()}</span> })}
+                </button>
                 <a href="/" class="brand">"Confab"</a>
                 <components::UserBadge session/>
             </header>
+            <div class="layout">
+            <sidebar::Sidebar/>
             <main>
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     // Async: the whole page, history included, is in the first response, so it
@@ -110,6 +150,7 @@ pub fn App() -> impl IntoView {
                     />
                 </Routes>
             </main>
+            </div>
         </Router>
     }
 }

@@ -1,24 +1,30 @@
-//! The browser's live connection to a room (hydrate only).
+//! The browser's live connection (hydrate only): one WebSocket for every room of the
+//! reader's list.
 //!
-//! One task per open room page owns the WebSocket. It joins with the id of the newest message
-//! it has (so a reconnect gets exactly what was missed), resends our unconfirmed messages that
-//! the recovered history does not contain, and reconnects after a transient close with
-//! exponential backoff (1–16 s) and full jitter. A guest whose session vanished (a restarted
-//! single instance) gets a new guest session under the same name.
+//! It joins each room with where it stands there (the open room's newest message, or a
+//! background room's newest seen), so a reconnect gets exactly what was missed; resends our
+//! unconfirmed messages that the recovered history does not contain; feeds every event to the
+//! room list (unread and mention counts) and to the open room's log; and reconnects after a
+//! transient close with exponential backoff (1–16 s) and full jitter. A guest whose session
+//! vanished (a restarted single instance) gets a new guest session under the same name; a
+//! session ended elsewhere (signed out in another tab) tells the workspace, which loads the
+//! page again as signed out.
 
 use crate::chat::{ChatLog, ConnStatus, Pending, TYPING_TTL_MS};
 use crate::protocol::{close, ClientMsg, ErrorCode, ServerMsg, User};
+use crate::workspace::Workspace;
 use futures::channel::mpsc;
 use futures::{future, stream, SinkExt, StreamExt};
 use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, WebSocketError};
 use leptos::prelude::*;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Requests waiting for the socket; sends beyond this fail visibly instead of piling up.
-const OUTGOING_QUEUE: usize = 64;
+const OUTGOING_QUEUE: usize = 256;
 /// While typing, `typing: true` is re-sent this often, keeping receivers' indication alive.
 const TYPING_REFRESH_MS: f64 = 2_000.0;
 /// After this long without a keystroke, `typing: false` is sent.
@@ -27,21 +33,26 @@ const TYPING_IDLE: Duration = Duration::from_millis(3_000);
 const BACKOFF_CAP_SECS: u32 = 16;
 
 enum Outgoing {
-    Message(Pending),
-    Typing(bool),
+    /// Join (or rejoin, to resume) a room.
+    Join(String),
+    Leave(String),
+    Message(String, Pending),
+    Typing(String, bool),
+    Read(String, String),
 }
 
 #[derive(Default)]
 struct TypingState {
+    room: String,
     last_true_ms: f64,
     idle_timer: Option<TimeoutHandle>,
 }
 
-/// The handle a room page keeps: send messages and typing, stop on leaving.
+/// The workspace's handle on the connection.
 pub struct Live {
     tx: mpsc::Sender<Outgoing>,
     stopped: Arc<AtomicBool>,
-    log: RwSignal<ChatLog>,
+    workspace: Workspace,
     // Only touched from the browser's single thread; the Mutex is there to make Live Sync.
     typing: Arc<Mutex<TypingState>>,
 }
@@ -57,13 +68,11 @@ fn new_client_msg_id() -> String {
 }
 
 impl Live {
-    pub fn start(room_id: String, log: RwSignal<ChatLog>, status: RwSignal<ConnStatus>) -> Live {
+    pub fn start(workspace: Workspace) -> Live {
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
         let stopped = Arc::new(AtomicBool::new(false));
         let link = Link {
-            room_id,
-            log,
-            status,
+            workspace,
             retry: tx.clone(),
             retry_scheduled: Arc::default(),
         };
@@ -71,30 +80,43 @@ impl Live {
         Live {
             tx,
             stopped,
-            log,
+            workspace,
             typing: Arc::default(),
         }
     }
 
+    fn request(&self, request: Outgoing) -> bool {
+        self.tx.clone().try_send(request).is_ok()
+    }
+
+    /// Joins a room (again, if joined: the open room's log then gets what it lacks).
+    pub fn join(&self, room_id: &str) {
+        self.request(Outgoing::Join(room_id.to_string()));
+    }
+
+    /// Leaves a room for good (it was taken off the list).
+    pub fn leave(&self, room_id: &str) {
+        self.request(Outgoing::Leave(room_id.to_string()));
+    }
+
+    /// Tells the server the reader has seen the room up to `id`.
+    pub fn read(&self, room_id: &str, id: &str) {
+        self.request(Outgoing::Read(room_id.to_string(), id.to_string()));
+    }
+
     /// Shows the message at once (pending) and sends it; the ack confirms it.
-    pub fn send_message(&self, content: String) {
-        let pending = self
-            .log
-            .try_update(|log| log.queue(new_client_msg_id(), content));
+    pub fn send_message(&self, room_id: &str, content: String) {
+        let Some(log) = self.workspace.log(room_id) else {
+            return;
+        };
+        let pending = log.try_update(|log| log.queue(new_client_msg_id(), content));
         // Kept before it is even sent: a reload from here on loses nothing.
-        self.log.with_untracked(crate::kept::save);
+        log.with_untracked(crate::kept::save);
         if let Some(pending) = pending.filter(|p| !p.held) {
-            if self
-                .tx
-                .clone()
-                .try_send(Outgoing::Message(pending.clone()))
-                .is_err()
-            {
+            let id = pending.client_msg_id.clone();
+            if !self.request(Outgoing::Message(room_id.to_string(), pending)) {
                 // Not lost: still pending, and sent after the next (re)join.
-                leptos::logging::warn!(
-                    "outgoing queue full; {} waits for reconnect",
-                    pending.client_msg_id
-                );
+                leptos::logging::warn!("outgoing queue full; {id} waits for reconnect");
             }
         }
         // The message ends the typing indication on the receivers' side; no `false` needed.
@@ -107,21 +129,26 @@ impl Live {
     }
 
     /// Called on every keystroke: throttled `typing: true`, then `false` once idle.
-    pub fn typed(&self) {
+    pub fn typed(&self, room_id: &str) {
         let mut typing = self.typing.lock().unwrap_or_else(|p| p.into_inner());
+        if typing.room != room_id {
+            typing.room = room_id.to_string();
+            typing.last_true_ms = 0.0;
+        }
         let now = now_ms();
         if now - typing.last_true_ms >= TYPING_REFRESH_MS {
             typing.last_true_ms = now;
-            let _ = self.tx.clone().try_send(Outgoing::Typing(true));
+            self.request(Outgoing::Typing(room_id.to_string(), true));
         }
         if let Some(timer) = typing.idle_timer.take() {
             timer.clear();
         }
         let tx = self.tx.clone();
         let state = self.typing.clone();
+        let room = room_id.to_string();
         typing.idle_timer = set_timeout_with_handle(
             move || {
-                let _ = tx.clone().try_send(Outgoing::Typing(false));
+                let _ = tx.clone().try_send(Outgoing::Typing(room, false));
                 state.lock().unwrap_or_else(|p| p.into_inner()).last_true_ms = 0.0;
             },
             TYPING_IDLE,
@@ -129,7 +156,7 @@ impl Live {
         .ok();
     }
 
-    /// Closes the connection for good (the page is left).
+    /// Closes the connection for good (signed out, or the page is gone).
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
         self.tx.clone().close_channel();
@@ -138,9 +165,7 @@ impl Live {
 
 /// What the connection task works with.
 struct Link {
-    room_id: String,
-    log: RwSignal<ChatLog>,
-    status: RwSignal<ConnStatus>,
+    workspace: Workspace,
     /// Sends rate-limited messages again once the server's hint has passed.
     retry: mpsc::Sender<Outgoing>,
     retry_scheduled: Arc<AtomicBool>,
@@ -149,22 +174,23 @@ struct Link {
 /// How one connection attempt ended.
 enum Outcome {
     Stopped,
-    /// Closed or failed; `joined` says whether it got as far as the room's history.
+    /// Closed or failed; `signed_in` says whether it got as far as being signed in.
     Dropped {
-        joined: bool,
+        signed_in: bool,
     },
     Terminal(String),
+    SessionEnded,
     SessionLost,
 }
 
 async fn run(link: Link, mut rx: mpsc::Receiver<Outgoing>, stopped: Arc<AtomicBool>) {
-    let (log, status) = (link.log, link.status);
+    let status = link.workspace.status;
     let mut attempt: u32 = 0;
     while !stopped.load(Ordering::Relaxed) {
         status.set(ConnStatus::Connecting);
         let outcome = match WebSocket::open(&socket_url()) {
             Ok(socket) => connection(&link, socket, &mut rx).await,
-            Err(_) => Outcome::Dropped { joined: false },
+            Err(_) => Outcome::Dropped { signed_in: false },
         };
         match outcome {
             Outcome::Stopped => return,
@@ -172,18 +198,26 @@ async fn run(link: Link, mut rx: mpsc::Receiver<Outgoing>, stopped: Arc<AtomicBo
                 status.set(ConnStatus::Offline(reason));
                 return;
             }
-            Outcome::SessionLost => match renew_guest_session(log).await {
+            Outcome::SessionEnded => {
+                status.set(ConnStatus::Offline(
+                    "you were signed out; sign in again to chat".into(),
+                ));
+                link.workspace.session_ended.update(|n| *n += 1);
+                return;
+            }
+            Outcome::SessionLost => match renew_guest_session(link.workspace).await {
                 Ok(()) => {
                     attempt = 0;
                     continue;
                 }
                 Err(reason) => {
                     status.set(ConnStatus::Offline(reason));
+                    link.workspace.session_ended.update(|n| *n += 1);
                     return;
                 }
             },
-            Outcome::Dropped { joined } => {
-                if joined {
+            Outcome::Dropped { signed_in } => {
+                if signed_in {
                     attempt = 0;
                 }
             }
@@ -220,23 +254,53 @@ enum Event {
     Stop,
 }
 
-async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outgoing>) -> Outcome {
-    let (room_id, log, status) = (link.room_id.as_str(), link.log, link.status);
-    let (mut write, read) = socket.split();
-    // Whatever queued up while offline: messages are resent from `pending` after the join,
-    // and stale typing is dropped.
-    while rx.try_recv().is_ok() {}
+type Writer = futures::stream::SplitSink<WebSocket, Message>;
 
-    let (since, epoch) = log.with_untracked(|log| (log.resume_id(), log.epoch()));
-    let join = ClientMsg::Join {
+/// The join of a room, from where this tab stands in it.
+fn join_request(workspace: Workspace, room_id: &str) -> ClientMsg {
+    let (since, epoch) = match workspace.log(room_id) {
+        Some(log) => log.with_untracked(|log| (log.resume_id(), log.epoch())),
+        None => workspace.rooms.with_untracked(|rooms| {
+            rooms
+                .get(room_id)
+                .map(|room| (room.newest.clone(), room.epoch.clone()))
+                .unwrap_or_default()
+        }),
+    };
+    let epoch = since.is_some().then_some(epoch).flatten();
+    ClientMsg::Join {
         room_id: room_id.to_string(),
         since,
         epoch,
-    };
-    if send(&mut write, &join).await.is_err() {
-        return Outcome::Dropped { joined: false };
     }
-    let mut joined = false;
+}
+
+/// Every room this tab wants: the list's and the open ones.
+fn wanted_rooms(workspace: Workspace) -> Vec<String> {
+    let mut rooms = workspace.rooms.with_untracked(|rooms| rooms.ids());
+    workspace.open.with_value(|open| {
+        for room in open.keys() {
+            if !rooms.contains(room) {
+                rooms.push(room.clone());
+            }
+        }
+    });
+    rooms
+}
+
+async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outgoing>) -> Outcome {
+    let workspace = link.workspace;
+    let (mut write, read) = socket.split();
+    // Whatever queued up while offline: joins are redone below, messages are resent from
+    // `pending` after each join, stale typing and reads are dropped.
+    while rx.try_recv().is_ok() {}
+    // Signed in by cookie, the server says `authenticated` before it answers this ping; a
+    // `pong` first means the session is gone.
+    if send(&mut write, &ClientMsg::Ping).await.is_err() {
+        return Outcome::Dropped { signed_in: false };
+    }
+    let mut signed_in = false;
+    let mut joined: HashSet<String> = HashSet::new();
     let incoming = read
         .map(Event::Incoming)
         .chain(stream::once(future::ready(Event::SocketEnded)));
@@ -246,65 +310,58 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
         .chain(stream::once(future::ready(Event::Stop)));
     let mut events = stream::select(incoming, outgoing);
     while let Some(event) = events.next().await {
-        let request = match event {
+        let requests = match event {
             Event::Stop => return Outcome::Stopped,
             Event::SocketEnded => break,
-            Event::Outgoing(_) if !joined => continue,
-            Event::Outgoing(Outgoing::Message(pending)) => Some(message_request(room_id, pending)),
-            Event::Outgoing(Outgoing::Typing(is_typing)) => Some(ClientMsg::Typing {
-                room_id: room_id.to_string(),
-                is_typing,
-            }),
+            Event::Outgoing(_) if !signed_in => continue,
+            Event::Outgoing(request) => outgoing_request(workspace, &mut joined, request),
             Event::Incoming(Ok(Message::Text(text))) => {
                 let Ok(event) = serde_json::from_str::<ServerMsg>(&text) else {
                     continue;
                 };
                 match &event {
+                    ServerMsg::Authenticated { .. } => {
+                        signed_in = true;
+                        workspace.status.set(ConnStatus::Online);
+                        let joins = wanted_rooms(workspace)
+                            .iter()
+                            .map(|room| join_request(workspace, room))
+                            .collect::<Vec<_>>();
+                        for join in joins {
+                            if send(&mut write, &join).await.is_err() {
+                                return Outcome::Dropped { signed_in };
+                            }
+                        }
+                        continue;
+                    }
+                    ServerMsg::Pong if !signed_in => return Outcome::SessionLost,
                     ServerMsg::Error {
                         code: ErrorCode::NotAuthenticated | ErrorCode::InvalidToken,
                         ..
-                    } if !joined => return Outcome::SessionLost,
-                    ServerMsg::RoomHistory { .. } => {
-                        joined = true;
-                        status.set(ConnStatus::Online);
+                    } if !signed_in => return Outcome::SessionLost,
+                    ServerMsg::RoomHistory { room_id, .. } => {
+                        joined.insert(room_id.clone());
                     }
-                    ServerMsg::Typing { .. } => schedule_typing_prune(log),
                     ServerMsg::Error {
                         code: ErrorCode::RateLimited,
                         client_msg_id: Some(_),
                         retry_after_ms,
+                        room_id: Some(room_id),
                         ..
-                    } => schedule_retry(link, *retry_after_ms),
+                    } => schedule_retry(link, room_id, *retry_after_ms),
                     _ => {}
                 }
-                let (resend, unconfirmed_changed) = log
-                    .try_update(|log| {
-                        let before = log.to_persist();
-                        let resend = log.apply(event, now_ms());
-                        (resend, log.to_persist() != before)
-                    })
-                    .unwrap_or_default();
-                if unconfirmed_changed {
-                    log.with_untracked(crate::kept::save);
-                }
-                for pending in resend {
-                    if send(&mut write, &message_request(room_id, pending))
-                        .await
-                        .is_err()
-                    {
-                        return Outcome::Dropped { joined };
-                    }
-                }
-                None
+                incoming_event(workspace, event)
             }
-            Event::Incoming(Ok(Message::Bytes(_))) => None,
+            Event::Incoming(Ok(Message::Bytes(_))) => Vec::new(),
             Event::Incoming(Err(WebSocketError::ConnectionClose(close_event))) => {
                 if close::should_reconnect(close_event.code) {
                     break;
                 }
-                let reason = if close_event.code == close::SESSION_ENDED {
-                    "you were signed out; sign in again to chat".to_string()
-                } else if close_event.reason.is_empty() {
+                if close_event.code == close::SESSION_ENDED {
+                    return Outcome::SessionEnded;
+                }
+                let reason = if close_event.reason.is_empty() {
                     format!("closed by the server ({})", close_event.code)
                 } else {
                     close_event.reason
@@ -313,13 +370,100 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
             }
             Event::Incoming(Err(_)) => break,
         };
-        if let Some(request) = request {
+        for request in requests {
             if send(&mut write, &request).await.is_err() {
-                break;
+                return Outcome::Dropped { signed_in };
             }
         }
     }
-    Outcome::Dropped { joined }
+    Outcome::Dropped { signed_in }
+}
+
+/// What a request from the page sends, given the rooms joined on this connection (a request
+/// for a room not joined yet waits: its join's answer resends what is pending).
+fn outgoing_request(
+    workspace: Workspace,
+    joined: &mut HashSet<String>,
+    request: Outgoing,
+) -> Vec<ClientMsg> {
+    let request = match request {
+        Outgoing::Join(room) => Some(join_request(workspace, &room)),
+        Outgoing::Leave(room) => joined
+            .remove(&room)
+            .then_some(ClientMsg::Leave { room_id: room }),
+        Outgoing::Message(room, pending) if joined.contains(&room) => {
+            Some(message_request(&room, pending))
+        }
+        Outgoing::Typing(room, is_typing) if joined.contains(&room) => Some(ClientMsg::Typing {
+            room_id: room,
+            is_typing,
+        }),
+        Outgoing::Read(room, id) if joined.contains(&room) => {
+            Some(ClientMsg::Read { room_id: room, id })
+        }
+        Outgoing::Message(..) | Outgoing::Typing(..) | Outgoing::Read(..) => None,
+    };
+    request.into_iter().collect()
+}
+
+/// Feeds a server event to the room list and to the open room it concerns; returns what to
+/// send again (our messages a join's history did not contain).
+fn incoming_event(workspace: Workspace, event: ServerMsg) -> Vec<ClientMsg> {
+    if let Some(me) = workspace.me.get_untracked() {
+        let mentioned = workspace
+            .rooms
+            .try_update(|rooms| rooms.apply(&event, &me))
+            .flatten();
+        if let Some(mentioned) = mentioned {
+            crate::notify::mention(&mentioned);
+        }
+    }
+    let room = event_room(&event);
+    let logs: Vec<RwSignal<ChatLog>> = match room {
+        Some(room) => workspace.log(room).into_iter().collect(),
+        // About no room in particular (a refused request): every open room shows it.
+        None => workspace
+            .open
+            .with_value(|open| open.values().copied().collect()),
+    };
+    let mut resend = Vec::new();
+    for log in logs {
+        if matches!(event, ServerMsg::Typing { .. }) {
+            schedule_typing_prune(log);
+        }
+        let (again, unconfirmed_changed) = log
+            .try_update(|log| {
+                let before = log.to_persist();
+                let again = log.apply(event.clone(), now_ms());
+                (again, log.to_persist() != before)
+            })
+            .unwrap_or_default();
+        if unconfirmed_changed {
+            log.with_untracked(crate::kept::save);
+        }
+        let room_id = log.with_untracked(|log| log.room_id.clone());
+        resend.extend(
+            again
+                .into_iter()
+                .map(|pending| message_request(&room_id, pending)),
+        );
+    }
+    resend
+}
+
+/// The room an event is about, if any.
+fn event_room(event: &ServerMsg) -> Option<&str> {
+    match event {
+        ServerMsg::RoomHistory { room_id, .. }
+        | ServerMsg::Ack { room_id, .. }
+        | ServerMsg::UserJoined { room_id, .. }
+        | ServerMsg::UserLeft { room_id, .. }
+        | ServerMsg::Typing { room_id, .. }
+        | ServerMsg::Read { room_id, .. } => Some(room_id),
+        ServerMsg::Message(message) => Some(&message.room_id),
+        ServerMsg::Error { room_id, .. } => room_id.as_deref(),
+        _ => None,
+    }
 }
 
 fn message_request(room_id: &str, pending: Pending) -> ClientMsg {
@@ -330,10 +474,7 @@ fn message_request(room_id: &str, pending: Pending) -> ClientMsg {
     }
 }
 
-async fn send(
-    write: &mut futures::stream::SplitSink<WebSocket, Message>,
-    request: &ClientMsg,
-) -> Result<(), WebSocketError> {
+async fn send(write: &mut Writer, request: &ClientMsg) -> Result<(), WebSocketError> {
     let text = serde_json::to_string(request).expect("client requests always serialize");
     write.send(Message::Text(text)).await
 }
@@ -341,17 +482,21 @@ async fn send(
 /// After the server's hint (1 s without one), sends the messages held by the rate limit
 /// again, in the order they were written. One timer at a time: later refusals while one is
 /// set only add to what it releases.
-fn schedule_retry(link: &Link, retry_after_ms: Option<u64>) {
+fn schedule_retry(link: &Link, room_id: &str, retry_after_ms: Option<u64>) {
+    let Some(log) = link.workspace.log(room_id) else {
+        return;
+    };
     if link.retry_scheduled.swap(true, Ordering::Relaxed) {
         return;
     }
-    let (log, scheduled, mut retry) = (link.log, link.retry_scheduled.clone(), link.retry.clone());
+    let (scheduled, mut retry) = (link.retry_scheduled.clone(), link.retry.clone());
+    let room = room_id.to_string();
     set_timeout(
         move || {
             scheduled.store(false, Ordering::Relaxed);
             for pending in log.try_update(ChatLog::release_held).unwrap_or_default() {
                 // A full queue is fine: it stays pending and goes out after a reconnect.
-                let _ = retry.try_send(Outgoing::Message(pending));
+                let _ = retry.try_send(Outgoing::Message(room.clone(), pending));
             }
         },
         Duration::from_millis(retry_after_ms.unwrap_or(1_000).clamp(50, 60_000)),
@@ -367,9 +512,9 @@ fn schedule_typing_prune(log: RwSignal<ChatLog>) {
 
 /// A guest whose session is gone (e.g. the single instance restarted) continues under the
 /// same name with a new guest session; the cookie is replaced by the response.
-async fn renew_guest_session(log: RwSignal<ChatLog>) -> Result<(), String> {
-    let lost = || "your session ended; reload the page to sign in again".to_string();
-    let me = log.with_untracked(|log| log.me.clone()).ok_or_else(lost)?;
+async fn renew_guest_session(workspace: Workspace) -> Result<(), String> {
+    let lost = || "your session ended; sign in again to chat".to_string();
+    let me = workspace.me.get_untracked().ok_or_else(lost)?;
     if !me.guest {
         return Err(lost());
     }
@@ -387,6 +532,13 @@ async fn renew_guest_session(log: RwSignal<ChatLog>) -> Result<(), String> {
         return Err(lost());
     }
     let created: Created = response.json().await.map_err(|_| lost())?;
-    log.update(|log| log.me = Some(created.user));
+    // The open rooms' logs and the workspace carry the new identity (the live connection is
+    // kept: the workspace's user id changes, so it is restarted with the new session).
+    workspace.open.with_value(|open| {
+        for log in open.values() {
+            log.update(|log| log.me = Some(created.user.clone()));
+        }
+    });
+    workspace.me.set(Some(created.user));
     Ok(())
 }

@@ -20,6 +20,11 @@ pub struct User {
     pub guest: bool,
 }
 
+/// Whether a user id is a guest's (guests' ids are `g-` and random hex; accounts' are not).
+pub fn is_guest_id(user_id: &str) -> bool {
+    user_id.starts_with("g-")
+}
+
 /// One stored chat message. `id` orders messages within a room and is a resume position.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -69,6 +74,34 @@ pub struct HistoryPage {
     pub epoch: String,
 }
 
+/// Where a reader stands in a room: how far they read, and what is unread after that.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadState {
+    /// The newest message the reader has seen (none: nothing in the room yet when they came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read: Option<String>,
+    /// Messages by others after `last_read`, at most [`UNREAD_COUNT_MAX`] (shown as "99+").
+    pub unread: u32,
+    /// Of those, the ones that mention the reader by `@name`.
+    pub mentions: u32,
+    /// The newest message these counts include: a live message at or before it is in them
+    /// already, so a client that gets both counts it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upto: Option<String>,
+}
+
+/// Unread counts stop here: past it, the number is no longer useful, only "many".
+pub const UNREAD_COUNT_MAX: u32 = 100;
+
+/// A room in the reader's room list (the sidebar), with where they stand in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomEntry {
+    pub room_id: String,
+    pub read: ReadState,
+}
+
 /// Requests a client sends. Unknown fields (such as the articles' `userId` in `auth`) are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
@@ -104,6 +137,12 @@ pub enum ClientMsg {
         room_id: String,
         is_typing: bool,
     },
+    /// The reader has seen the room up to message `id`: the read position moves forward to
+    /// it (never back), and every connection of the user is told (`read`).
+    Read {
+        room_id: String,
+        id: String,
+    },
     Ping,
 }
 
@@ -138,8 +177,17 @@ pub enum ServerMsg {
         /// The room's history epoch: keep it with the position, send it back on `join`.
         #[serde(default)]
         epoch: String,
+        /// Where the signed-in reader stands in the room (the room is now in their list).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read: Option<ReadState>,
     },
     Message(ChatMessage),
+    /// The reader's own read position in a room moved (on this connection, another tab or
+    /// another device): only ever sent to that user's connections.
+    Read {
+        room_id: String,
+        read: ReadState,
+    },
     /// Confirms a sent message to its sender: it is stored and on its way to the room.
     Ack {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,7 +269,7 @@ pub enum ErrorCode {
     InvalidContent,
     /// `clientMsgId` is longer than 64 characters.
     InvalidClientMsgId,
-    /// `since` is not a message id.
+    /// `since` (or the `id` of a `read`) is not a message id.
     InvalidSince,
     /// The engine (e.g. Redis) cannot serve this now; retry later. Nothing was stored.
     Unavailable,
@@ -301,7 +349,7 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, DecodeError> {
         #[serde(rename = "type", borrow, default)]
         kind: Option<std::borrow::Cow<'a, str>>,
     }
-    const KNOWN: [&str; 6] = ["auth", "join", "leave", "message", "typing", "ping"];
+    const KNOWN: [&str; 7] = ["auth", "join", "leave", "message", "typing", "read", "ping"];
     match serde_json::from_str::<Tagged>(text) {
         Ok(Tagged { kind: Some(kind) }) if KNOWN.contains(&kind.as_ref()) => Err(DecodeError {
             code: ErrorCode::InvalidMessage,

@@ -75,7 +75,11 @@ test("sign up, chat, sign out, sign in again", async ({ browser }) => {
   await anaPage.getByTestId("sign-out").click();
   await expect(anaPage.getByTestId("sign-in-link")).toBeVisible();
   await expect(anaPage.getByRole("textbox", { name: "Message" })).toHaveCount(0);
-  await expect(secondTab.getByTestId("status")).toContainText("signed out");
+  // The other tab is told at once: signed out, with a way to sign in again, no composer.
+  await expect(secondTab.getByTestId("status")).toHaveText("Signed out");
+  await expect(secondTab.getByTestId("sign-in-link")).toBeVisible();
+  await expect(secondTab.getByRole("textbox", { name: "Message" })).toHaveCount(0);
+  await expect(anaPage.getByTestId("status")).toHaveText("Signed out");
   await expect(benPage.getByTestId("members")).not.toContainText(ana);
 
   // Mistakes get clear errors; the right password signs in again.

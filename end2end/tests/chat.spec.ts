@@ -81,7 +81,7 @@ test("the home page lists rooms and validates room names", async ({ page }) => {
   const room = uniqueRoom("listed");
   await enterRoom(page, server.url, room, "Lister");
   await page.goto(server.url);
-  await expect(page.getByRole("link", { name: `#${room}` })).toBeVisible();
+  await expect(page.getByRole("main").getByRole("link", { name: `#${room}` })).toBeVisible();
   await expect(page.getByText("You chat as")).toContainText("Lister");
 
   const input = page.getByLabel("Room name");

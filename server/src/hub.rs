@@ -140,6 +140,8 @@ struct Room {
 
 struct Member {
     outbox: Outbox,
+    /// Whose connection it is: events about one user (their read position) reach only theirs.
+    user: Arc<str>,
     /// While joining: events wait in `Flow::held` until the history answer is queued.
     joining: bool,
     /// The newest message of the history this member was given; older ones are not sent again.
@@ -240,7 +242,7 @@ impl Hub {
     /// Adds the connection to a local room, held: events for it wait until [`Hub::admit`].
     /// True when it is the room's first local member (the caller then subscribes the
     /// instance to the room). Joining a room again holds the connection again.
-    pub fn join(&self, room: &str, id: ConnectionId, outbox: &Outbox) -> bool {
+    pub fn join(&self, room: &str, id: ConnectionId, user: &str, outbox: &Outbox) -> bool {
         let mut registry = self.write();
         let first = !registry.rooms.contains_key(room);
         let room = registry.rooms.entry(room.to_string()).or_default();
@@ -248,6 +250,7 @@ impl Hub {
             id,
             Member {
                 outbox: outbox.clone(),
+                user: Arc::from(user),
                 joining: true,
                 floor: None,
             },
@@ -406,6 +409,20 @@ impl LocalDelivery for Hub {
         reached
     }
 
+    /// Not held for joining members: what it tells is read from the store after the join's
+    /// answer anyway, and a stale position is only ever replaced by a newer one.
+    fn deliver_to_user(&self, room: &str, user: &str, frame: &Frame) -> usize {
+        let registry = self.read();
+        let Some(room) = registry.rooms.get(room) else {
+            return 0;
+        };
+        room.members
+            .values()
+            .filter(|member| &*member.user == user && !member.joining)
+            .filter(|member| member.outbox.send(frame.clone()))
+            .count()
+    }
+
     fn wanted_rooms(&self) -> Vec<String> {
         self.room_ids()
     }
@@ -469,7 +486,7 @@ mod tests {
 
     /// Joins and admits at once with an empty history; the answer is taken off the queue.
     fn joined(hub: &Hub, room: &str, conn: &mut Registration) -> bool {
-        let first = hub.join(room, conn.id, &conn.outbox);
+        let first = hub.join(room, conn.id, "u", &conn.outbox);
         assert!(hub.admit(room, conn.id, frame("history"), None));
         assert_eq!(conn.queue.try_recv().unwrap().as_str(), "history");
         first
@@ -483,7 +500,7 @@ mod tests {
     fn a_joining_connection_gets_its_history_first_and_then_only_newer_messages() {
         let hub = Hub::new(8);
         let mut a = hub.register();
-        hub.join("r", a.id, &a.outbox);
+        hub.join("r", a.id, "u", &a.outbox);
         hub.deliver("r", &frame("m1"), id(1), None);
         hub.deliver("r", &frame("typing"), None, None);
         hub.deliver("r", &frame("m2"), id(2), None);
@@ -499,7 +516,7 @@ mod tests {
     fn a_message_in_the_history_is_not_sent_again_when_it_arrives_live() {
         let hub = Hub::new(8);
         let mut a = hub.register();
-        hub.join("r", a.id, &a.outbox);
+        hub.join("r", a.id, "u", &a.outbox);
         assert!(hub.admit("r", a.id, frame("history"), id(5)));
         hub.deliver("r", &frame("m5"), id(5), None);
         hub.deliver("r", &frame("m6"), id(6), None);
@@ -531,14 +548,14 @@ mod tests {
         assert_eq!(hub.catch_up_from("r"), CatchUpFrom::Nothing);
         let a = hub.register();
         let b = hub.register();
-        hub.join("r", a.id, &a.outbox);
+        hub.join("r", a.id, "u", &a.outbox);
         assert_eq!(
             hub.catch_up_from("r"),
             CatchUpFrom::Nothing,
             "still joining"
         );
         hub.admit("r", a.id, frame("h"), id(7));
-        hub.join("r", b.id, &b.outbox);
+        hub.join("r", b.id, "u", &b.outbox);
         hub.admit("r", b.id, frame("h"), id(4));
         assert_eq!(
             hub.catch_up_from("r"),
@@ -550,7 +567,7 @@ mod tests {
             CatchUpFrom::After(MessageId { ms: 9, seq: 0 })
         );
         let c = hub.register();
-        hub.join("s", c.id, &c.outbox);
+        hub.join("s", c.id, "u", &c.outbox);
         hub.admit("s", c.id, frame("h"), None);
         assert_eq!(
             hub.catch_up_from("s"),
@@ -563,7 +580,7 @@ mod tests {
     fn a_joining_connection_that_cannot_hold_more_is_closed_as_slow() {
         let hub = Hub::new(2);
         let a = hub.register();
-        hub.join("r", a.id, &a.outbox);
+        hub.join("r", a.id, "u", &a.outbox);
         for n in 1..=3 {
             hub.deliver("r", &frame("m"), id(n), None);
         }
@@ -607,6 +624,25 @@ mod tests {
         assert!(a.queue.try_recv().is_err());
         assert_eq!(b.queue.try_recv().unwrap().as_str(), "hello");
         assert_eq!(hub.deliver("nobody", &frame, None, None), 0);
+    }
+
+    #[test]
+    fn an_event_for_one_user_reaches_only_their_admitted_connections() {
+        let hub = Hub::new(4);
+        let (mut ana, mut ana_too, mut bo) = (hub.register(), hub.register(), hub.register());
+        for (conn, user) in [(&mut ana, "ana"), (&mut ana_too, "ana"), (&mut bo, "bo")] {
+            hub.join("r", conn.id, user, &conn.outbox);
+            assert!(hub.admit("r", conn.id, frame("history"), None));
+            drain(conn);
+        }
+        let mut joining = hub.register();
+        hub.join("r", joining.id, "ana", &joining.outbox);
+        assert_eq!(hub.deliver_to_user("r", "ana", &frame("read")), 2);
+        assert_eq!(drain(&mut ana), ["read"]);
+        assert_eq!(drain(&mut ana_too), ["read"]);
+        assert!(drain(&mut bo).is_empty());
+        assert!(drain(&mut joining).is_empty());
+        assert_eq!(hub.deliver_to_user("elsewhere", "ana", &frame("read")), 0);
     }
 
     #[test]

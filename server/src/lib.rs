@@ -118,6 +118,8 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         NodeSettings {
             history_page: config.history_page,
             resume_max: config.resume_max,
+            max_rooms: config.max_rooms_per_connection,
+            guest_rooms_ttl: std::time::Duration::from_secs(config.session_max_age_secs),
         },
     );
     let leptos = LeptosOptions::builder()

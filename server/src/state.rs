@@ -9,7 +9,7 @@ use crate::hub::Hub;
 use crate::limits::{Rate, UserLimits};
 use crate::node::Node;
 use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
-use app::protocol::{HistoryPage, Member, RoomSummary, User};
+use app::protocol::{HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
 use app::validate::{self, MessageId};
 use async_trait::async_trait;
 use axum::extract::FromRef;
@@ -141,6 +141,24 @@ impl Backend for AppState {
         let before = before.map(MessageId::parse).transpose()?;
         let limit = self.config().history_page;
         Ok(self.engine().history.page(room, before, limit).await?)
+    }
+
+    async fn rooms_of(&self, user: &User) -> Result<Vec<RoomEntry>, BackendError> {
+        Ok(self.node().rooms_of(user).await?)
+    }
+
+    async fn room_read_state(
+        &self,
+        user: &User,
+        room: &str,
+    ) -> Result<Option<ReadState>, BackendError> {
+        let room = validate::room_id(room)?;
+        Ok(self.node().room_read_state(user, room).await?)
+    }
+
+    async fn unfollow(&self, user: &User, room: &str) -> Result<(), BackendError> {
+        let room = validate::room_id(room)?;
+        Ok(self.node().unfollow(user, room).await?)
     }
 
     async fn members(&self, room: &str) -> Result<Vec<Member>, BackendError> {

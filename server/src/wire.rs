@@ -30,6 +30,8 @@ pub struct ConnectionId(pub u64);
 ///
 /// `origin` is the sending connection (`server/n`, skipped when delivering) or `-`;
 /// `message id` is the stored id of a chat message or `-` for other events (typing, joins).
+/// An event for one user's connections only (their read position) adds that user's id:
+/// `- - <user id>\n{...}`.
 /// The Redis post script writes the same head around the id it assigns
 /// ([`Envelope::message_head`]), so both sides of the format are in this file.
 ///
@@ -43,6 +45,8 @@ pub struct Envelope<'a> {
     pub origin: Option<&'a str>,
     /// The id of the chat message this event carries.
     pub message: Option<MessageId>,
+    /// The only user whose connections get the event (none: every member of the room).
+    pub to: Option<&'a str>,
     pub frame: Frame,
 }
 
@@ -77,10 +81,16 @@ impl<'a> Envelope<'a> {
         let id = self
             .message
             .map_or_else(|| "-".to_string(), |id| id.to_string());
-        let mut payload = Vec::with_capacity(origin.len() + id.len() + 2 + self.frame.len());
+        let to = self.to.unwrap_or("");
+        let mut payload =
+            Vec::with_capacity(origin.len() + id.len() + to.len() + 3 + self.frame.len());
         payload.extend_from_slice(origin.as_bytes());
         payload.push(b' ');
         payload.extend_from_slice(id.as_bytes());
+        if self.to.is_some() {
+            payload.push(b' ');
+            payload.extend_from_slice(to.as_bytes());
+        }
         payload.push(b'\n');
         payload.extend_from_slice(self.frame.as_bytes());
         payload
@@ -97,7 +107,13 @@ impl<'a> Envelope<'a> {
             .position(|b| *b == b'\n')
             .ok_or(EnvelopeError::NoHead)?;
         let head = std::str::from_utf8(&payload[..split]).map_err(|_| EnvelopeError::BadHead)?;
-        let (origin, id) = head.split_once(' ').unwrap_or((head, "-"));
+        let mut parts = head.splitn(3, ' ');
+        let origin = parts.next().unwrap_or("-");
+        let id = parts.next().unwrap_or("-");
+        let to = match parts.next() {
+            Some("") => return Err(EnvelopeError::BadHead),
+            to => to,
+        };
         let origin = (origin != "-").then_some(origin);
         let message = match id {
             "-" => None,
@@ -108,6 +124,7 @@ impl<'a> Envelope<'a> {
         Ok(Envelope {
             origin,
             message,
+            to,
             frame,
         })
     }
@@ -124,13 +141,15 @@ mod tests {
 
     #[test]
     fn an_envelope_round_trips_with_and_without_origin_and_id() {
-        for (origin, message) in [
-            (Some("s1/7"), Some(MessageId { ms: 5, seq: 2 })),
-            (None, None),
+        for (origin, message, to) in [
+            (Some("s1/7"), Some(MessageId { ms: 5, seq: 2 }), None),
+            (None, None, None),
+            (None, None, Some("u-42")),
         ] {
             let envelope = Envelope {
                 origin,
                 message,
+                to,
                 frame: Frame::from(r#"{"type":"pong"}"#),
             };
             assert_eq!(Envelope::decode(&envelope.encode()), Ok(envelope));
@@ -165,5 +184,6 @@ mod tests {
         assert_eq!(Envelope::decode(b"\xff -\n{}"), Err(EnvelopeError::BadHead));
         assert_eq!(Envelope::decode(b"- x-y\n{}"), Err(EnvelopeError::BadHead));
         assert_eq!(Envelope::decode(b"- -\n\xff"), Err(EnvelopeError::NotUtf8));
+        assert_eq!(Envelope::decode(b"- - \n{}"), Err(EnvelopeError::BadHead));
     }
 }

@@ -9,7 +9,7 @@ use app::protocol::{ServerMsg, User};
 use app::validate::MessageId;
 use common::{eventually, RedisServer};
 use server::config::Config;
-use server::engine::{AccountRecord, Draft, Position, Resume, SessionId, SessionRecord};
+use server::engine::{AccountRecord, Draft, Follow, Position, Resume, SessionId, SessionRecord};
 use server::hub::{encode, ConnectionId, Frame};
 use server::state::AppState;
 use std::time::Duration;
@@ -50,7 +50,7 @@ fn at(id: MessageId) -> Position {
 /// queue), as the node does once the history is read.
 fn admitted(state: &AppState, room: &str, conn: &mut server::hub::Registration) {
     let hub = state.hub();
-    hub.join(room, conn.id, &conn.outbox);
+    hub.join(room, conn.id, "ana", &conn.outbox);
     assert!(hub.admit(room, conn.id, Frame::from("history"), None));
     assert_eq!(conn.queue.try_recv().unwrap().as_str(), "history");
 }
@@ -423,6 +423,152 @@ async fn positions_carry_the_rooms_epoch(state: &AppState) {
     );
 }
 
+async fn reading_keeps_room_lists_and_moves_positions_forward(state: &AppState) {
+    let engine = state.engine();
+    let (reading, history) = (&engine.reading, &engine.history);
+    let posted = |content: &'static str| async move {
+        let id = history
+            .post(draft("news", content), None)
+            .await
+            .unwrap()
+            .message
+            .id;
+        MessageId::parse(&id).unwrap()
+    };
+    let first = posted("one").await;
+    // Following starts reading after what the room holds; the list keeps its order.
+    assert_eq!(
+        reading
+            .follow("bo", "news", Some(first), 3, None)
+            .await
+            .unwrap(),
+        Follow::Reading(Some(first))
+    );
+    assert_eq!(
+        reading.follow("bo", "empty", None, 3, None).await.unwrap(),
+        Follow::Reading(None)
+    );
+    let second = posted("two").await;
+    // Following again keeps the place and the position.
+    assert_eq!(
+        reading
+            .follow("bo", "news", Some(second), 3, None)
+            .await
+            .unwrap(),
+        Follow::Reading(Some(first))
+    );
+    assert_eq!(
+        reading
+            .follow("bo", "third", None, 3, Some(Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        Follow::Reading(None)
+    );
+    assert_eq!(
+        reading.follow("bo", "fourth", None, 3, None).await.unwrap(),
+        Follow::ListFull
+    );
+    assert_eq!(
+        reading.followed("bo").await.unwrap(),
+        vec![
+            ("news".to_string(), Some(first)),
+            ("empty".to_string(), None),
+            ("third".to_string(), None),
+        ]
+    );
+    assert!(reading.followed("nobody").await.unwrap().is_empty());
+
+    // Forward only.
+    assert_eq!(
+        reading.mark_read("bo", "news", second).await.unwrap(),
+        Some(second)
+    );
+    assert_eq!(
+        reading.mark_read("bo", "news", first).await.unwrap(),
+        Some(second)
+    );
+    assert_eq!(
+        reading.mark_read("bo", "elsewhere", second).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        reading.mark_read("bo", "empty", first).await.unwrap(),
+        Some(first)
+    );
+
+    // What is unread: after a position, in order, at most `max`.
+    let third = posted("three").await;
+    let unread = history.after("news", Some(second), 10).await.unwrap();
+    assert_eq!(
+        unread
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        ["three"]
+    );
+    assert_eq!(unread[0].id, third.to_string());
+    let from_start = history.after("news", None, 2).await.unwrap();
+    assert_eq!(
+        from_start
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert!(history.after("nothing", None, 5).await.unwrap().is_empty());
+
+    // Unfollowing forgets the position; following again starts anew.
+    reading.unfollow("bo", "news").await.unwrap();
+    assert_eq!(
+        reading.followed("bo").await.unwrap().len(),
+        2,
+        "the other rooms stay"
+    );
+    assert_eq!(
+        reading
+            .follow("bo", "news", Some(third), 3, None)
+            .await
+            .unwrap(),
+        Follow::Reading(Some(third))
+    );
+}
+
+async fn an_event_for_one_user_reaches_only_their_connections(state: &AppState) {
+    let engine = state.engine();
+    let hub = state.hub();
+    let (mut ana, mut bo) = (hub.register(), hub.register());
+    hub.join("private", ana.id, "ana", &ana.outbox);
+    assert!(hub.admit("private", ana.id, Frame::from("history"), None));
+    hub.join("private", bo.id, "bo", &bo.outbox);
+    assert!(hub.admit("private", bo.id, Frame::from("history"), None));
+    ana.queue.try_recv().unwrap();
+    bo.queue.try_recv().unwrap();
+    engine.broker.subscribe("private").await.unwrap();
+    let read = ServerMsg::Read {
+        room_id: "private".into(),
+        read: app::protocol::ReadState::default(),
+    };
+    engine
+        .broker
+        .publish_to_user("private", "ana", encode(&read))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut ana).await, read);
+    // Bo gets the next room event, not Ana's.
+    let typing = ServerMsg::Typing {
+        room_id: "private".into(),
+        user_id: "ana".into(),
+        name: "ANA".into(),
+        is_typing: true,
+    };
+    engine
+        .broker
+        .publish("private", encode(&typing), Some(ana.id))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut bo).await, typing);
+}
+
 /// Runs each named case as its own test against each engine.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -470,4 +616,6 @@ conformance!(
     sessions_expire_and_end_everywhere,
     accounts_are_unique,
     counters_count_within_a_window,
+    reading_keeps_room_lists_and_moves_positions_forward,
+    an_event_for_one_user_reaches_only_their_connections,
 );

@@ -1,10 +1,8 @@
 //! Home: choose a display name, see the rooms with how many people are in each, open one.
 
 use crate::api::{error_text, list_rooms};
-use crate::components::{NameForm, Session};
-use crate::validate::room_name_to_id;
+use crate::components::{NameForm, OpenRoomForm, Session};
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
 
 /// How often the room list refreshes itself in the browser.
 const ROOMS_REFRESH_MS: u64 = 5_000;
@@ -46,7 +44,7 @@ pub fn HomePage() -> impl IntoView {
         </section>
         <section class="card">
             <h2>"Open a room"</h2>
-            <OpenRoomForm/>
+            <OpenRoomForm input_id="room-input" label="Room name" button="Open"/>
         </section>
         <section class="card">
             <h2>"Rooms"</h2>
@@ -78,43 +76,5 @@ pub fn HomePage() -> impl IntoView {
                 })}
             </Transition>
         </section>
-    }
-}
-
-/// Turns a typed name into a room id and goes there, or says what is wrong with it.
-#[component]
-fn OpenRoomForm() -> impl IntoView {
-    let typed = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let navigate = use_navigate();
-    let on_submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        match room_name_to_id(&typed.get_untracked()) {
-            Ok(id) => {
-                error.set(None);
-                navigate(&format!("/rooms/{id}"), Default::default());
-            }
-            Err(invalid) => error.set(Some(invalid.reason)),
-        }
-    };
-    view! {
-        <form class="open-room" method="get" action="/open" on:submit=on_submit>
-            <label for="room-input">"Room name"</label>
-            <div class="row">
-                <input
-                    id="room-input"
-                    name="room"
-                    placeholder="e.g. general or Book Club"
-                    maxlength="64"
-                    prop:value=move || typed.get()
-                    on:input=move |ev| {
-                        typed.set(event_target_value(&ev));
-                        error.set(None);
-                    }
-                />
-                <button type="submit">"Open"</button>
-            </div>
-            {move || error.get().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
-        </form>
     }
 }

@@ -7,8 +7,8 @@
 
 use super::rules::{self, MessageBody};
 use super::{
-    AccountRecord, Accounts, Broker, Counters, Draft, EngineResult, History, Lifecycle,
-    LocalDelivery, Position, Posted, Presence, Resume, SessionId, SessionRecord, Sessions,
+    AccountRecord, Accounts, Broker, Counters, Draft, EngineResult, Follow, History, Lifecycle,
+    LocalDelivery, Position, Posted, Presence, Reading, Resume, SessionId, SessionRecord, Sessions,
     WindowCount,
 };
 use crate::engine::now_ms;
@@ -47,8 +47,15 @@ pub struct MemoryEngine {
     presence: Mutex<PresenceState>,
     sessions: Mutex<Expiring<SessionId, SessionRecord>>,
     accounts: Mutex<HashMap<String, AccountRecord>>,
+    reading: Mutex<Expiring<String, RoomList>>,
     counters: Mutex<Expiring<String, u64>>,
 }
+
+/// A user's followed rooms in the order they came, each with its read position.
+type RoomList = Vec<(String, Option<MessageId>)>;
+
+/// How long an entry without its own lifetime lives: as good as forever.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A map whose entries expire, swept now and then.
 struct Expiring<K, V> {
@@ -127,6 +134,7 @@ impl MemoryEngine {
             presence: Mutex::default(),
             sessions: Mutex::default(),
             accounts: Mutex::default(),
+            reading: Mutex::default(),
             counters: Mutex::default(),
         }
     }
@@ -149,6 +157,11 @@ impl Broker for MemoryEngine {
         origin: Option<ConnectionId>,
     ) -> EngineResult<()> {
         self.delivery.deliver(room, &frame, None, origin);
+        Ok(())
+    }
+
+    async fn publish_to_user(&self, room: &str, user: &str, frame: Frame) -> EngineResult<()> {
+        self.delivery.deliver_to_user(room, user, &frame);
         Ok(())
     }
 
@@ -257,6 +270,24 @@ impl History for MemoryEngine {
             newer,
             max,
         ))
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        after: Option<MessageId>,
+        max: usize,
+    ) -> EngineResult<Vec<ChatMessage>> {
+        let rooms = lock(&self.history);
+        Ok(rooms
+            .get(room)
+            .map(|log| &log.messages)
+            .into_iter()
+            .flatten()
+            .filter(|(id, _)| after.is_none_or(|after| *id > after))
+            .take(max)
+            .map(|(_, m)| m.clone())
+            .collect())
     }
 
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
@@ -405,6 +436,65 @@ impl Accounts for MemoryEngine {
 
     async fn find_account(&self, key: &str) -> EngineResult<Option<AccountRecord>> {
         Ok(lock(&self.accounts).get(key).cloned())
+    }
+}
+
+#[async_trait]
+impl Reading for MemoryEngine {
+    async fn follow(
+        &self,
+        user: &str,
+        room: &str,
+        read_from: Option<MessageId>,
+        max: usize,
+        keep: Option<Duration>,
+    ) -> EngineResult<Follow> {
+        let mut lists = lock(&self.reading);
+        let key = user.to_string();
+        let mut list = lists
+            .get_mut(&key)
+            .map(|(list, _)| std::mem::take(list))
+            .unwrap_or_default();
+        let position = match list.iter().find(|(followed, _)| followed == room) {
+            Some((_, position)) => Follow::Reading(*position),
+            None if list.len() >= max => Follow::ListFull,
+            None => {
+                list.push((room.to_string(), read_from));
+                Follow::Reading(read_from)
+            }
+        };
+        lists.insert(key, list, Instant::now() + keep.unwrap_or(FOREVER));
+        Ok(position)
+    }
+
+    async fn unfollow(&self, user: &str, room: &str) -> EngineResult<()> {
+        if let Some((list, _)) = lock(&self.reading).get_mut(&user.to_string()) {
+            list.retain(|(followed, _)| followed != room);
+        }
+        Ok(())
+    }
+
+    async fn followed(&self, user: &str) -> EngineResult<Vec<(String, Option<MessageId>)>> {
+        Ok(lock(&self.reading)
+            .get_mut(&user.to_string())
+            .map(|(list, _)| list.clone())
+            .unwrap_or_default())
+    }
+
+    async fn mark_read(
+        &self,
+        user: &str,
+        room: &str,
+        id: MessageId,
+    ) -> EngineResult<Option<MessageId>> {
+        let mut lists = lock(&self.reading);
+        let Some((list, _)) = lists.get_mut(&user.to_string()) else {
+            return Ok(None);
+        };
+        Ok(list
+            .iter_mut()
+            .find(|(followed, _)| followed == room)
+            .map(|(_, position)| *position.insert(position.map_or(id, |read| read.max(id)))))
     }
 }
 

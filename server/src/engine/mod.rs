@@ -6,6 +6,7 @@
 //! - [`Presence`]: who is connected, per room and overall, aggregated per user.
 //! - [`Sessions`]: session records by id (the hash of the token), and ending them everywhere.
 //! - [`Accounts`]: registered users and their password hashes.
+//! - [`Reading`]: per user, the rooms they follow (their sidebar) and how far they read each.
 //! - [`Counters`]: fixed-window counts shared by every instance (sign-in attempts).
 //! - [`Lifecycle`]: health (is the backend reachable?) and shutdown.
 //!
@@ -41,6 +42,9 @@ pub trait LocalDelivery: Send + Sync {
         message: Option<MessageId>,
         skip: Option<ConnectionId>,
     ) -> usize;
+    /// Queues an event about `user` alone (their read position) to their local connections
+    /// in `room`; returns how many got it.
+    fn deliver_to_user(&self, room: &str, user: &str, frame: &Frame) -> usize;
     /// Rooms with local members: the ones this instance must receive.
     fn wanted_rooms(&self) -> Vec<String>;
     fn is_wanted(&self, room: &str) -> bool;
@@ -84,6 +88,9 @@ pub trait Broker: Send + Sync {
         frame: Frame,
         origin: Option<ConnectionId>,
     ) -> EngineResult<()>;
+    /// Delivers `frame` to `user`'s connections in `room`, on every instance (events only they
+    /// may see, such as their own read position).
+    async fn publish_to_user(&self, room: &str, user: &str, frame: Frame) -> EngineResult<()>;
     /// Starts receiving `room`'s events on this instance. Called when its first local member joins.
     async fn subscribe(&self, room: &str) -> EngineResult<()>;
     /// Stops receiving `room`'s events. Called when its last local member leaves.
@@ -157,6 +164,14 @@ pub trait History: Send + Sync {
     /// The messages after `after`, if there are at most `max`, none was trimmed and the
     /// epoch is the room's.
     async fn since(&self, room: &str, after: &Position, max: usize) -> EngineResult<Resume>;
+    /// The first `max` messages after `after` (from the start without it), oldest first:
+    /// what a reader has not read yet.
+    async fn after(
+        &self,
+        room: &str,
+        after: Option<MessageId>,
+        max: usize,
+    ) -> EngineResult<Vec<ChatMessage>>;
     /// Every room with stored history: its id and the id of its newest message.
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>>;
 }
@@ -178,6 +193,44 @@ pub trait Presence: Send + Sync {
     async fn online(&self) -> EngineResult<Vec<Member>>;
     /// Rooms with anyone present, and how many users each.
     async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>>;
+}
+
+/// Per user: the rooms they follow, in the order they came to them, and their read position
+/// in each. Kept as long as `keep` says: accounts forever, guests as long as their session.
+#[async_trait]
+pub trait Reading: Send + Sync {
+    /// Adds the room to the user's list (a room already there keeps its place) and, the first
+    /// time, starts their read position at `read_from` (what the room held when they came
+    /// counts as read). Nothing changes when the list already holds `max` rooms.
+    async fn follow(
+        &self,
+        user: &str,
+        room: &str,
+        read_from: Option<MessageId>,
+        max: usize,
+        keep: Option<Duration>,
+    ) -> EngineResult<Follow>;
+    /// Takes the room off the user's list and forgets the read position.
+    async fn unfollow(&self, user: &str, room: &str) -> EngineResult<()>;
+    /// The user's rooms, in the order they followed them, with their read positions.
+    async fn followed(&self, user: &str) -> EngineResult<Vec<(String, Option<MessageId>)>>;
+    /// Moves the user's read position in a followed room forward to `id` (never back);
+    /// returns the position now, or None (and nothing stored) when the room is not on their list.
+    async fn mark_read(
+        &self,
+        user: &str,
+        room: &str,
+        id: MessageId,
+    ) -> EngineResult<Option<MessageId>>;
+}
+
+/// What `follow` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// The room is on the list, read up to this message (none: from its start).
+    Reading(Option<MessageId>),
+    /// The room is not on the list: it holds as many rooms as allowed.
+    ListFull,
 }
 
 /// A session's id: the SHA-256 of its token. Only this is stored; the token itself exists
@@ -293,6 +346,7 @@ pub struct Engine {
     pub presence: Arc<dyn Presence>,
     pub sessions: Arc<dyn Sessions>,
     pub accounts: Arc<dyn Accounts>,
+    pub reading: Arc<dyn Reading>,
     pub counters: Arc<dyn Counters>,
     pub lifecycle: Arc<dyn Lifecycle>,
     /// "memory" or "redis", for `/health`.
@@ -312,7 +366,15 @@ impl Engine {
 
     fn serving_all<E>(engine: Arc<E>, kind: &'static str) -> Self
     where
-        E: Broker + History + Presence + Sessions + Accounts + Counters + Lifecycle + 'static,
+        E: Broker
+            + History
+            + Presence
+            + Sessions
+            + Accounts
+            + Reading
+            + Counters
+            + Lifecycle
+            + 'static,
     {
         Engine {
             broker: engine.clone(),
@@ -320,6 +382,7 @@ impl Engine {
             presence: engine.clone(),
             sessions: engine.clone(),
             accounts: engine.clone(),
+            reading: engine.clone(),
             counters: engine.clone(),
             lifecycle: engine,
             kind,

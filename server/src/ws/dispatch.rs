@@ -148,6 +148,7 @@ impl Dispatch {
         let (room, client_msg_id) = match &msg {
             ClientMsg::Join { room_id, .. }
             | ClientMsg::Leave { room_id }
+            | ClientMsg::Read { room_id, .. }
             | ClientMsg::Typing { room_id, .. } => (Some(room_id.clone()), None),
             ClientMsg::Message {
                 room_id,
@@ -194,6 +195,12 @@ impl Dispatch {
                 let user = self.user()?;
                 let room = self.joined_room(&room_id)?;
                 self.typing(user, room, is_typing).await
+            }
+            ClientMsg::Read { room_id, id } => {
+                let user = self.user()?;
+                let room = self.joined_room(&room_id)?;
+                let id = MessageId::parse(&id)?;
+                Ok(self.state.node().mark_read(&user, &room, id).await?)
             }
         }
     }

@@ -137,6 +137,7 @@ async fn clean_up(engine: &RedisEngine, dead: &str) -> redis::RedisResult<()> {
             let payload = Envelope {
                 origin: None,
                 message: None,
+                to: None,
                 frame: encode(&left),
             }
             .encode();

@@ -18,6 +18,9 @@
 //!   `P:ended:{id}`: a tombstone for a while after it was ended, so an instance whose pub/sub
 //!   connection was down when the order went out still closes its sockets;
 //! - `P:account:{username in lower case}`: an account (JSON), created with `SET NX`;
+//! - `P:user:{user}:rooms`: the rooms a user follows (sorted set, scored by when they came);
+//!   `P:user:{user}:read`: room → the newest message id they have read (guests' expire with
+//!   their session);
 //! - `P:count:{key}`: a fixed-window counter (sign-in attempts), with the window as TTL;
 //! - `P:control`: the channel every instance listens to for cluster-wide orders (a session
 //!   ended: close its sockets);
@@ -36,9 +39,9 @@ mod subscriber;
 
 use super::rules::{self, MessageBody};
 use super::{
-    AccountRecord, Accounts, Broker, Counters, Draft, EngineError, EngineResult, History,
-    Lifecycle, LocalDelivery, Position, Posted, Presence, Resume, SessionId, SessionRecord,
-    Sessions, WindowCount,
+    AccountRecord, Accounts, Broker, Counters, Draft, EngineError, EngineResult, Follow, History,
+    Lifecycle, LocalDelivery, Position, Posted, Presence, Reading, Resume, SessionId,
+    SessionRecord, Sessions, WindowCount,
 };
 use crate::wire::{origin_key, ConnectionId, Envelope, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
@@ -133,6 +136,12 @@ impl Keys {
     }
     fn counter(&self, key: &str) -> String {
         format!("{}:count:{key}", self.prefix)
+    }
+    fn user_rooms(&self, user: &str) -> String {
+        format!("{}:user:{user}:rooms", self.prefix)
+    }
+    fn user_read(&self, user: &str) -> String {
+        format!("{}:user:{user}:read", self.prefix)
     }
     fn control(&self) -> String {
         format!("{}:control", self.prefix)
@@ -380,6 +389,21 @@ impl Broker for RedisEngine {
         let payload = Envelope {
             origin: origin.as_deref(),
             message: None,
+            to: None,
+            frame,
+        }
+        .encode();
+        self.conn()
+            .publish::<_, _, ()>(self.keys.channel(room), payload)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn publish_to_user(&self, room: &str, user: &str, frame: Frame) -> EngineResult<()> {
+        let payload = Envelope {
+            origin: None,
+            message: None,
+            to: Some(user),
             frame,
         }
         .encode();
@@ -470,6 +494,30 @@ impl History for RedisEngine {
         Ok(read_since(&mut self.conn(), &self.keys, room, after, max)
             .await?
             .resume)
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        after: Option<MessageId>,
+        max: usize,
+    ) -> EngineResult<Vec<ChatMessage>> {
+        let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
+        let entries: redis::streams::StreamRangeReply = self
+            .conn()
+            .xrange_count(self.keys.log(room), start, "+", max)
+            .await
+            .map_err(unavailable)?;
+        Ok(entries
+            .ids
+            .into_iter()
+            .filter_map(|entry| {
+                let id = MessageId::parse(&entry.id).ok()?;
+                let body: String = entry.get("m")?;
+                let body = serde_json::from_str::<MessageBody>(&body).ok()?;
+                Some(body.into_message(id))
+            })
+            .collect())
     }
 
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
@@ -662,6 +710,83 @@ impl Accounts for RedisEngine {
             })
         })
         .transpose()
+    }
+}
+
+#[async_trait]
+impl Reading for RedisEngine {
+    async fn follow(
+        &self,
+        user: &str,
+        room: &str,
+        read_from: Option<MessageId>,
+        max: usize,
+        keep: Option<Duration>,
+    ) -> EngineResult<Follow> {
+        let reply: Vec<String> = scripts::FOLLOW
+            .key(self.keys.user_rooms(user))
+            .key(self.keys.user_read(user))
+            .arg(room)
+            .arg(super::now_ms())
+            .arg(read_from.map(|id| id.to_string()).unwrap_or_default())
+            .arg(max)
+            .arg(keep.map_or(0, |keep| keep.as_secs().max(1)))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match reply.as_slice() {
+            [] => Ok(Follow::ListFull),
+            [position] if position.is_empty() => Ok(Follow::Reading(None)),
+            [position] => MessageId::parse(position)
+                .map(|id| Follow::Reading(Some(id)))
+                .map_err(|_| unavailable("bad read position")),
+            _ => Err(unavailable("unexpected reply to follow")),
+        }
+    }
+
+    async fn unfollow(&self, user: &str, room: &str) -> EngineResult<()> {
+        redis::pipe()
+            .atomic()
+            .zrem(self.keys.user_rooms(user), room)
+            .hdel(self.keys.user_read(user), room)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn followed(&self, user: &str) -> EngineResult<Vec<(String, Option<MessageId>)>> {
+        let (rooms, read): (Vec<String>, HashMap<String, String>) = redis::pipe()
+            .zrange(self.keys.user_rooms(user), 0, -1)
+            .hgetall(self.keys.user_read(user))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(rooms
+            .into_iter()
+            .map(|room| {
+                let position = read.get(&room).and_then(|id| MessageId::parse(id).ok());
+                (room, position)
+            })
+            .collect())
+    }
+
+    async fn mark_read(
+        &self,
+        user: &str,
+        room: &str,
+        id: MessageId,
+    ) -> EngineResult<Option<MessageId>> {
+        let position: Option<String> = scripts::MARK_READ
+            .key(self.keys.user_rooms(user))
+            .key(self.keys.user_read(user))
+            .arg(room)
+            .arg(id.to_string())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        position
+            .map(|id| MessageId::parse(&id).map_err(|_| unavailable("bad read position")))
+            .transpose()
     }
 }
 

@@ -154,3 +154,51 @@ return {count, redis.call('PTTL', KEYS[1])}
 "#,
     )
 });
+
+/// Adds a room to a user's list, keeping its place if it is there; the first time, starts the
+/// read position at ARGV[3] (none when empty: the room had no messages). Reply: `{position}`
+/// (empty: none), or `{}` for a new room when the list holds ARGV[4] already. ARGV[5] > 0:
+/// both keys expire after that many seconds (guests), refreshed with every follow.
+/// KEYS: the user's rooms (sorted set), read positions (hash). ARGV: room, score (now, ms),
+/// read_from, max, ttl (s).
+pub static FOLLOW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return {} end
+  -- After every room already there, even within the same millisecond.
+  local score = tonumber(ARGV[2])
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if last[2] and tonumber(last[2]) >= score then score = tonumber(last[2]) + 1 end
+  redis.call('ZADD', KEYS[1], score, ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+return {redis.call('HGET', KEYS[2], ARGV[1]) or ''}
+"#,
+    )
+});
+
+/// Moves a read position forward, never back: the position now, or nil when the room is not
+/// on the user's list. Ids compare as `<ms>-<seq>` pairs of numbers.
+/// KEYS: the user's rooms, read positions. ARGV: room, id.
+pub static MARK_READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if current then
+  local cm, cs = string.match(current, '^(%d+)-(%d+)$')
+  local nm, ns = string.match(ARGV[2], '^(%d+)-(%d+)$')
+  cm, cs, nm, ns = tonumber(cm), tonumber(cs), tonumber(nm), tonumber(ns)
+  if cm > nm or (cm == nm and cs >= ns) then return current end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return ARGV[2]
+"#,
+    )
+});

@@ -449,6 +449,13 @@ impl Task {
             return;
         };
         match Envelope::decode(message.get_payload_bytes()) {
+            Ok(Envelope {
+                to: Some(user),
+                frame,
+                ..
+            }) => {
+                self.delivery.deliver_to_user(room, user, &frame);
+            }
             Ok(envelope) => {
                 let skip = envelope.skip_on(&self.link.server_id);
                 self.delivery

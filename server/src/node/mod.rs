@@ -7,11 +7,14 @@
 //! 2. the first local member subscribes the instance to the room;
 //! 3. presence registers the connection, and a user new to the room is announced;
 //! 4. the history is read (the newest page, or what came after `since`), with the epoch;
-//! 5. [`Hub::admit`] queues the `room_history` answer, then the held events newer than it.
+//! 5. the room goes on the user's list, and their read position is read ([`reading`]);
+//! 6. [`Hub::admit`] queues the `room_history` answer, then the held events newer than it.
 //!
 //! So a message posted while a connection joins reaches it exactly once: in its history or
 //! after it, never both. A join that fails part-way is undone, so a connection is either in
 //! a room or not.
+
+mod reading;
 
 use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};
 use crate::hub::{Hub, Outbox};
@@ -19,6 +22,7 @@ use crate::wire::{encode, ConnectionId, Frame};
 use app::protocol::{ChatMessage, ServerMsg, User};
 use app::validate::MessageId;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the node needs of the configuration.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +31,10 @@ pub struct NodeSettings {
     pub history_page: usize,
     /// Most messages a rejoin with `since` is given.
     pub resume_max: usize,
+    /// Most rooms on a user's list (as many as one connection may join).
+    pub max_rooms: usize,
+    /// How long a guest's room list and read positions outlive its last join (its session).
+    pub guest_rooms_ttl: Duration,
 }
 
 pub struct Node {
@@ -105,7 +113,7 @@ impl Node {
             since,
         } = request;
         let engine = &self.engine;
-        if self.hub.join(room, conn, outbox) {
+        if self.hub.join(room, conn, &user.id, outbox) {
             engine.broker.subscribe(room).await?;
         }
         if !rejoin && engine.presence.join(room, conn, user).await? {
@@ -121,6 +129,8 @@ impl Node {
                 .await?;
         }
         let answer = self.history(room, since).await?;
+        let newest = answer.floor;
+        let read = self.follow(user, room, newest).await?;
         let members = engine.presence.members(room).await?;
         let frame = encode(&ServerMsg::RoomHistory {
             room_id: room.to_string(),
@@ -129,6 +139,7 @@ impl Node {
             recovered: answer.recovered,
             members,
             epoch: answer.epoch,
+            read,
         });
         self.hub.admit(room, conn, frame, answer.floor);
         Ok(())

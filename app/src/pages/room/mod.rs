@@ -1,13 +1,26 @@
 //! A room: its history rendered on the server (readable without JavaScript), then, once
 //! hydrated, live messages, the composer, typing, members and the connection state.
+//!
+//! The room's events come over the workspace's one connection (which keeps the room joined
+//! in the background when the page is left). The reader's read position moves when they
+//! have seen messages: the tab visible and focused, the messages on screen. Opening the room
+//! shows a divider before the first message that was unread then.
+
+mod composer;
+mod content;
 
 use crate::api::{error_text, load_room, older_messages, RoomSnapshot};
 use crate::chat::{ChatLog, ConnStatus, Pending};
 use crate::components::{NameForm, Session};
-use crate::protocol::ChatMessage;
+use crate::protocol::{is_guest_id, ChatMessage};
+use crate::validate::MessageId;
+use crate::workspace::Workspace;
+use composer::Composer;
+use content::MessageContent;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
+use std::cmp::Ordering;
 
 #[component]
 pub fn RoomPage() -> impl IntoView {
@@ -41,28 +54,30 @@ pub fn RoomPage() -> impl IntoView {
 fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
     let room_id = snapshot.page.room_id.clone();
     let signed_in = snapshot.me.is_some();
+    let workspace = Workspace::expect();
+    let status = workspace.status;
+    let first_unread = first_unread(&snapshot);
     let log = RwSignal::new(ChatLog::from_snapshot(snapshot));
-    let status = RwSignal::new(ConnStatus::Connecting);
     // Times render in UTC on the server and switch to the reader's time zone once hydrated.
     let local_times = RwSignal::new(false);
 
     #[cfg(feature = "hydrate")]
-    let link = {
-        let link = StoredValue::new(None::<crate::live::Live>);
-        let room_id = room_id.clone();
-        Effect::new(move |_| {
+    {
+        let opening = room_id.clone();
+        Effect::new(move |opened: Option<bool>| {
             local_times.set(true);
-            if signed_in && link.with_value(Option::is_none) {
+            if signed_in && opened != Some(true) {
                 // Messages sent before a reload but never confirmed go out again first (the
                 // live connection keeps the stored copy up to date from here on).
                 let kept = log.with_untracked(crate::kept::load);
                 log.update(|log| log.restore_pending(kept));
-                link.set_value(Some(crate::live::Live::start(room_id.clone(), log, status)));
+                workspace.open_room(&opening, log);
             }
+            signed_in
         });
-        on_cleanup(move || link.with_value(|live| live.iter().for_each(crate::live::Live::stop)));
-        link
-    };
+        let room_id = room_id.clone();
+        on_cleanup(move || workspace.close_room(&room_id, log));
+    }
 
     // The scroll position is the reader's: new messages keep the view at the bottom only when
     // the reader is there (or just sent one); otherwise they are counted behind a
@@ -104,7 +119,10 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
     // Only the reader scrolling up leaves the bottom: growing content and our own scrolling
     // down fire scroll events too, sometimes after more messages arrived, and must not.
     let last_top = StoredValue::new(0);
+    // Counts the reader's scrolling, so what comes on screen can be marked read.
+    let scrolled = RwSignal::new(0u32);
     let on_scroll = move |_| {
+        scrolled.update(|n| *n = n.wrapping_add(1));
         if let Some(list) = list.get_untracked() {
             let top = list.scroll_top();
             let gap = list.scroll_height() - top - list.client_height();
@@ -118,39 +136,26 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
         }
     };
 
-    let draft = RwSignal::new(String::new());
-    let send = move || {
-        let text = draft.get_untracked();
-        if text.trim().is_empty() {
-            return;
-        }
-        draft.set(String::new());
-        #[cfg(feature = "hydrate")]
-        link.with_value(|live| {
-            if let Some(live) = live {
-                live.send_message(text);
-            }
-        });
+    let on_send = {
+        let room_id = room_id.clone();
+        Callback::new(move |text: String| {
+            #[cfg(feature = "hydrate")]
+            workspace.with_live(|live| live.send_message(&room_id, text));
+            #[cfg(not(feature = "hydrate"))]
+            let _ = (&room_id, text);
+        })
     };
-    let on_input = move |ev: leptos::ev::Event| {
-        draft.set(event_target_value(&ev));
-        #[cfg(feature = "hydrate")]
-        link.with_value(|live| {
-            if let Some(live) = live {
-                live.typed();
-            }
-        });
+    let on_typed = {
+        let room_id = room_id.clone();
+        Callback::new(move |()| {
+            #[cfg(feature = "hydrate")]
+            workspace.with_live(|live| live.typed(&room_id));
+            #[cfg(not(feature = "hydrate"))]
+            let _ = &room_id;
+        })
     };
-    let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
-        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
-            ev.prevent_default();
-            send();
-        }
-    };
-    let on_submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        send();
-    };
+    #[cfg(feature = "hydrate")]
+    read_marking::start(room_id.clone(), workspace, log, list, at_bottom, scrolled);
 
     let older_error = RwSignal::new(None::<String>);
     let load_older = {
@@ -187,6 +192,10 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
             <section class="chat card">
                 <header class="room-head">
                     <h1>"#" {room_id.clone()}</h1>
+                    {first_unread.clone().map(|id| view! {
+                        <button type="button" class="link jump" data-testid="jump-unread"
+                            on:click=move |_| jump_to(&id)>"Jump to first unread"</button>
+                    })}
                     <span class=move || status.with(ConnStatus::css_class) data-testid="status">
                         {move || status.with(ConnStatus::label)}
                     </span>
@@ -207,8 +216,11 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                         each=move || log.with(|log| log.messages.clone())
                         key=|message| message.id.clone()
                         children=move |message| {
-                            let mine = log.with_untracked(|log| log.me.as_ref().is_some_and(|me| me.id == message.user_id));
-                            view! { <MessageItem message mine local_times/> }
+                            let me = log.with_untracked(|log| log.me.clone());
+                            let mine = me.as_ref().is_some_and(|me| me.id == message.user_id);
+                            let divider = first_unread.as_deref() == Some(message.id.as_str());
+                            let my_name = me.map(|me| me.name).filter(|_| !mine);
+                            view! { <MessageItem message mine my_name divider local_times/> }
                         }
                     />
                     <For
@@ -230,19 +242,7 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                     {move || log.with(ChatLog::typing_line)}
                 </p>
                 {if signed_in {
-                    view! {
-                        <form class="composer" on:submit=on_submit>
-                            <textarea
-                                aria-label="Message"
-                                placeholder="Write a message — Enter sends, Shift+Enter adds a line"
-                                rows="2"
-                                prop:value=move || draft.get()
-                                on:input=on_input
-                                on:keydown=on_keydown
-                            ></textarea>
-                            <button type="submit">"Send"</button>
-                        </form>
-                    }.into_any()
+                    view! { <Composer log on_send on_typed/> }.into_any()
                 } else {
                     view! {
                         <NameForm label="Choose a display name to join the conversation"/>
@@ -250,33 +250,67 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                     }.into_any()
                 }}
             </section>
-            <aside class="members card">
+            <MemberList log/>
+        </div>
+    }
+}
+
+/// Who is here, with a guest marker (presence is also said in words: "Here now").
+#[component]
+fn MemberList(log: RwSignal<ChatLog>) -> impl IntoView {
+    view! {
+        <aside class="members card">
                 <h2>"Here now " <span class="count">{move || log.with(|log| log.members.len())}</span></h2>
                 <ul data-testid="members">
                     <For
                         each=move || log.with(|log| log.members.clone())
                         key=|member| member.user_id.clone()
-                        children=move |member| view! { <li><span class="dot"></span>{member.name}</li> }
+                        children=move |member| view! {
+                            <li>
+                                <span class="dot" aria-hidden="true"></span>
+                                {member.name}
+                                {is_guest_id(&member.user_id).then(|| view! { <span class="tag">"guest"</span> })}
+                            </li>
+                        }
                     />
                 </ul>
             </aside>
-        </div>
     }
+    .into_any()
 }
 
 #[component]
-fn MessageItem(message: ChatMessage, mine: bool, local_times: RwSignal<bool>) -> impl IntoView {
+fn MessageItem(
+    message: ChatMessage,
+    mine: bool,
+    /// The reader's name, when the message is someone else's: mentions of it stand out.
+    my_name: Option<String>,
+    /// The first message that was unread when the room opened: a divider goes above it.
+    divider: bool,
+    local_times: RwSignal<bool>,
+) -> impl IntoView {
     let timestamp = message.timestamp;
+    let guest = is_guest_id(&message.user_id);
+    let mentions_me = my_name
+        .as_deref()
+        .is_some_and(|name| crate::mention::mentions(&message.content, name));
     view! {
-        <li class="message" class:mine=mine data-id=message.id.clone()>
+        {divider.then(|| view! {
+            <li class="unread-divider" id="first-unread" data-testid="unread-divider" role="separator">
+                <span>"New"</span>
+            </li>
+        })}
+        <li class="message" class:mine=mine class:mentions-me=mentions_me data-id=message.id.clone()>
             <div class="meta">
                 <span class="author">{message.name}</span>
+                {mine.then(|| view! { <span class="tag you">"you"</span> })}
+                {guest.then(|| view! { <span class="tag">"guest"</span> })}
                 <time>{move || clock(timestamp, local_times.get())}</time>
             </div>
-            // Always a text node: markup in messages is shown, never interpreted.
-            <p class="content">{message.content}</p>
+            <div class="content"><MessageContent content=message.content my_name/></div>
         </li>
     }
+    .into_any()
 }
 
 #[component]
@@ -291,6 +325,7 @@ fn PendingItem(pending: Pending) -> impl IntoView {
             <p class="content">{pending.content}</p>
         </li>
     }
+    .into_any()
 }
 
 /// "14:05": in UTC on the server, in the reader's zone in the browser.
@@ -303,4 +338,98 @@ fn clock(timestamp_ms: u64, local: bool) -> String {
     let _ = local;
     let minutes_of_day = (timestamp_ms / 60_000) % (24 * 60);
     format!("{:02}:{:02}", minutes_of_day / 60, minutes_of_day % 60)
+}
+
+/// The first message by someone else after the reader's read position, as the page opened.
+fn first_unread(snapshot: &RoomSnapshot) -> Option<String> {
+    let last_read = snapshot.read.as_ref()?.last_read.clone();
+    let me = snapshot.me.as_ref()?;
+    snapshot
+        .page
+        .messages
+        .iter()
+        .find(|m| {
+            m.user_id != me.id
+                && last_read
+                    .as_deref()
+                    .is_none_or(|read| MessageId::compare(&m.id, read) == Ordering::Greater)
+        })
+        .map(|m| m.id.clone())
+}
+
+/// Scrolls the unread divider into view.
+fn jump_to(_message_id: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(divider) = document().get_element_by_id("first-unread") {
+        let options = web_sys::ScrollIntoViewOptions::new();
+        options.set_block(web_sys::ScrollLogicalPosition::Start);
+        divider.scroll_into_view_with_scroll_into_view_options(&options);
+    }
+}
+
+/// Moving the reader's read position (hydrate only).
+#[cfg(feature = "hydrate")]
+mod read_marking {
+    use crate::chat::ChatLog;
+    use crate::workspace::Workspace;
+    use leptos::prelude::*;
+    use wasm_bindgen::JsCast;
+
+    /// Whether the reader can see the page: the tab visible and the window focused.
+    fn page_seen() -> bool {
+        let document = document();
+        !document.hidden() && document.has_focus().unwrap_or(false)
+    }
+
+    /// The newest message whose bottom is on screen in the list.
+    fn newest_on_screen(list: &web_sys::HtmlElement) -> Option<String> {
+        let bottom = list.get_bounding_client_rect().bottom();
+        let items = list.query_selector_all("li.message[data-id]").ok()?;
+        (0..items.length()).rev().find_map(|i| {
+            let item = items.item(i)?.dyn_into::<web_sys::Element>().ok()?;
+            (item.get_bounding_client_rect().bottom() <= bottom + 2.0)
+                .then(|| item.get_attribute("data-id"))
+                .flatten()
+        })
+    }
+
+    pub fn start(
+        room_id: String,
+        workspace: Workspace,
+        log: RwSignal<ChatLog>,
+        list: NodeRef<leptos::html::Ol>,
+        at_bottom: RwSignal<bool>,
+        scrolled: RwSignal<u32>,
+    ) {
+        let seen = RwSignal::new(page_seen());
+        let handles = [
+            window_event_listener(leptos::ev::focus, move |_| seen.set(page_seen())),
+            window_event_listener(leptos::ev::blur, move |_| seen.set(page_seen())),
+            window_event_listener(leptos::ev::visibilitychange, move |_| seen.set(page_seen())),
+        ];
+        on_cleanup(move || handles.into_iter().for_each(|h| h.remove()));
+        Effect::new(move |_| {
+            // Whenever messages arrive, the reader comes back, or scrolls.
+            log.with(|log| log.messages.len());
+            at_bottom.track();
+            scrolled.track();
+            if !seen.get() {
+                return;
+            }
+            let Some(list) = list.get() else { return };
+            let room_id = room_id.clone();
+            // After layout: the newest message may only just have been added.
+            request_animation_frame(move || {
+                let Some(id) = newest_on_screen(&list) else {
+                    return;
+                };
+                if workspace
+                    .rooms
+                    .with_untracked(|rooms| rooms.would_advance(&room_id, &id))
+                {
+                    workspace.with_live(|live| live.read(&room_id, &id));
+                }
+            });
+        });
+    }
 }

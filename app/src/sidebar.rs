@@ -1,0 +1,144 @@
+//! The sidebar: the reader's rooms with unread counts and mention badges, live while they are
+//! in another room; joining or creating a room; leaving one; switching on notifications.
+//! On a phone it is a drawer behind the "Rooms" button of the top bar.
+//!
+//! It is rendered on the server (the list is in the first response) and loads the same data
+//! while hydrating, which also starts the live connection (see [`Workspace`]).
+
+use crate::api::{leave_room, my_rooms};
+use crate::components::{OpenRoomForm, Session};
+use crate::workspace::Workspace;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_location, use_navigate};
+
+/// Whether the drawer is open (phones); provided by `App` next to the workspace.
+#[derive(Clone, Copy)]
+pub struct Drawer(pub RwSignal<bool>);
+
+#[component]
+pub fn Sidebar() -> impl IntoView {
+    let session = Session::expect();
+    let workspace = Workspace::expect();
+    let rooms = Resource::new(move || session.version(), |_| my_rooms());
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let user = session.user.await.ok().flatten();
+                let entries = rooms.await.unwrap_or_default();
+                let signed_in = user.is_some();
+                workspace.load(user, entries);
+                signed_in.then(|| view! { <RoomNav/> })
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn RoomNav() -> impl IntoView {
+    let workspace = Workspace::expect();
+    let Drawer(drawer) = expect_context::<Drawer>();
+    let location = use_location();
+    // Following a link closes the drawer (phones).
+    Effect::new(move |_| {
+        location.pathname.track();
+        drawer.set(false);
+    });
+    view! {
+        <nav id="sidebar" class="sidebar card" class:open=move || drawer.get() aria-label="Your rooms" data-testid="sidebar">
+            <h2>"Your rooms"</h2>
+            {move || workspace.rooms.with(|rooms| rooms.rooms.is_empty()).then(|| view! {
+                <p class="muted">"Rooms you open appear here."</p>
+            })}
+            <ul class="room-nav">
+                <For
+                    each=move || workspace.rooms.with(|rooms| rooms.ids())
+                    key=|room_id| room_id.clone()
+                    children=move |room_id| view! { <RoomLink room_id/> }
+                />
+            </ul>
+            <OpenRoomForm input_id="sidebar-room-input" label="Join or create a room" button="Join"/>
+            <NotificationSwitch/>
+        </nav>
+    }
+}
+
+#[component]
+fn RoomLink(room_id: String) -> impl IntoView {
+    let workspace = Workspace::expect();
+    let location = use_location();
+    let href = format!("/rooms/{room_id}");
+    let current = {
+        let href = href.clone();
+        move || location.pathname.with(|path| *path == href)
+    };
+    let badge = {
+        let room_id = room_id.clone();
+        move || {
+            workspace.rooms.with(|rooms| {
+                rooms
+                    .get(&room_id)
+                    .map(|room| (room.unread, room.unread_label(), room.mentions))
+            })
+        }
+    };
+    let unread = badge.clone();
+    let mentions = badge.clone();
+    let leave = {
+        let room_id = room_id.clone();
+        let navigate = use_navigate();
+        let current = current.clone();
+        move |_| {
+            let room_id = room_id.clone();
+            let was_current = current();
+            let navigate = navigate.clone();
+            leptos::task::spawn_local(async move {
+                if leave_room(room_id.clone()).await.is_ok() {
+                    workspace.rooms.update(|rooms| rooms.remove(&room_id));
+                    #[cfg(feature = "hydrate")]
+                    workspace.with_live(|live| live.leave(&room_id));
+                    if was_current {
+                        navigate("/", Default::default());
+                    }
+                }
+            });
+        }
+    };
+    let label = format!("Leave #{room_id}");
+    let is_current = current.clone();
+    view! {
+        <li class:current=current.clone() class:unread=move || unread().is_some_and(|(n, _, _)| n > 0)>
+            <a href=href aria-current=move || is_current().then_some("page") data-room=room_id.clone()>
+                <span class="room-name">"#" {room_id.clone()}</span>
+                {move || mentions().filter(|(_, _, m)| *m > 0).map(|(_, _, m)| view! {
+                    <span class="badge mention" data-testid="mention-badge" title="Mentions of you">
+                        "@" {m}
+                        <span class="visually-hidden">{if m == 1 { " mention" } else { " mentions" }}</span>
+                    </span>
+                })}
+                {move || badge().filter(|(n, _, _)| *n > 0).map(|(_, text, _)| view! {
+                    <span class="badge unread" data-testid="unread-badge">
+                        {text}<span class="visually-hidden">" unread"</span>
+                    </span>
+                })}
+            </a>
+            <button type="button" class="leave" title=label.clone() aria-label=label on:click=leave>"×"</button>
+        </li>
+    }
+}
+
+/// "Notify me of mentions": asks the browser once; hidden when already answered.
+#[component]
+fn NotificationSwitch() -> impl IntoView {
+    let askable = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| askable.set(crate::notify::can_ask()));
+    let ask = move |_| {
+        #[cfg(feature = "hydrate")]
+        crate::notify::ask(move || askable.set(crate::notify::can_ask()));
+    };
+    view! {
+        {move || askable.get().then(|| view! {
+            <button type="button" class="link notify" on:click=ask>"Notify me when I am mentioned"</button>
+        })}
+    }
+}
