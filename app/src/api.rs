@@ -14,6 +14,8 @@ pub struct RoomSnapshot {
     pub me: Option<User>,
     /// Where the reader stood when the page was made (None: not on their list yet).
     pub read: Option<ReadState>,
+    /// The longest message the server accepts, in bytes (the composer counts down to it).
+    pub max_content_bytes: usize,
 }
 
 /// The human text of a server function error, without the framework's prefix.
@@ -151,6 +153,7 @@ pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
         members,
         me,
         read,
+        max_content_bytes: backend.max_content_bytes(),
     })
 }
 

@@ -96,6 +96,8 @@ pub trait Backend: Send + Sync + 'static {
         user: &User,
         room: &str,
     ) -> Result<Option<ReadState>, BackendError>;
+    /// The longest message accepted, in bytes of UTF-8 (`--max-content-bytes`).
+    fn max_content_bytes(&self) -> usize;
     /// Takes a room off the user's list.
     async fn unfollow(&self, user: &User, room: &str) -> Result<(), BackendError>;
     /// The `Set-Cookie` value that stores `token` in the browser (`Secure` when the client

@@ -205,6 +205,24 @@ impl ChatLog {
         }
     }
 
+    /// A refused message, to be sent again as it was (same `clientMsgId`: if it was stored
+    /// after all, the server answers with the original).
+    pub fn retry(&mut self, client_msg_id: &str) -> Option<Pending> {
+        let pending = self
+            .pending
+            .iter_mut()
+            .find(|p| p.client_msg_id == client_msg_id && p.error.is_some())?;
+        pending.error = None;
+        pending.held = false;
+        Some(pending.clone())
+    }
+
+    /// Gives up on a refused message.
+    pub fn discard(&mut self, client_msg_id: &str) {
+        self.pending
+            .retain(|p| p.client_msg_id != client_msg_id || p.error.is_none());
+    }
+
     /// The held messages, in the order they were written, released to be sent again.
     pub fn release_held(&mut self) -> Vec<Pending> {
         let mut released = Vec::new();
@@ -427,6 +445,7 @@ mod tests {
                 guest: true,
             }),
             read: None,
+            max_content_bytes: 4096,
         })
     }
 
@@ -654,6 +673,18 @@ mod tests {
         assert_eq!(log.pending[0].error.as_deref(), Some("too long"));
         // A refused message is not sent again on reconnect.
         assert!(log.apply(history(vec![], Some(true)), 0.0).is_empty());
+        // The reader retries it as it was, or gives up on it.
+        assert_eq!(log.retry("c1").map(|p| p.content), Some("x".into()));
+        assert_eq!(log.retry("c1"), None, "only a refused message is retried");
+        log.discard("c1");
+        assert_eq!(
+            log.pending.len(),
+            1,
+            "a message on its way is not discarded"
+        );
+        log.pending[0].error = Some("refused again".into());
+        log.discard("c1");
+        assert!(log.pending.is_empty());
     }
 
     #[test]

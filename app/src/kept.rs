@@ -48,3 +48,29 @@ pub fn save(log: &ChatLog) {
         leptos::logging::warn!("could not keep unconfirmed messages in browser storage");
     }
 }
+
+/// The draft of the composer, per user and room: typed text is never lost to a reload.
+fn draft_key(log: &ChatLog) -> Option<String> {
+    let me = log.me.as_ref()?;
+    Some(format!("confab:draft:{}:{}", me.id, log.room_id))
+}
+
+pub fn load_draft(log: &ChatLog) -> Option<String> {
+    let (key, storage) = (draft_key(log)?, storage()?);
+    storage
+        .get_item(&key)
+        .ok()
+        .flatten()
+        .filter(|d| !d.is_empty())
+}
+
+pub fn save_draft(log: &ChatLog, draft: &str) {
+    let (Some(key), Some(storage)) = (draft_key(log), storage()) else {
+        return;
+    };
+    let _ = if draft.is_empty() {
+        storage.remove_item(&key)
+    } else {
+        storage.set_item(&key, draft)
+    };
+}

@@ -128,6 +128,25 @@ impl Live {
         }
     }
 
+    /// Sends a refused message again, as it was.
+    pub fn retry(&self, room_id: &str, client_msg_id: &str) {
+        let Some(log) = self.workspace.log(room_id) else {
+            return;
+        };
+        if let Some(pending) = log.try_update(|log| log.retry(client_msg_id)).flatten() {
+            log.with_untracked(crate::kept::save);
+            self.request(Outgoing::Message(room_id.to_string(), pending));
+        }
+    }
+
+    /// Gives up on a refused message.
+    pub fn discard(&self, room_id: &str, client_msg_id: &str) {
+        if let Some(log) = self.workspace.log(room_id) {
+            log.update(|log| log.discard(client_msg_id));
+            log.with_untracked(crate::kept::save);
+        }
+    }
+
     /// Called on every keystroke: throttled `typing: true`, then `false` once idle.
     pub fn typed(&self, room_id: &str) {
         let mut typing = self.typing.lock().unwrap_or_else(|p| p.into_inner());

@@ -156,6 +156,10 @@ impl Backend for AppState {
         Ok(self.node().room_read_state(user, room).await?)
     }
 
+    fn max_content_bytes(&self) -> usize {
+        self.config().max_content_bytes
+    }
+
     async fn unfollow(&self, user: &User, room: &str) -> Result<(), BackendError> {
         let room = validate::room_id(room)?;
         Ok(self.node().unfollow(user, room).await?)

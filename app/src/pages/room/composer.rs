@@ -1,5 +1,9 @@
 //! The composer: Enter sends, Shift+Enter adds a line, and `@` completes the names of the
 //! room's members (arrow keys choose, Enter or Tab takes one, Escape closes the list).
+//!
+//! The draft is never lost: what was typed before the page hydrated is kept, and the draft
+//! is stored per user and room, so a reload brings it back. Near the length limit a counter
+//! shows what is left; past it the message is not sent.
 
 use crate::chat::ChatLog;
 use crate::mention::{name_matches, typing_mention};
@@ -15,8 +19,25 @@ pub fn Composer(
     on_send: Callback<String>,
     /// Called on every keystroke (typing indication).
     on_typed: Callback<()>,
+    /// The longest message the server accepts, in bytes.
+    max_bytes: usize,
 ) -> impl IntoView {
-    let draft = RwSignal::new(String::new());
+    let draft = RwSignal::new(initial_draft(log));
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        draft.with(|text| log.with_untracked(|log| crate::kept::save_draft(log, text)))
+    });
+    let used = move || draft.with(String::len);
+    let counter = move || {
+        let used = used();
+        (used * 10 >= max_bytes * 9).then(|| {
+            if used > max_bytes {
+                (true, format!("{} bytes too long", used - max_bytes))
+            } else {
+                (false, format!("{} left", max_bytes - used))
+            }
+        })
+    };
     let textarea = NodeRef::<leptos::html::Textarea>::new();
     // The partial name after `@` at the caret, and which suggestion is chosen.
     let partial = RwSignal::new(None::<String>);
@@ -87,7 +108,7 @@ pub fn Composer(
     };
     let send = move || {
         let text = draft.get_untracked();
-        if text.trim().is_empty() {
+        if text.trim().is_empty() || text.trim().len() > max_bytes {
             return;
         }
         draft.set(String::new());
@@ -179,10 +200,42 @@ pub fn Composer(
                     on:keydown=on_keydown
                 ></textarea>
             </div>
-            <button type="submit">"Send"</button>
-            <p id="composer-hint" class="hint composer-hint">"Enter sends · Shift+Enter adds a line · @ mentions someone"</p>
+            <button type="submit" aria-disabled=move || (used() > max_bytes).then_some("true")>"Send"</button>
+            <p id="composer-hint" class="hint composer-hint">
+                "Enter sends · Shift+Enter adds a line · @ mentions someone"
+                {move || counter().map(|(over, text)| view! {
+                    <span class="counter" class:over=over data-testid="counter" aria-live="polite">{text}</span>
+                })}
+            </p>
         </form>
     }
+}
+
+/// The draft to start with: what was typed before the page hydrated, else the stored one.
+fn initial_draft(log: RwSignal<ChatLog>) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use wasm_bindgen::JsCast;
+        // Only the first composer hydrates server-rendered HTML; later ones (client-side
+        // navigation) must not pick up another room's textarea.
+        static HYDRATED: AtomicBool = AtomicBool::new(false);
+        let first = !HYDRATED.swap(true, Ordering::Relaxed);
+        let typed = first
+            .then(document)
+            .and_then(|document| document.query_selector(".composer textarea").ok().flatten())
+            .and_then(|area| area.dyn_into::<web_sys::HtmlTextAreaElement>().ok())
+            .map(|area| area.value())
+            .filter(|typed| !typed.is_empty());
+        if let Some(typed) = typed {
+            return typed;
+        }
+        if let Some(kept) = log.with_untracked(crate::kept::load_draft) {
+            return kept;
+        }
+    }
+    let _ = log;
+    String::new()
 }
 
 /// The text before a caret given in UTF-16 units (as the DOM counts).

@@ -8,6 +8,7 @@
 
 mod composer;
 mod content;
+mod time;
 
 use crate::api::{error_text, load_room, older_messages, RoomSnapshot};
 use crate::chat::{ChatLog, ConnStatus, Pending};
@@ -21,6 +22,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use std::cmp::Ordering;
+use time::{LocalTime, GROUP_WITHIN_MS};
 
 #[component]
 pub fn RoomPage() -> impl IntoView {
@@ -57,6 +59,7 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
     let workspace = Workspace::expect();
     let status = workspace.status;
     let first_unread = first_unread(&snapshot);
+    let max_bytes = snapshot.max_content_bytes;
     let log = RwSignal::new(ChatLog::from_snapshot(snapshot));
     // Times render in UTC on the server and switch to the reader's time zone once hydrated.
     let local_times = RwSignal::new(false);
@@ -201,10 +204,12 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                     </span>
                 </header>
                 <noscript><p class="muted">"Live updates and sending need JavaScript; this is the latest history."</p></noscript>
-                {move || log.with(|log| log.slow_down.clone().or_else(|| log.notice.clone())).map(|text| view! {
-                    <p class="notice" role="status">{text}</p>
-                })}
+
                 <div class="timeline">
+                // Over the timeline's top edge, so that showing it moves nothing.
+                <p class="notice" role="status" class:shown=move || log.with(|log| log.slow_down.is_some() || log.notice.is_some())>
+                    {move || log.with(|log| log.slow_down.clone().or_else(|| log.notice.clone()))}
+                </p>
                 <ol class="messages" data-testid="messages" node_ref=list on:scroll=on_scroll>
                     {move || log.with(|log| log.has_more).then(|| view! {
                         <li class="older">
@@ -216,17 +221,18 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                         each=move || log.with(|log| log.messages.clone())
                         key=|message| message.id.clone()
                         children=move |message| {
+                            let previous = previous_of(log, message.id.clone());
                             let me = log.with_untracked(|log| log.me.clone());
                             let mine = me.as_ref().is_some_and(|me| me.id == message.user_id);
                             let divider = first_unread.as_deref() == Some(message.id.as_str());
                             let my_name = me.map(|me| me.name).filter(|_| !mine);
-                            view! { <MessageItem message mine my_name divider local_times/> }
+                            view! { <MessageItem message previous mine my_name divider local_times/> }
                         }
                     />
                     <For
                         each=move || log.with(|log| log.pending.clone())
                         key=|pending| (pending.client_msg_id.clone(), pending.error.clone())
-                        children=move |pending| view! { <PendingItem pending/> }
+                        children=move |pending| view! { <PendingItem pending room_id=room_id.clone()/> }
                     />
                 </ol>
                 {move || (unseen.get() > 0).then(|| {
@@ -242,7 +248,7 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                     {move || log.with(ChatLog::typing_line)}
                 </p>
                 {if signed_in {
-                    view! { <Composer log on_send on_typed/> }.into_any()
+                    view! { <Composer log on_send on_typed max_bytes/> }.into_any()
                 } else {
                     view! {
                         <NameForm label="Choose a display name to join the conversation"/>
@@ -279,9 +285,44 @@ fn MemberList(log: RwSignal<ChatLog>) -> impl IntoView {
     .into_any()
 }
 
+/// The author and time of the message before `id` in the log (kept current as older
+/// messages load above it).
+fn previous_of(log: RwSignal<ChatLog>, id: String) -> Memo<Option<(String, u64)>> {
+    Memo::new(move |_| {
+        log.with(|log| {
+            let at = log
+                .messages
+                .binary_search_by(|m| MessageId::compare(&m.id, &id))
+                .ok()?;
+            let previous = log.messages.get(at.checked_sub(1)?)?;
+            Some((previous.user_id.clone(), previous.timestamp))
+        })
+    })
+}
+
+/// One of eight author colours, the same for a person everywhere (by their user id).
+fn author_colour(user_id: &str) -> &'static str {
+    const CLASSES: [&str; 8] = [
+        "author c0",
+        "author c1",
+        "author c2",
+        "author c3",
+        "author c4",
+        "author c5",
+        "author c6",
+        "author c7",
+    ];
+    let hash = user_id.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    CLASSES[hash as usize % CLASSES.len()]
+}
+
 #[component]
 fn MessageItem(
     message: ChatMessage,
+    /// The author and time of the message above.
+    previous: Memo<Option<(String, u64)>>,
     mine: bool,
     /// The reader's name, when the message is someone else's: mentions of it stand out.
     my_name: Option<String>,
@@ -294,18 +335,46 @@ fn MessageItem(
     let mentions_me = my_name
         .as_deref()
         .is_some_and(|name| crate::mention::mentions(&message.content, name));
+    let when = move || LocalTime::of(timestamp, local_times.get());
+    // A new day starts above this message: a separator with the date.
+    let new_day = move || {
+        previous.with(|previous| {
+            previous.as_ref().is_none_or(|(_, before)| {
+                !LocalTime::of(*before, local_times.get()).same_day(&when())
+            })
+        })
+    };
+    // By the same author shortly after the one above: shown without name and time.
+    let author = message.user_id.clone();
+    let grouped = move || {
+        !divider
+            && !new_day()
+            && previous.with(|previous| {
+                previous.as_ref().is_some_and(|(user, before)| {
+                    *user == author && timestamp.saturating_sub(*before) < GROUP_WITHIN_MS
+                })
+            })
+    };
     view! {
+        {move || new_day().then(|| view! {
+            <li class="day-separator" data-testid="day-separator">
+                <span>{when().date()}</span>
+            </li>
+        })}
         {divider.then(|| view! {
-            <li class="unread-divider" id="first-unread" data-testid="unread-divider" role="separator">
+            <li class="unread-divider" id="first-unread" data-testid="unread-divider">
                 <span>"New"</span>
             </li>
         })}
-        <li class="message" class:mine=mine class:mentions-me=mentions_me data-id=message.id.clone()>
+        <li class="message" class:mine=mine class:mentions-me=mentions_me class:grouped=grouped data-id=message.id.clone()>
             <div class="meta">
-                <span class="author">{message.name}</span>
+                <span class=author_colour(&message.user_id)>{message.name}</span>
                 {mine.then(|| view! { <span class="tag you">"you"</span> })}
                 {guest.then(|| view! { <span class="tag">"guest"</span> })}
-                <time>{move || clock(timestamp, local_times.get())}</time>
+                <time
+                    datetime=move || when().iso()
+                    title=move || format!("{} at {}", when().date(), when().clock())
+                >{move || when().clock()}</time>
             </div>
             <div class="content"><MessageContent content=message.content my_name/></div>
         </li>
@@ -313,31 +382,41 @@ fn MessageItem(
     .into_any()
 }
 
+/// A message of ours on its way, or refused: then with why, and Retry and Discard.
 #[component]
-fn PendingItem(pending: Pending) -> impl IntoView {
+fn PendingItem(pending: Pending, room_id: String) -> impl IntoView {
     let failed = pending.error.is_some();
+    let workspace = Workspace::expect();
+    let id = pending.client_msg_id.clone();
+    let (retry_room, retry_id) = (room_id.clone(), id.clone());
+    let retry = move |_| {
+        #[cfg(feature = "hydrate")]
+        workspace.with_live(|live| live.retry(&retry_room, &retry_id));
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (&retry_room, &retry_id, workspace);
+    };
+    let discard = move |_| {
+        #[cfg(feature = "hydrate")]
+        workspace.with_live(|live| live.discard(&room_id, &id));
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (&room_id, &id);
+    };
     view! {
-        <li class="message mine pending" class:failed=failed>
+        <li class="message mine pending" class:failed=failed data-testid="pending">
             <div class="meta">
                 <span class="author">"You"</span>
-                <span class="state">{pending.error.map_or_else(|| "sending…".to_string(), |e| format!("not sent: {e}"))}</span>
+                <span class="state">{pending.error.clone().map_or_else(|| "sending…".to_string(), |e| format!("not sent: {e}"))}</span>
             </div>
-            <p class="content">{pending.content}</p>
+            <div class="content"><p>{pending.content}</p></div>
+            {failed.then(|| view! {
+                <div class="actions">
+                    <button type="button" class="link" on:click=retry>"Retry"</button>
+                    <button type="button" class="link" on:click=discard>"Discard"</button>
+                </div>
+            })}
         </li>
     }
     .into_any()
-}
-
-/// "14:05": in UTC on the server, in the reader's zone in the browser.
-fn clock(timestamp_ms: u64, local: bool) -> String {
-    #[cfg(feature = "hydrate")]
-    if local {
-        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(timestamp_ms as f64));
-        return format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
-    }
-    let _ = local;
-    let minutes_of_day = (timestamp_ms / 60_000) % (24 * 60);
-    format!("{:02}:{:02}", minutes_of_day / 60, minutes_of_day % 60)
 }
 
 /// The first message by someone else after the reader's read position, as the page opened.
