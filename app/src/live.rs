@@ -51,6 +51,8 @@ struct TypingState {
 /// The workspace's handle on the connection.
 pub struct Live {
     tx: mpsc::Sender<Outgoing>,
+    /// Cuts the wait before the next reconnect attempt short.
+    wake: mpsc::Sender<()>,
     stopped: Arc<AtomicBool>,
     workspace: Workspace,
     // Only touched from the browser's single thread; the Mutex is there to make Live Sync.
@@ -70,15 +72,17 @@ fn new_client_msg_id() -> String {
 impl Live {
     pub fn start(workspace: Workspace) -> Live {
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (wake, woken) = mpsc::channel(1);
         let stopped = Arc::new(AtomicBool::new(false));
         let link = Link {
             workspace,
             retry: tx.clone(),
             retry_scheduled: Arc::default(),
         };
-        leptos::task::spawn_local(run(link, rx, stopped.clone()));
+        leptos::task::spawn_local(run(link, rx, woken, stopped.clone()));
         Live {
             tx,
+            wake,
             stopped,
             workspace,
             typing: Arc::default(),
@@ -175,6 +179,11 @@ impl Live {
         .ok();
     }
 
+    /// Reconnects at once instead of waiting out the backoff.
+    pub fn reconnect_now(&self) {
+        let _ = self.wake.clone().try_send(());
+    }
+
     /// Closes the connection for good (signed out, or the page is gone).
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
@@ -202,7 +211,12 @@ enum Outcome {
     SessionLost,
 }
 
-async fn run(link: Link, mut rx: mpsc::Receiver<Outgoing>, stopped: Arc<AtomicBool>) {
+async fn run(
+    link: Link,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut woken: mpsc::Receiver<()>,
+    stopped: Arc<AtomicBool>,
+) {
     let status = link.workspace.status;
     let mut attempt: u32 = 0;
     while !stopped.load(Ordering::Relaxed) {
@@ -249,7 +263,9 @@ async fn run(link: Link, mut rx: mpsc::Receiver<Outgoing>, stopped: Arc<AtomicBo
         status.set(ConnStatus::Reconnecting {
             seconds: delay.as_secs_f64().ceil() as u32,
         });
-        gloo_timers::future::sleep(delay).await;
+        // Waits out the backoff, unless the reader asks to reconnect now.
+        while woken.try_recv().is_ok() {}
+        future::select(Box::pin(gloo_timers::future::sleep(delay)), woken.next()).await;
     }
 }
 

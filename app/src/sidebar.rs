@@ -43,6 +43,7 @@ fn RoomNav() -> impl IntoView {
         location.pathname.track();
         drawer.set(false);
     });
+    keyboard_shortcuts(workspace);
     view! {
         <nav id="sidebar" class="sidebar card" class:open=move || drawer.get() aria-label="Your rooms" data-testid="sidebar">
             <h2>"Your rooms"</h2>
@@ -58,6 +59,7 @@ fn RoomNav() -> impl IntoView {
             </ul>
             <OpenRoomForm input_id="sidebar-room-input" label="Join or create a room" button="Join"/>
             <NotificationSwitch/>
+            <p class="hint shortcuts">"Alt+↑/↓ rooms · Alt+Shift+↑/↓ unread rooms · Alt+J first unread"</p>
         </nav>
     }
 }
@@ -123,6 +125,54 @@ fn RoomLink(room_id: String) -> impl IntoView {
             </a>
             <button type="button" class="leave" title=label.clone() aria-label=label on:click=leave>"×"</button>
         </li>
+    }
+}
+
+/// Alt+↑/↓: the previous or next room; Alt+Shift+↑/↓: the previous or next room with unread
+/// messages; Alt+J: the first unread message of this room. (Physical keys, so that layouts
+/// where Alt types a character work too.)
+fn keyboard_shortcuts(workspace: Workspace) {
+    let location = use_location();
+    let navigate = use_navigate();
+    let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+        if !ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
+            return;
+        }
+        let forward = match ev.code().as_str() {
+            "ArrowDown" => true,
+            "ArrowUp" => false,
+            "KeyJ" => {
+                ev.prevent_default();
+                jump_to_first_unread();
+                return;
+            }
+            _ => return,
+        };
+        let path = location.pathname.get_untracked();
+        let current = path.strip_prefix("/rooms/");
+        let target = workspace
+            .rooms
+            .with_untracked(|rooms| rooms.neighbour(current, forward, ev.shift_key()));
+        if let Some(room) = target {
+            ev.prevent_default();
+            navigate(&format!("/rooms/{room}"), Default::default());
+        }
+    });
+    on_cleanup(move || handle.remove());
+}
+
+fn jump_to_first_unread() {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(button) = document()
+            .query_selector("[data-testid=jump-unread]")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            button.click();
+        }
     }
 }
 

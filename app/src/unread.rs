@@ -214,6 +214,30 @@ impl RoomList {
         }
     }
 
+    /// The room before or after `current` in the list (wrapping around), or the first one;
+    /// with `unread_only`, the nearest one with unread messages (keyboard navigation).
+    pub fn neighbour(
+        &self,
+        current: Option<&str>,
+        forward: bool,
+        unread_only: bool,
+    ) -> Option<String> {
+        let count = self.rooms.len();
+        let at = current.and_then(|current| self.rooms.iter().position(|r| r.room_id == current));
+        (1..=count)
+            .map(|step| match (at, forward) {
+                (Some(at), true) => (at + step) % count,
+                (Some(at), false) => (at + count - step % count) % count,
+                (None, true) => step - 1,
+                (None, false) => count - step,
+            })
+            .map(|i| &self.rooms[i])
+            .find(|room| {
+                Some(room.room_id.as_str()) != current && (!unread_only || room.unread > 0)
+            })
+            .map(|room| room.room_id.clone())
+    }
+
     /// Whether reading up to `id` in the room would move the reader's position.
     pub fn would_advance(&self, room_id: &str, id: &str) -> bool {
         self.get(room_id)
@@ -324,6 +348,28 @@ mod tests {
         assert_eq!(list.get("r").unwrap().unread, UNREAD_COUNT_MAX);
         assert_eq!(list.get("r").unwrap().unread_label(), "99+");
         assert_eq!(list.total_unread(), UNREAD_COUNT_MAX);
+    }
+
+    #[test]
+    fn keyboard_navigation_moves_through_the_list_and_to_unread_rooms() {
+        let mut list = RoomList::default();
+        for room in ["a", "b", "c", "d"] {
+            list.add(room);
+        }
+        list.rooms[3].unread = 2;
+        let next =
+            |current: Option<&str>, forward, unread| list.neighbour(current, forward, unread);
+        assert_eq!(next(Some("a"), true, false).as_deref(), Some("b"));
+        assert_eq!(next(Some("a"), false, false).as_deref(), Some("d"));
+        assert_eq!(next(Some("d"), true, false).as_deref(), Some("a"));
+        assert_eq!(next(None, true, false).as_deref(), Some("a"));
+        assert_eq!(next(Some("a"), true, true).as_deref(), Some("d"));
+        assert_eq!(
+            next(Some("d"), true, true),
+            None,
+            "no other room has unread messages"
+        );
+        assert_eq!(RoomList::default().neighbour(None, true, false), None);
     }
 
     #[test]

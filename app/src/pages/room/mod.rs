@@ -88,6 +88,8 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
     let list = NodeRef::<leptos::html::Ol>::new();
     let at_bottom = RwSignal::new(true);
     let unseen = RwSignal::new(0usize);
+    // What a screen reader announces (politely): messages from others as they arrive.
+    let announced = RwSignal::new(Vec::<String>::new());
     let scroll_to_bottom = move || {
         at_bottom.set(true);
         unseen.set(0);
@@ -115,10 +117,50 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                 } else if arrived {
                     unseen.update(|n| *n += now.0.saturating_sub(*count).max(1));
                 }
+                if arrived {
+                    announce_arrivals(log, newest.as_deref(), announced);
+                }
             }
         }
         now
     });
+    let older_error = RwSignal::new(None::<String>);
+    let loading_older = RwSignal::new(false);
+    let load_older = {
+        let room_id = room_id.clone();
+        Callback::new(move |()| {
+            if loading_older.get_untracked() || !log.with_untracked(|log| log.has_more) {
+                return;
+            }
+            loading_older.set(true);
+            let room_id = room_id.clone();
+            let before = log.with_untracked(ChatLog::oldest_id);
+            leptos::task::spawn_local(async move {
+                let page = older_messages(room_id, before).await;
+                loading_older.set(false);
+                match page {
+                    Ok(page) => {
+                        // Keep the reader's place: what was on screen stays where it was.
+                        let height = list.get_untracked().map(|l| l.scroll_height());
+                        log.update(|log| log.add_older(page.messages, page.has_more));
+                        #[cfg(feature = "hydrate")]
+                        if let Some(height) = height {
+                            request_animation_frame(move || {
+                                if let Some(list) = list.get_untracked() {
+                                    let grown = list.scroll_height() - height;
+                                    list.set_scroll_top(list.scroll_top() + grown);
+                                }
+                            });
+                        }
+                        #[cfg(not(feature = "hydrate"))]
+                        let _ = height;
+                    }
+                    Err(err) => older_error.set(Some(error_text(&err))),
+                }
+            });
+        })
+    };
+
     // Only the reader scrolling up leaves the bottom: growing content and our own scrolling
     // down fire scroll events too, sometimes after more messages arrived, and must not.
     let last_top = StoredValue::new(0);
@@ -133,6 +175,9 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                 at_bottom.set(true);
                 unseen.set(0);
             } else if top < last_top.get_value() {
+                if top < 120 {
+                    load_older.run(());
+                }
                 at_bottom.set(false);
             }
             last_top.set_value(top);
@@ -160,36 +205,6 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
     #[cfg(feature = "hydrate")]
     read_marking::start(room_id.clone(), workspace, log, list, at_bottom, scrolled);
 
-    let older_error = RwSignal::new(None::<String>);
-    let load_older = {
-        let room_id = room_id.clone();
-        move |_| {
-            let room_id = room_id.clone();
-            let before = log.with_untracked(ChatLog::oldest_id);
-            leptos::task::spawn_local(async move {
-                match older_messages(room_id, before).await {
-                    Ok(page) => {
-                        // Keep the reader's place: what was on screen stays where it was.
-                        let height = list.get_untracked().map(|l| l.scroll_height());
-                        log.update(|log| log.add_older(page.messages, page.has_more));
-                        #[cfg(feature = "hydrate")]
-                        if let Some(height) = height {
-                            request_animation_frame(move || {
-                                if let Some(list) = list.get_untracked() {
-                                    let grown = list.scroll_height() - height;
-                                    list.set_scroll_top(list.scroll_top() + grown);
-                                }
-                            });
-                        }
-                        #[cfg(not(feature = "hydrate"))]
-                        let _ = height;
-                    }
-                    Err(err) => older_error.set(Some(error_text(&err))),
-                }
-            });
-        }
-    };
-
     view! {
         <div class="room">
             <section class="chat card">
@@ -199,9 +214,15 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                         <button type="button" class="link jump" data-testid="jump-unread"
                             on:click=move |_| jump_to(&id)>"Jump to first unread"</button>
                     })}
-                    <span class=move || status.with(ConnStatus::css_class) data-testid="status">
+                    <span class=move || status.with(ConnStatus::css_class) data-testid="status" aria-live="polite">
                         {move || status.with(ConnStatus::label)}
                     </span>
+                    {move || status.with(|s| matches!(s, ConnStatus::Reconnecting { .. })).then(|| view! {
+                        <button type="button" class="link" data-testid="reconnect-now" on:click=move |_| {
+                            #[cfg(feature = "hydrate")]
+                            workspace.with_live(crate::live::Live::reconnect_now);
+                        }>"Reconnect now"</button>
+                    })}
                 </header>
                 <noscript><p class="muted">"Live updates and sending need JavaScript; this is the latest history."</p></noscript>
 
@@ -210,10 +231,15 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                 <p class="notice" role="status" class:shown=move || log.with(|log| log.slow_down.is_some() || log.notice.is_some())>
                     {move || log.with(|log| log.slow_down.clone().or_else(|| log.notice.clone()))}
                 </p>
+                <div class="visually-hidden" aria-live="polite" data-testid="announcer">
+                    {move || announced.get().into_iter().map(|text| view! { <p>{text}</p> }).collect_view()}
+                </div>
                 <ol class="messages" data-testid="messages" node_ref=list on:scroll=on_scroll>
                     {move || log.with(|log| log.has_more).then(|| view! {
                         <li class="older">
-                            <button type="button" class="link" on:click=load_older.clone()>"Load older messages"</button>
+                            <button type="button" class="link" on:click=move |_| load_older.run(())>
+                                {move || if loading_older.get() { "Loading older messages…" } else { "Load older messages" }}
+                            </button>
                             {move || older_error.get().map(|text| view! { <span class="form-error">{text}</span> })}
                         </li>
                     })}
@@ -256,17 +282,25 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
                     }.into_any()
                 }}
             </section>
-            <MemberList log/>
+            <MemberList log status/>
         </div>
     }
 }
 
 /// Who is here, with a guest marker (presence is also said in words: "Here now").
 #[component]
-fn MemberList(log: RwSignal<ChatLog>) -> impl IntoView {
+fn MemberList(log: RwSignal<ChatLog>, status: RwSignal<ConnStatus>) -> impl IntoView {
+    // While this tab is not connected, who is here is not known: the list says so.
+    let offline = move || status.with(|status| *status != ConnStatus::Online);
     view! {
-        <aside class="members card">
-                <h2>"Here now " <span class="count">{move || log.with(|log| log.members.len())}</span></h2>
+        <aside class="members card" class:offline=offline>
+                <h2>
+                    {move || if offline() { "Last seen here " } else { "Here now " }}
+                    <span class="count">{move || log.with(|log| log.members.len())}</span>
+                </h2>
+                {move || offline().then(|| view! {
+                    <p class="muted" data-testid="members-offline">"You are offline: this may be out of date."</p>
+                })}
                 <ul data-testid="members">
                     <For
                         each=move || log.with(|log| log.members.clone())
@@ -283,6 +317,37 @@ fn MemberList(log: RwSignal<ChatLog>) -> impl IntoView {
             </aside>
     }
     .into_any()
+}
+
+/// Adds the messages by others after `before` (the newest before the change) to what a
+/// screen reader announces; the last few only.
+fn announce_arrivals(
+    log: RwSignal<ChatLog>,
+    before: Option<&str>,
+    announced: RwSignal<Vec<String>>,
+) {
+    let fresh: Vec<String> = log.with_untracked(|log| {
+        let me = log.me.as_ref().map(|me| me.id.as_str());
+        log.messages
+            .iter()
+            .filter(|m| before.is_none_or(|b| MessageId::compare(&m.id, b) == Ordering::Greater))
+            .filter(|m| Some(m.user_id.as_str()) != me)
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    m.name,
+                    m.content.chars().take(300).collect::<String>()
+                )
+            })
+            .collect()
+    });
+    if !fresh.is_empty() {
+        announced.update(|list| {
+            list.extend(fresh);
+            let excess = list.len().saturating_sub(3);
+            list.drain(..excess);
+        });
+    }
 }
 
 /// The author and time of the message before `id` in the log (kept current as older
