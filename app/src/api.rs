@@ -168,6 +168,26 @@ pub async fn my_rooms() -> Result<Vec<RoomEntry>, ServerFnError> {
     }
 }
 
+/// Posts a message from the composer's form when JavaScript is off (with JavaScript the page
+/// sends over its live connection instead).
+#[server(prefix = "/fn", endpoint = "post_message")]
+pub async fn post_message(room: String, content: String) -> Result<(), ServerFnError> {
+    let backend = ssr::backend()?;
+    let Some(me) = ssr::me(&backend).await? else {
+        return Err(ssr::to_error(crate::backend::BackendError::Invalid(
+            crate::validate::Invalid::new(
+                crate::protocol::ErrorCode::NotAuthenticated,
+                "sign in first",
+            ),
+        )));
+    };
+    backend
+        .post_message(&me, &room, &content)
+        .await
+        .map(|_| ())
+        .map_err(ssr::to_error)
+}
+
 /// Takes a room off the signed-in user's list.
 #[server(prefix = "/fn", endpoint = "leave_room")]
 pub async fn leave_room(room: String) -> Result<(), ServerFnError> {

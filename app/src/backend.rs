@@ -4,7 +4,7 @@
 //! reach the engine through this trait, provided as Leptos context ([`SharedBackend`]). The
 //! server's HTTP endpoints use the same trait, so both read the same data.
 
-use crate::protocol::{HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
+use crate::protocol::{ChatMessage, HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
 use crate::validate::Invalid;
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -96,6 +96,14 @@ pub trait Backend: Send + Sync + 'static {
         user: &User,
         room: &str,
     ) -> Result<Option<ReadState>, BackendError>;
+    /// Posts a message without a live connection (the composer's form without JavaScript),
+    /// within the user's send rate.
+    async fn post_message(
+        &self,
+        user: &User,
+        room: &str,
+        content: &str,
+    ) -> Result<ChatMessage, BackendError>;
     /// The longest message accepted, in bytes of UTF-8 (`--max-content-bytes`).
     fn max_content_bytes(&self) -> usize;
     /// Takes a room off the user's list.

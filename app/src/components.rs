@@ -72,6 +72,29 @@ fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<String> {
     }
 }
 
+/// Why the form posting to server function `function` was refused, when the page came back
+/// from a post without JavaScript (`?error=…&form=function`, set by the server).
+pub fn refusal_in_url(function: &'static str) -> impl Fn() -> Option<String> + Copy {
+    let query = leptos_router::hooks::use_query_map();
+    move || {
+        query.with(|query| {
+            (query.get("form").as_deref() == Some(function))
+                .then(|| query.get("error"))
+                .flatten()
+        })
+    }
+}
+
+/// The form's error: from its last submission here (`last`), or from the URL after a post
+/// without JavaScript.
+fn form_error(
+    last: impl Fn() -> Option<String> + Copy,
+    function: &'static str,
+) -> impl Fn() -> Option<String> + Copy {
+    let in_url = refusal_in_url(function);
+    move || last().or_else(in_url)
+}
+
 /// The header's "who am I" corner.
 #[component]
 pub fn UserBadge(session: Session) -> impl IntoView {
@@ -88,20 +111,48 @@ pub fn UserBadge(session: Session) -> impl IntoView {
                             </ActionForm>
                         </div>
                     }.into_any(),
-                    _ => view! {
-                        <a href="/signin" class="user-badge" data-testid="sign-in-link">"Sign in"</a>
-                    }.into_any(),
+                    _ => view! { <SignInLink/> }.into_any(),
                 }
             })}
         </Transition>
     }
 }
 
+/// "Sign in", coming back to this page afterwards.
+#[component]
+fn SignInLink() -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    let href = move || {
+        let path = location.pathname.get();
+        if path == "/signin" || path == "/" {
+            "/signin".to_string()
+        } else {
+            let mut query = String::from("/signin?next=");
+            query.extend(url_escape(&path));
+            query
+        }
+    };
+    view! { <a href=href class="user-badge" data-testid="sign-in-link">"Sign in"</a> }
+}
+
+/// Percent-encodes what a path may hold that a query value may not.
+fn url_escape(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.bytes().map(|b| match b {
+        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+            (b as char).to_string()
+        }
+        other => format!("%{other:02X}"),
+    })
+}
+
 /// Choose a display name: starts (or replaces) the guest session.
 #[component]
 pub fn NameForm(#[prop(into)] label: String) -> impl IntoView {
     let session = Session::expect();
-    let error = move || failure(session.start.value().get());
+    let error = form_error(
+        move || failure(session.start.value().get()),
+        "start_guest_session",
+    );
     view! {
         <ActionForm action=session.start attr:class="name-form">
             <label for="name-input">{label}</label>
@@ -118,7 +169,7 @@ pub fn NameForm(#[prop(into)] label: String) -> impl IntoView {
 #[component]
 pub fn SignInForm() -> impl IntoView {
     let session = Session::expect();
-    let error = move || failure(session.sign_in.value().get());
+    let error = form_error(move || failure(session.sign_in.value().get()), "sign_in");
     view! {
         <ActionForm action=session.sign_in attr:class="account-form" attr:data-testid="sign-in-form">
             <h2>"Sign in"</h2>
@@ -136,7 +187,7 @@ pub fn SignInForm() -> impl IntoView {
 #[component]
 pub fn RegisterForm() -> impl IntoView {
     let session = Session::expect();
-    let error = move || failure(session.register.value().get());
+    let error = form_error(move || failure(session.register.value().get()), "register");
     view! {
         <ActionForm action=session.register attr:class="account-form" attr:data-testid="register-form">
             <h2>"Create an account"</h2>

@@ -127,6 +127,55 @@ pub fn client_of(proxy_header: Option<&str>, headers: &HeaderMap, peer: Option<I
     }
 }
 
+/// The path and query of `referer` when it is a page of this origin (`host`), else None: a
+/// plain form post is only ever sent back to one of our own pages.
+pub fn same_origin_path(referer: &str, host: &str) -> Option<String> {
+    let rest = referer
+        .strip_prefix("http://")
+        .or_else(|| referer.strip_prefix("https://"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let path = path.split('#').next().unwrap_or("/");
+    (authority.eq_ignore_ascii_case(host)).then(|| path.to_string())
+}
+
+/// A query string's pairs, decoded.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// `next` if it is a path on this site (not `//elsewhere`, not a URL): where to go after a
+/// form, never an open redirect.
+pub fn local_path(next: &str) -> Option<String> {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 512
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    local.then(|| next.to_string())
+}
+
+/// `path` with `params`, less any earlier form outcome (`error`, `form`), plus `set`.
+pub fn with_query(path: &str, params: &[(String, String)], set: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in params {
+        if key != "error" && key != "form" && !set.iter().any(|(k, _)| k == key) {
+            query.append_pair(key, value);
+        }
+    }
+    for (key, value) in set {
+        query.append_pair(key, value);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +270,40 @@ mod tests {
                 ip: Some("5.6.7.8".parse().unwrap()),
                 https: true
             }
+        );
+    }
+
+    #[test]
+    fn plain_forms_go_back_to_our_own_pages_only() {
+        assert_eq!(
+            same_origin_path("http://127.0.0.1:3000/rooms/a?x=1#top", "127.0.0.1:3000").as_deref(),
+            Some("/rooms/a?x=1")
+        );
+        assert_eq!(
+            same_origin_path("https://chat.example", "chat.example").as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            same_origin_path("https://evil.example/x", "chat.example"),
+            None
+        );
+        assert_eq!(same_origin_path("/relative", "chat.example"), None);
+        assert_eq!(local_path("/rooms/a").as_deref(), Some("/rooms/a"));
+        for open_redirect in ["//evil.example", "https://evil.example", "/\\evil", "rooms"] {
+            assert_eq!(local_path(open_redirect), None, "{open_redirect}");
+        }
+        let params = query_pairs("next=%2Frooms%2Fa&error=old&form=sign_in");
+        assert_eq!(
+            with_query("/signin", &params, &[]),
+            "/signin?next=%2Frooms%2Fa"
+        );
+        assert_eq!(
+            with_query(
+                "/signin",
+                &params,
+                &[("error", "wrong password"), ("form", "sign_in")]
+            ),
+            "/signin?next=%2Frooms%2Fa&error=wrong+password&form=sign_in"
         );
     }
 }

@@ -167,6 +167,7 @@ pub fn app(state: AppState) -> Router {
         >(context, app::shell))
         .layer(from_fn_with_state(state.clone(), middleware::csrf))
         .layer(axum::middleware::from_fn(middleware::server_fn_errors))
+        .layer(axum::middleware::from_fn(middleware::bare_refusals))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(from_fn_with_state(
             state.clone(),

@@ -77,6 +77,34 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// A refusal the router or a body limit answered without a body (405 for a wrong method,
+/// 413 for a body too large, ...) gets the JSON error every other refusal carries; its other
+/// headers (`Allow`) stay.
+pub async fn bare_refusals(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !status.is_client_error() || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let (code, error) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this path does not take that method")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is too large"),
+        StatusCode::URI_TOO_LONG => ("too_large", "the address is too long"),
+        StatusCode::NOT_FOUND => ("not_found", "nothing here"),
+        _ => ("bad_request", "the request is malformed"),
+    };
+    let (parts, _) = response.into_parts();
+    let mut json = ApiError::new(status, code, error).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH {
+            json.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    json
+}
+
 /// Where the server functions live (`#[server(prefix = "/fn")]` in `app::api`).
 pub const SERVER_FN_PREFIX: &str = "/fn/";
 
@@ -91,6 +119,10 @@ const SERVER_FN_ERROR_BYTES: usize = 16 * 1024;
 pub async fn server_fn_errors(request: Request, next: Next) -> Response {
     if !request.uri().path().starts_with(SERVER_FN_PREFIX) {
         return next.run(request).await;
+    }
+    if let Some(form) = PlainForm::of(&request) {
+        let response = next.run(request).await;
+        return form.answer(response).await;
     }
     let response = next.run(request).await;
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
@@ -117,5 +149,81 @@ pub async fn server_fn_errors(request: Request, next: Next) -> Response {
         )
         .into_response(),
         None => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
+/// A form posted by a page without JavaScript (it accepts HTML and came from one of our
+/// pages): answered with a redirect, never with the server function's raw reply. Success goes
+/// back to the page, or to its `next` (after signing in: where the reader came from); a
+/// refusal goes back to the page with `?error=<why>&form=<which>`, which the form shows.
+struct PlainForm {
+    /// The page the form is on: path and query of the Referer (our own origin only).
+    page: String,
+    /// The server function's name: the form the error belongs to.
+    function: String,
+}
+
+impl PlainForm {
+    fn of(request: &Request) -> Option<PlainForm> {
+        let accepts_html = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+        let host = request.headers().get(header::HOST)?.to_str().ok()?;
+        let referer = request.headers().get(header::REFERER)?.to_str().ok()?;
+        let page = crate::guard::same_origin_path(referer, host)?;
+        let function = request
+            .uri()
+            .path()
+            .strip_prefix(SERVER_FN_PREFIX)?
+            .to_string();
+        accepts_html.then_some(PlainForm { page, function })
+    }
+
+    async fn answer(self, response: Response) -> Response {
+        let (path, query) = self.page.split_once('?').unwrap_or((&self.page, ""));
+        let params = crate::guard::query_pairs(query);
+        // What the server function set (the session cookie of a sign-in) goes along.
+        let cookies: Vec<HeaderValue> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        let target = if response.status().is_success() || response.status().is_redirection() {
+            let next = params
+                .iter()
+                .find(|(k, _)| k == "next")
+                .and_then(|(_, next)| crate::guard::local_path(next));
+            match next {
+                Some(next) => next,
+                None => crate::guard::with_query(path, &params, &[]),
+            }
+        } else {
+            let bytes = axum::body::to_bytes(response.into_body(), SERVER_FN_ERROR_BYTES)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            let why = text
+                .split_once('|')
+                .map_or(text.as_ref(), |(_, why)| why)
+                .trim();
+            let why = if why.is_empty() || why.len() > 300 {
+                "the request could not be completed"
+            } else {
+                why
+            };
+            crate::guard::with_query(path, &params, &[("error", why), ("form", &self.function)])
+        };
+        let mut redirect = StatusCode::SEE_OTHER.into_response();
+        let headers = redirect.headers_mut();
+        if let Ok(location) = HeaderValue::from_str(&target) {
+            headers.insert(header::LOCATION, location);
+        }
+        for cookie in cookies {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+        redirect
     }
 }

@@ -9,13 +9,14 @@ use crate::hub::Hub;
 use crate::limits::{Rate, UserLimits};
 use crate::node::Node;
 use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
-use app::protocol::{HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
+use app::protocol::{ChatMessage, HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
 use app::validate::{self, MessageId};
 use async_trait::async_trait;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -154,6 +155,40 @@ impl Backend for AppState {
     ) -> Result<Option<ReadState>, BackendError> {
         let room = validate::room_id(room)?;
         Ok(self.node().room_read_state(user, room).await?)
+    }
+
+    async fn post_message(
+        &self,
+        user: &User,
+        room: &str,
+        content: &str,
+    ) -> Result<ChatMessage, BackendError> {
+        let config = self.config();
+        let room = validate::room_id(room)?;
+        let content = validate::content(content, config.max_content_bytes)?;
+        // Form posts have no connection (whose send rate holds them back): the same burst
+        // and rate as a shared fixed window, the burst per burst/rate seconds.
+        if config.send_rate > 0.0 {
+            let window =
+                Duration::from_secs_f64((f64::from(config.send_burst) / config.send_rate).max(1.0));
+            let count = self
+                .engine()
+                .counters
+                .hit(&format!("form-post:{}", user.id), window)
+                .await?;
+            if count.count > u64::from(config.send_burst) {
+                return Err(BackendError::RateLimited {
+                    retry_after_secs: count.resets_in.as_secs_f64().ceil().max(1.0) as u64,
+                });
+            }
+        }
+        let draft = crate::engine::Draft {
+            room_id: room.to_string(),
+            user: user.clone(),
+            content: content.to_string(),
+            client_msg_id: None,
+        };
+        Ok(self.node().post(draft, None).await?.message)
     }
 
     fn max_content_bytes(&self) -> usize {

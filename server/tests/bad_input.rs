@@ -258,6 +258,10 @@ async fn http_errors_are_json() {
         ),
         ("GET", "/api/nothing-here", None, 404, "not_found"),
         ("PUT", "/health", None, 405, "method_not_allowed"),
+        // Pages, too: a wrong method is a JSON refusal, not an empty body.
+        ("POST", "/rooms/general", None, 405, "method_not_allowed"),
+        ("PUT", "/", None, 405, "method_not_allowed"),
+        ("DELETE", "/signin", None, 405, "method_not_allowed"),
         ("GET", "/api/session", None, 401, "not_authenticated"),
     ];
     for (method, path, body, status, code) in cases {

@@ -206,8 +206,8 @@ impl Node {
     }
 
     /// Stores and delivers a message (or finds the original of a retry).
-    pub async fn post(&self, draft: Draft, origin: ConnectionId) -> EngineResult<Posted> {
-        self.engine.history.post(draft, Some(origin)).await
+    pub async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<Posted> {
+        self.engine.history.post(draft, origin).await
     }
 
     /// Passes an ephemeral room event (typing) to the room's other members everywhere.

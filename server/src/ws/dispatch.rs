@@ -356,7 +356,7 @@ impl Dispatch {
             content,
             client_msg_id,
         };
-        let message = self.state.node().post(draft, self.id).await?.message;
+        let message = self.state.node().post(draft, Some(self.id)).await?.message;
         self.send(&ServerMsg::Ack {
             client_msg_id: message.client_msg_id,
             id: message.id,

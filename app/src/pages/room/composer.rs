@@ -158,8 +158,14 @@ pub fn Composer(
             let _ = area.focus();
         }
     });
+    let refused = crate::components::refusal_in_url("post_message");
+    let room = log.with_untracked(|log| log.room_id.clone());
     view! {
-        <form class="composer" on:submit=on_submit>
+        // Without JavaScript the form posts to the server (which redirects back here); with
+        // it, the page sends over its live connection instead.
+        <form class="composer" method="post" action="/fn/post_message" on:submit=on_submit>
+            <input type="hidden" name="room" value=room/>
+            {move || refused().map(|why| view! { <p class="form-error" role="alert">"Not sent: " {why}</p> })}
             <div class="composer-field">
                 {move || {
                     let names = suggestions.get();
@@ -184,6 +190,7 @@ pub fn Composer(
                 }}
                 <textarea
                     node_ref=textarea
+                    name="content"
                     aria-label="Message"
                     aria-autocomplete="list"
                     aria-controls=move || (!suggestions.get().is_empty()).then_some("mention-suggestions")
