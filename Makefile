@@ -1,7 +1,9 @@
 # Confab: the two commands of the README, and the steps they are made of.
 #
-#   make run    install what is missing, build, serve on http://127.0.0.1:3000 (memory engine)
-#   make test   install what is missing, build, run every Rust test and the Playwright suite
+#   make run    install what running needs, build the optimized app, serve it on
+#               http://127.0.0.1:3000 (memory engine)
+#   make test   install what testing needs, build, run every Rust test and the Playwright suite
+#   make dev    the development loop (cargo leptos watch)
 #
 # Every install step checks first and skips what is already there, so both are idempotent.
 
@@ -16,25 +18,74 @@ CARGO_HOME ?= $(HOME)/.cargo
 export PATH := $(CARGO_HOME)/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# cargo-leptos builds with these; `cargo test` uses the same so both share one build.
-TEST_ENV := RUSTFLAGS="--cfg erase_components" LEPTOS_OUTPUT_NAME=confab LEPTOS_SITE_ROOT=target/site \
-	LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend \
-	LEPTOS_BIN_DIR=server LEPTOS_JS_MINIFY=false LEPTOS_HASH_FILES=false
+# How the server and the WASM are built: the settings Leptos reads at compile time (asset
+# names, site layout) and erased component types (deep view types otherwise overflow the
+# compiler's query depth). `cargo test` uses the same, so tests and builds share artifacts.
+LEPTOS_ENV := LEPTOS_OUTPUT_NAME=confab LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg \
+	LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend LEPTOS_BIN_DIR=server \
+	LEPTOS_JS_MINIFY=false LEPTOS_HASH_FILES=false
+TEST_ENV := RUSTFLAGS="--cfg erase_components" $(LEPTOS_ENV)
+WASM := wasm32-unknown-unknown
+SITE := target/site
+# Tools only a build needs, installed into the repository (npm's binaryen 132: Debian's 108
+# breaks hydration).
+TOOLS := target/tools
+WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
+BINARYEN_VERSION := 132.0.0
+# Writes a Brotli (quality 11) and a gzip (level 9) copy next to each file given.
+PRECOMPRESS := const z = require("zlib"), fs = require("fs"); for (const f of process.argv.slice(1)) { const b = fs.readFileSync(f); fs.writeFileSync(f + ".br", z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } })); fs.writeFileSync(f + ".gz", z.gzipSync(b, { level: 9 })); }
 
-.PHONY: help run test build test-rust test-e2e lint setup deps-apt deps-wasm-target deps-cargo-leptos deps-wasm-bindgen deps-npm
+.PHONY: help run test build release site bench-first-load test-rust test-e2e lint setup setup-run \
+	deps-apt-test deps-wasm-target deps-wasm-bindgen deps-binaryen deps-npm dev
 
 help:
-	@echo "make run    install what is missing, build, serve on http://127.0.0.1:3000"
-	@echo "make test   install what is missing, run every Rust test and the Playwright suite"
+	@echo "make run    install what running needs, build the optimized app, serve it on http://127.0.0.1:3000"
+	@echo "make test   install what testing needs, build, run every Rust test and the Playwright suite"
 	@echo "make lint   cargo fmt --check and clippy for the server and the WASM"
+	@echo "make dev    cargo leptos watch (rebuilds and reloads on every change; installs cargo-leptos)"
 
-run: setup build
-	./target/debug/confab
+run: setup-run release
+	./target/release/confab
 
 test: setup build test-rust test-e2e
 
+# The debug build the tests run against: the server, then the WASM and the site around it.
 build:
-	cargo leptos build
+	$(TEST_ENV) cargo build -p server --bin confab
+	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM)
+	$(MAKE) --no-print-directory site WASM_FILE=target/$(WASM)/debug/frontend.wasm HASH=
+
+# The optimized build `make run` serves: a release server, the WASM with the wasm-release
+# profile and wasm-opt, every asset fingerprinted (cached for a year) and precompressed.
+release:
+	$(TEST_ENV) cargo build -p server --bin confab --release
+	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile wasm-release
+	$(MAKE) --no-print-directory site WASM_FILE=target/$(WASM)/wasm-release/frontend.wasm HASH=yes
+
+# target/site from a built WASM: wasm-bindgen's JS glue, the stylesheet and public/. With
+# HASH, wasm-opt shrinks the WASM (after wasm-bindgen, which must read it unoptimized), each
+# file is named by its content (confab.<hash>.js) and the hashes are written next
+# to the release server (target/release/hash.txt, where Leptos looks for them); every asset
+# also gets .br and .gz siblings, which the server sends to clients that accept them.
+site:
+	rm -rf $(SITE) && mkdir -p $(SITE)/pkg
+	wasm-bindgen --target web --no-typescript --out-dir $(SITE)/pkg --out-name confab $(WASM_FILE)
+	mv $(SITE)/pkg/confab_bg.wasm $(SITE)/pkg/confab.wasm
+	cp style/main.css $(SITE)/pkg/confab.css
+	cp -r public/. $(SITE)/
+	@if [ -n "$(HASH)" ]; then \
+		$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+			--enable-mutable-globals -o $(SITE)/pkg/confab.opt.wasm $(SITE)/pkg/confab.wasm && \
+		mv $(SITE)/pkg/confab.opt.wasm $(SITE)/pkg/confab.wasm; \
+		: > target/release/hash.txt; \
+		for kind in js wasm css; do \
+			hash=$$(sha256sum $(SITE)/pkg/confab.$$kind | cut -c1-16); \
+			mv $(SITE)/pkg/confab.$$kind $(SITE)/pkg/confab.$$hash.$$kind; \
+			echo "$$kind: $$hash" >> target/release/hash.txt; \
+		done; \
+		node -e '$(PRECOMPRESS)' $(SITE)/pkg/*.js $(SITE)/pkg/*.wasm $(SITE)/pkg/*.css; \
+		ls -l $(SITE)/pkg; \
+	else rm -f target/debug/hash.txt; fi
 
 test-rust:
 	$(TEST_ENV) cargo test --workspace --exclude frontend --features app/ssr
@@ -42,27 +93,35 @@ test-rust:
 test-e2e:
 	cd end2end && npx playwright test
 
+# First load over throttled phone networks, against the optimized build (see README).
+bench-first-load: setup release
+	cd end2end && CONFAB_BIN=$(CURDIR)/target/release/confab npx playwright test -c perf.config.ts
+
+# The development loop: cargo-leptos rebuilds and reloads the page on every change.
+dev: deps-wasm-target deps-wasm-bindgen
+	@if cargo leptos --version 2>/dev/null | grep -q " $(CARGO_LEPTOS_VERSION)$$"; then echo "cargo-leptos $(CARGO_LEPTOS_VERSION): present"; else \
+		cargo install --locked --features no_downloads cargo-leptos@$(CARGO_LEPTOS_VERSION); fi
+	cargo leptos watch
+
 lint:
 	cargo fmt --all -- --check
 	$(TEST_ENV) cargo clippy -p server -p app --features app/ssr --all-targets -- -D warnings
 	$(TEST_ENV) cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-setup: deps-apt deps-wasm-target deps-cargo-leptos deps-wasm-bindgen deps-npm
+# What running needs: the WASM target, the wasm-bindgen CLI and wasm-opt. Testing adds
+# Chromium, redis-server and the Playwright packages.
+setup-run: deps-wasm-target deps-wasm-bindgen deps-binaryen
+setup: deps-apt-test deps-wasm-target deps-wasm-bindgen deps-npm
 
 # Debian's Chromium for Playwright (never a downloaded browser) and redis-server for the
 # multi-instance tests (the tests start it themselves on free loopback ports).
-deps-apt:
+deps-apt-test:
 	@if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null; then echo "chromium, redis-server: present"; else \
 		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium redis-server; fi
 
 deps-wasm-target:
 	@if rustup target list --installed | grep -qx wasm32-unknown-unknown; then echo "wasm32 target: present"; else \
 		rustup target add wasm32-unknown-unknown; fi
-
-# no_downloads: cargo-leptos must never fetch tools itself; it uses those on PATH.
-deps-cargo-leptos:
-	@if cargo leptos --version 2>/dev/null | grep -q " $(CARGO_LEPTOS_VERSION)$$"; then echo "cargo-leptos $(CARGO_LEPTOS_VERSION): present"; else \
-		cargo install --locked --features no_downloads cargo-leptos@$(CARGO_LEPTOS_VERSION); fi
 
 # wasm-bindgen-cli's own lockfile pins a webpki-roots release this registry lacks: install it
 # from an unpacked copy with that one dependency moved to the release before.
@@ -74,6 +133,10 @@ deps-wasm-bindgen:
 		work=$$(mktemp -d); cp -r "$$src" "$$work/cli"; \
 		(cd "$$work/cli" && cargo update --quiet -p webpki-roots --precise 1.0.10 && cargo install --path . --locked); \
 		rm -rf "$$work"; fi
+
+deps-binaryen:
+	@if $(WASM_OPT) --version 2>/dev/null | grep -q "version $(BINARYEN_VERSION:.0.0=)"; then echo "wasm-opt (binaryen $(BINARYEN_VERSION)): present"; else \
+		mkdir -p $(TOOLS) && npm install --no-audit --no-fund --no-save --prefix $(TOOLS) binaryen@$(BINARYEN_VERSION); fi
 
 deps-npm:
 	@if [ -f end2end/node_modules/.package-lock.json ] && [ end2end/node_modules/.package-lock.json -nt end2end/package-lock.json ]; then \

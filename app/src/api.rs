@@ -58,6 +58,16 @@ mod ssr {
         }
     }
 
+    /// The signed-in user, or the refusal for a visitor.
+    pub async fn signed_in(backend: &SharedBackend) -> Result<User, ServerFnError> {
+        me(backend).await?.ok_or_else(|| {
+            to_error(BackendError::Invalid(crate::validate::Invalid::new(
+                crate::protocol::ErrorCode::NotAuthenticated,
+                "sign in first",
+            )))
+        })
+    }
+
     /// Who is asking, as the server's request middleware recorded it.
     pub async fn client() -> crate::backend::Client {
         let extensions: Option<http::Extensions> = leptos_axum::extract().await.ok();
@@ -173,14 +183,7 @@ pub async fn my_rooms() -> Result<Vec<RoomEntry>, ServerFnError> {
 #[server(prefix = "/fn", endpoint = "post_message")]
 pub async fn post_message(room: String, content: String) -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
-    let Some(me) = ssr::me(&backend).await? else {
-        return Err(ssr::to_error(crate::backend::BackendError::Invalid(
-            crate::validate::Invalid::new(
-                crate::protocol::ErrorCode::NotAuthenticated,
-                "sign in first",
-            ),
-        )));
-    };
+    let me = ssr::signed_in(&backend).await?;
     backend
         .post_message(&me, &room, &content)
         .await
@@ -192,14 +195,7 @@ pub async fn post_message(room: String, content: String) -> Result<(), ServerFnE
 #[server(prefix = "/fn", endpoint = "leave_room")]
 pub async fn leave_room(room: String) -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
-    let Some(me) = ssr::me(&backend).await? else {
-        return Err(ssr::to_error(crate::backend::BackendError::Invalid(
-            crate::validate::Invalid::new(
-                crate::protocol::ErrorCode::NotAuthenticated,
-                "sign in first",
-            ),
-        )));
-    };
+    let me = ssr::signed_in(&backend).await?;
     backend.unfollow(&me, &room).await.map_err(ssr::to_error)
 }
 

@@ -37,7 +37,7 @@ pub mod validate;
 pub mod workspace;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
@@ -74,10 +74,43 @@ fn send_security_policy(options: &LeptosOptions) {
     }
 }
 
+/// The stylesheet's address: fingerprinted (`confab.<hash>.css`) when the optimized build
+/// wrote its hashes next to the server, as Leptos does for the JS and the WASM.
+#[cfg(feature = "ssr")]
+fn stylesheet_href(options: &LeptosOptions) -> String {
+    static HREF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HREF.get_or_init(|| {
+        let hash = options
+            .hash_files
+            .then(|| {
+                let exe = std::env::current_exe().ok()?;
+                let hashes =
+                    std::fs::read_to_string(exe.parent()?.join(&*options.hash_file)).ok()?;
+                hashes.lines().find_map(|line| {
+                    let (kind, hash) = line.split_once(':')?;
+                    (kind.trim() == "css").then(|| hash.trim().to_string())
+                })
+            })
+            .flatten();
+        match hash {
+            Some(hash) => format!(
+                "/{}/{}.{hash}.css",
+                options.site_pkg_dir, options.output_name
+            ),
+            None => format!("/{}/{}.css", options.site_pkg_dir, options.output_name),
+        }
+    })
+    .clone()
+}
+
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     send_security_policy(&options);
+    #[cfg(feature = "ssr")]
+    let stylesheet = stylesheet_href(&options);
+    #[cfg(not(feature = "ssr"))]
+    let stylesheet = String::new();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -86,6 +119,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <link rel="stylesheet" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -118,7 +152,6 @@ pub fn App() -> impl IntoView {
         n => format!("({n}) {title}"),
     };
     view! {
-        <Stylesheet id="leptos" href="/pkg/confab.css"/>
         <Title formatter text="Confab"/>
         <Router>
             <header class="topbar">

@@ -68,20 +68,10 @@ pub fn parse(content: &str) -> Vec<Block> {
             blocks.push(Block::Quote(inline(&quote.join("\n"))));
         } else if let Some(item) = bullet(line) {
             flush(&mut paragraph, &mut blocks);
-            let mut items = vec![inline(item)];
-            while let Some(next) = lines.peek().and_then(|l| bullet(l)) {
-                items.push(inline(next));
-                lines.next();
-            }
-            blocks.push(Block::Bullets(items));
+            blocks.push(Block::Bullets(list_items(item, &mut lines, bullet)));
         } else if let Some(item) = numbered(line) {
             flush(&mut paragraph, &mut blocks);
-            let mut items = vec![inline(item)];
-            while let Some(next) = lines.peek().and_then(|l| numbered(l)) {
-                items.push(inline(next));
-                lines.next();
-            }
-            blocks.push(Block::Numbered(items));
+            blocks.push(Block::Numbered(list_items(item, &mut lines, numbered)));
         } else if line.trim().is_empty() {
             flush(&mut paragraph, &mut blocks);
         } else {
@@ -90,6 +80,20 @@ pub fn parse(content: &str) -> Vec<Block> {
     }
     flush(&mut paragraph, &mut blocks);
     blocks
+}
+
+/// A list's items: `first`, then every following line that `item` reads as one.
+fn list_items<'a>(
+    first: &str,
+    lines: &mut std::iter::Peekable<std::str::Lines<'a>>,
+    item: fn(&'a str) -> Option<&'a str>,
+) -> Vec<Vec<Inline>> {
+    let mut items = vec![inline(first)];
+    while let Some(next) = lines.peek().and_then(|l| item(l)) {
+        items.push(inline(next));
+        lines.next();
+    }
+    items
 }
 
 fn quote_line(line: &str) -> Option<&str> {

@@ -1,4 +1,4 @@
-// Starts the real `confab` binary (built by `cargo leptos build`) on a free loopback port,
+// Starts the real `confab` binary (built by `make build`, or $CONFAB_BIN) on a free loopback port,
 // waits until /health answers, and stops it with SIGTERM like an operator would.
 import { ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";

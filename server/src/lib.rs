@@ -18,12 +18,14 @@
 //!
 //! Dependencies run one way (each imports only those before it): wire, engine, hub, node,
 //! state, then ws and http (config, guard, auth and limits are leaves beside them).
+//! - [`assets`]: the built site's files, fingerprinted, precompressed and cached.
 //! - [`http`]: the JSON API (`/api/...`, `/health`) and its one error type.
 //! - [`state`]: the shared state, and the `Backend` that server functions read through.
 //!
 //! [`start`] binds and serves; [`Running::shutdown`] (or SIGTERM / Ctrl-C in `main`) stops
 //! accepting, closes every socket with 4000 ("reconnect") and waits for connections to end.
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod engine;
@@ -126,6 +128,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         .output_name("confab")
         .site_root(config.site_root.as_str())
         .site_pkg_dir("pkg")
+        .hash_files(assets::fingerprinted_build())
         .build();
     Ok(AppState::new(config, server_id, engine, node, leptos))
 }
@@ -157,6 +160,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .merge(api)
+        .merge(assets::pkg_routes(&leptos.site_root, &leptos.site_pkg_dir))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let leptos = leptos.clone();
             move || app::shell(leptos.clone())
@@ -173,6 +177,8 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::identify_client,
         ))
+        // Pages and JSON compressed on the fly; precompressed assets pass through as they are.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

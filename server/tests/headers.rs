@@ -87,3 +87,44 @@ async fn every_response_forbids_framing_and_sniffing() {
         "what is no page may do nothing"
     );
 }
+
+/// Fingerprinted assets are cached for a year and sent precompressed to clients that accept
+/// it; unfingerprinted ones and pages are revalidated; pages are compressed on the fly.
+#[tokio::test]
+async fn assets_are_cached_by_fingerprint_and_sent_compressed() {
+    let site = std::env::temp_dir().join(format!("confab-site-{}", std::process::id()));
+    let pkg = site.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("confab.0123456789abcdef.wasm"), b"plain bytes").unwrap();
+    std::fs::write(pkg.join("confab.0123456789abcdef.wasm.br"), b"brotli bytes").unwrap();
+    std::fs::write(pkg.join("confab.css"), b"body {}").unwrap();
+    let root = site.to_string_lossy().to_string();
+    let server = TestServer::start_with(move |c| c.site_root = root).await;
+
+    let hashed = "/pkg/confab.0123456789abcdef.wasm";
+    let brotli = server
+        .http("GET", hashed, None, &[("Accept-Encoding", "gzip, br")])
+        .await;
+    assert_eq!(brotli.status, 200);
+    assert_eq!(brotli.body, "brotli bytes");
+    assert_eq!(brotli.header("content-encoding").as_deref(), Some("br"));
+    assert_eq!(
+        brotli.header("cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let plain = server.http("GET", hashed, None, &[]).await;
+    assert_eq!((plain.status, plain.body.as_str()), (200, "plain bytes"));
+
+    let unhashed = server.http("GET", "/pkg/confab.css", None, &[]).await;
+    assert_eq!(
+        unhashed.header("cache-control").as_deref(),
+        Some("no-cache")
+    );
+
+    let page = server
+        .http("GET", "/rooms/lobby", None, &[("Accept-Encoding", "gzip")])
+        .await;
+    assert_eq!(page.header("content-encoding").as_deref(), Some("gzip"));
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-cache"));
+    std::fs::remove_dir_all(&site).ok();
+}

@@ -283,6 +283,14 @@ impl RedisEngine {
         Ok(engine)
     }
 
+    /// Publishes an envelope on the room's channel.
+    async fn publish_envelope(&self, room: &str, envelope: Envelope<'_>) -> EngineResult<()> {
+        self.conn()
+            .publish::<_, _, ()>(self.keys.channel(room), envelope.encode())
+            .await
+            .map_err(unavailable)
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.commands.clone()
     }
@@ -386,31 +394,26 @@ impl Broker for RedisEngine {
         origin: Option<ConnectionId>,
     ) -> EngineResult<()> {
         let origin = origin.map(|conn| self.my_key(conn));
-        let payload = Envelope {
-            origin: origin.as_deref(),
-            message: None,
-            to: None,
-            frame,
-        }
-        .encode();
-        self.conn()
-            .publish::<_, _, ()>(self.keys.channel(room), payload)
-            .await
-            .map_err(unavailable)
+        self.publish_envelope(
+            room,
+            Envelope {
+                origin: origin.as_deref(),
+                message: None,
+                to: None,
+                frame,
+            },
+        )
+        .await
     }
 
     async fn publish_to_user(&self, room: &str, user: &str, frame: Frame) -> EngineResult<()> {
-        let payload = Envelope {
+        let envelope = Envelope {
             origin: None,
             message: None,
             to: Some(user),
             frame,
-        }
-        .encode();
-        self.conn()
-            .publish::<_, _, ()>(self.keys.channel(room), payload)
-            .await
-            .map_err(unavailable)
+        };
+        self.publish_envelope(room, envelope).await
     }
 
     async fn subscribe(&self, room: &str) -> EngineResult<()> {
