@@ -29,6 +29,8 @@ const OUTGOING_QUEUE: usize = 256;
 const TYPING_REFRESH_MS: f64 = 2_000.0;
 /// After this long without a keystroke, `typing: false` is sent.
 const TYPING_IDLE: Duration = Duration::from_millis(3_000);
+/// How long a new socket may take to say who we are before it is replaced.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(4);
 /// Longest wait between reconnect attempts.
 const BACKOFF_CAP_SECS: u32 = 16;
 
@@ -344,7 +346,22 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
         .map(Event::Outgoing)
         .chain(stream::once(future::ready(Event::Stop)));
     let mut events = stream::select(incoming, outgoing);
-    while let Some(event) = events.next().await {
+    // A socket that opened but never tells who we are (nor answers the ping) is given up on
+    // and replaced, instead of showing "Connecting…" for ever.
+    let mut greeting = Box::pin(gloo_timers::future::sleep(GREETING_TIMEOUT));
+    loop {
+        let event = if signed_in {
+            events.next().await
+        } else {
+            match future::select(events.next(), greeting.as_mut()).await {
+                future::Either::Left((event, _)) => event,
+                future::Either::Right(((), _)) => {
+                    leptos::logging::warn!("no greeting from the server; reconnecting");
+                    break;
+                }
+            }
+        };
+        let Some(event) = event else { break };
         let requests = match event {
             Event::Stop => return Outcome::Stopped,
             Event::SocketEnded => break,

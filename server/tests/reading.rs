@@ -22,20 +22,25 @@ async fn two_instances_sharing_redis_reading() {
     reading_scenario(&a, &b).await;
 }
 
+/// A server function called as a form post, signed in with `token` if given.
+async fn server_fn(
+    server: &TestServer,
+    name: &str,
+    form: &str,
+    token: Option<&str>,
+) -> common::HttpResponse {
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
+    }
+    let body = (!form.is_empty()).then(|| form.to_string());
+    common::http_request(server.addr, "POST", &format!("/fn/{name}"), body, &headers).await
+}
+
 /// The rooms of `token`'s user as the sidebar loads them (the `my_rooms` server function).
 async fn my_rooms(server: &TestServer, token: &str) -> Value {
-    let bearer = format!("Bearer {token}");
-    let response = server
-        .http(
-            "POST",
-            "/fn/my_rooms",
-            None,
-            &[
-                ("Authorization", &bearer),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-        )
-        .await;
+    let response = server_fn(server, "my_rooms", "", Some(token)).await;
     assert_eq!(response.status, 200, "{}", response.body);
     response.json()
 }
@@ -138,50 +143,18 @@ async fn reading_scenario(first: &TestServer, second: &TestServer) {
     ana.assert_alive().await;
 
     // Leaving a room from the sidebar takes it off the list everywhere.
-    let bearer = format!("Bearer {}", ana.token);
-    let left = second
-        .http(
-            "POST",
-            "/fn/leave_room",
-            None,
-            &[
-                ("Authorization", &bearer),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-        )
-        .await;
-    assert_eq!(left.status, 400, "a room is required: {}", left.body);
-    let left = common::http_request(
-        second.addr,
-        "POST",
-        "/fn/leave_room",
-        Some(format!("room={quiet}")),
-        &[
-            ("Authorization", &bearer),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-    )
-    .await;
+    let token = Some(ana.token.as_str());
+    let missing = server_fn(second, "leave_room", "", token).await;
+    assert_eq!(missing.status, 400, "a room is required: {}", missing.body);
+    let malformed = server_fn(second, "leave_room", "room=Bad+Room", token).await;
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    let left = server_fn(second, "leave_room", &format!("room={quiet}"), token).await;
     assert_eq!(left.status, 200, "{}", left.body);
     assert_eq!(room_ids(&my_rooms(first, &ana.token).await), [room]);
     // Visitors have no list, and cannot leave one.
-    let anonymous = first
-        .http(
-            "POST",
-            "/fn/my_rooms",
-            None,
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-        )
-        .await;
+    let anonymous = server_fn(first, "my_rooms", "", None).await;
     assert_eq!((anonymous.status, anonymous.json()), (200, json!([])));
-    let refused = common::http_request(
-        first.addr,
-        "POST",
-        "/fn/leave_room",
-        Some(format!("room={room}")),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-    )
-    .await;
+    let refused = server_fn(first, "leave_room", &format!("room={room}"), None).await;
     assert_eq!(refused.status, 401, "{}", refused.body);
     tab.expect_silence(Duration::from_millis(200)).await;
 }

@@ -210,9 +210,9 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
             <section class="chat card">
                 <header class="room-head">
                     <h1>"#" {room_id.clone()}</h1>
-                    {first_unread.clone().map(|id| view! {
+                    {first_unread.is_some().then(|| view! {
                         <button type="button" class="link jump" data-testid="jump-unread"
-                            on:click=move |_| jump_to(&id)>"Jump to first unread"</button>
+                            on:click=move |_| jump_to_first_unread()>"Jump to first unread"</button>
                     })}
                     <span class=move || status.with(ConnStatus::css_class) data-testid="status" aria-live="polite">
                         {move || status.with(ConnStatus::label)}
@@ -502,7 +502,7 @@ fn first_unread(snapshot: &RoomSnapshot) -> Option<String> {
 }
 
 /// Scrolls the unread divider into view.
-fn jump_to(_message_id: &str) {
+fn jump_to_first_unread() {
     #[cfg(feature = "hydrate")]
     if let Some(divider) = document().get_element_by_id("first-unread") {
         let options = web_sys::ScrollIntoViewOptions::new();
