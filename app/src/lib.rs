@@ -31,6 +31,8 @@ pub mod mention;
 mod notify;
 pub mod pages;
 pub mod protocol;
+#[cfg(feature = "hydrate")]
+mod room_list_sync;
 mod sidebar;
 pub mod unread;
 pub mod validate;

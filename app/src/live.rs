@@ -393,6 +393,7 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
                     } if !signed_in => return Outcome::SessionLost,
                     ServerMsg::RoomHistory { room_id, .. } => {
                         joined.insert(room_id.clone());
+                        workspace.joined(room_id);
                     }
                     ServerMsg::Error {
                         code: ErrorCode::RateLimited,

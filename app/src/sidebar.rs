@@ -19,7 +19,12 @@ pub struct Drawer(pub RwSignal<bool>);
 pub fn Sidebar() -> impl IntoView {
     let session = Session::expect();
     let workspace = Workspace::expect();
-    let rooms = Resource::new(move || session.version(), |_| my_rooms());
+    // Loaded again when someone signs in or out, and when the list may have changed in
+    // another tab or on another device.
+    let rooms = Resource::new(
+        move || (session.version(), workspace.list_changed.get()),
+        |_| my_rooms(),
+    );
     view! {
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
@@ -95,9 +100,10 @@ fn RoomLink(room_id: String) -> impl IntoView {
             let navigate = navigate.clone();
             leptos::task::spawn_local(async move {
                 if leave_room(room_id.clone()).await.is_ok() {
-                    workspace.rooms.update(|rooms| rooms.remove(&room_id));
                     #[cfg(feature = "hydrate")]
-                    workspace.with_live(|live| live.leave(&room_id));
+                    workspace.left(&room_id);
+                    #[cfg(not(feature = "hydrate"))]
+                    workspace.rooms.update(|rooms| rooms.remove(&room_id));
                     if was_current {
                         navigate("/", Default::default());
                     }

@@ -145,14 +145,43 @@ impl RoomList {
         self.rooms.iter().map(|room| room.room_id.clone()).collect()
     }
 
-    /// Adds a room at the end (a room already listed stays where it is).
-    pub fn add(&mut self, room_id: &str) {
-        if !self.contains(room_id) {
-            self.rooms.push(RoomBadge {
-                room_id: room_id.to_string(),
-                ..RoomBadge::default()
-            });
+    /// Adds a room at the end (a room already listed stays where it is). True when it was
+    /// not listed.
+    pub fn add(&mut self, room_id: &str) -> bool {
+        if self.contains(room_id) {
+            return false;
         }
+        self.rooms.push(RoomBadge {
+            room_id: room_id.to_string(),
+            ..RoomBadge::default()
+        });
+        true
+    }
+
+    /// Takes the server's list (after another tab or device joined or left rooms): rooms
+    /// still listed keep what this tab counted live, new ones come with the server's counts,
+    /// the order is the server's. Returns the rooms added and the rooms removed.
+    pub fn merge(&mut self, entries: Vec<RoomEntry>) -> (Vec<String>, Vec<String>) {
+        let mut added = Vec::new();
+        let mut merged = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match self
+                .rooms
+                .iter()
+                .position(|room| room.room_id == entry.room_id)
+            {
+                Some(index) => merged.push(self.rooms.swap_remove(index)),
+                None => {
+                    added.push(entry.room_id.clone());
+                    merged.push(RoomBadge::new(entry.room_id, entry.read));
+                }
+            }
+        }
+        let removed = std::mem::replace(&mut self.rooms, merged);
+        (
+            added,
+            removed.into_iter().map(|room| room.room_id).collect(),
+        )
     }
 
     pub fn remove(&mut self, room_id: &str) {
@@ -391,5 +420,45 @@ mod tests {
         assert_eq!(list.get("new").unwrap().epoch.as_deref(), Some("e"));
         list.remove("new");
         assert!(list.rooms.is_empty());
+    }
+
+    fn entry(room_id: &str, read: ReadState) -> RoomEntry {
+        RoomEntry {
+            room_id: room_id.into(),
+            read,
+        }
+    }
+
+    #[test]
+    fn merging_the_servers_list_keeps_live_counts_and_reports_changes() {
+        let mut list = RoomList::new(vec![
+            entry("a", ReadState::default()),
+            entry("b", ReadState::default()),
+        ]);
+        let ServerMsg::Message(mut in_a) = message("0001-0", "Bo", "hi") else {
+            unreachable!()
+        };
+        in_a.room_id = "a".into();
+        list.apply(&ServerMsg::Message(in_a), &me());
+        let counted_here = list.get("a").cloned().expect("room a");
+        assert_eq!(counted_here.unread, 1);
+
+        // Another tab left "b" and joined "c"; the server's (older) counts for "a" say 0.
+        let (added, removed) = list.merge(vec![
+            entry("c", read("0009-0", 4, 1, "0013-0")),
+            entry("a", ReadState::default()),
+        ]);
+        assert_eq!(added, vec!["c".to_string()]);
+        assert_eq!(removed, vec!["b".to_string()]);
+        assert_eq!(list.ids(), vec!["c".to_string(), "a".to_string()]);
+        assert_eq!(list.get("a"), Some(&counted_here));
+        let c = list.get("c").expect("room c");
+        assert_eq!((c.unread, c.mentions), (4, 1));
+
+        let (added, removed) = list.merge(vec![
+            entry("c", ReadState::default()),
+            entry("a", ReadState::default()),
+        ]);
+        assert!(added.is_empty() && removed.is_empty());
     }
 }

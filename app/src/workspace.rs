@@ -11,7 +11,7 @@ use crate::chat::{ChatLog, ConnStatus};
 use crate::protocol::{RoomEntry, User};
 use crate::unread::RoomList;
 use leptos::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Copy)]
 pub struct Workspace {
@@ -24,6 +24,12 @@ pub struct Workspace {
     /// Bumped when the server ended our session (signed out elsewhere): what depends on who
     /// is signed in loads again.
     pub session_ended: RwSignal<usize>,
+    /// Bumped when the list may have changed in another tab or on another device: the
+    /// sidebar loads it again ([`crate::room_list_sync`]).
+    pub list_changed: RwSignal<usize>,
+    /// Rooms this tab just put on the list: the other tabs are told once the server has
+    /// followed them (their join was answered).
+    announce: StoredValue<HashSet<String>>,
     #[cfg(feature = "hydrate")]
     live: StoredValue<Option<crate::live::Live>, LocalStorage>,
 }
@@ -39,12 +45,17 @@ impl Workspace {
             me: RwSignal::new(None),
             open: StoredValue::new(HashMap::new()),
             session_ended,
+            list_changed: RwSignal::new(0),
+            announce: StoredValue::new(HashSet::new()),
             #[cfg(feature = "hydrate")]
             live: StoredValue::new_local(None),
         };
         provide_context(workspace);
         #[cfg(feature = "hydrate")]
-        workspace.follow_the_signed_in_user();
+        {
+            workspace.follow_the_signed_in_user();
+            crate::room_list_sync::listen(workspace.list_changed);
+        }
         workspace
     }
 
@@ -52,22 +63,40 @@ impl Workspace {
         expect_context::<Workspace>()
     }
 
-    /// The page's data arrived: who is signed in and their rooms.
+    /// The page's data arrived: who is signed in and their rooms. For the same reader, the
+    /// list is merged (rooms kept keep their live counts) and the live connection joins the
+    /// rooms added elsewhere and leaves the ones left elsewhere, unless one is open here.
     pub fn load(&self, me: Option<User>, rooms: Vec<RoomEntry>) {
         let same_user = self.me.with_untracked(|current| {
             current.as_ref().map(|u| &u.id) == me.as_ref().map(|u| &u.id)
         });
         if !same_user {
             self.me.set(me);
+            self.rooms.set(RoomList::new(rooms));
+            return;
         }
-        let fresh = RoomList::new(rooms);
-        if self
-            .rooms
-            .with_untracked(|rooms| rooms.ids() != fresh.ids())
-            || !same_user
-        {
-            self.rooms.set(fresh);
+        let unchanged = self.rooms.with_untracked(|list| {
+            list.rooms
+                .iter()
+                .map(|room| &room.room_id)
+                .eq(rooms.iter().map(|entry| &entry.room_id))
+        });
+        if unchanged {
+            return;
         }
+        let Some((added, removed)) = self.rooms.try_update(|list| list.merge(rooms)) else {
+            return;
+        };
+        #[cfg(feature = "hydrate")]
+        self.with_live(|live| {
+            added.iter().for_each(|room| live.join(room));
+            removed
+                .iter()
+                .filter(|room| self.log(room).is_none())
+                .for_each(|room| live.leave(room));
+        });
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (added, removed);
     }
 
     /// A room page opened: its log receives the room's live events from now on.
@@ -75,11 +104,35 @@ impl Workspace {
         self.open.update_value(|open| {
             open.insert(room_id.to_string(), log);
         });
-        if self.me.with_untracked(Option::is_some) {
-            self.rooms.update(|rooms| rooms.add(room_id));
+        if self.me.with_untracked(Option::is_some)
+            && self.rooms.try_update(|rooms| rooms.add(room_id)) == Some(true)
+        {
+            self.announce.update_value(|announce| {
+                announce.insert(room_id.to_string());
+            });
         }
         #[cfg(feature = "hydrate")]
         self.with_live(|live| live.join(room_id));
+    }
+
+    /// The server answered our join of `room_id`: if this tab just put it on the list, the
+    /// other tabs are told now that the server lists it too.
+    #[cfg(feature = "hydrate")]
+    pub(crate) fn joined(&self, room_id: &str) {
+        let mut first_join = false;
+        self.announce
+            .update_value(|announce| first_join = announce.remove(room_id));
+        if first_join {
+            crate::room_list_sync::announce();
+        }
+    }
+
+    /// The reader took a room off their list here: the other tabs are told.
+    #[cfg(feature = "hydrate")]
+    pub(crate) fn left(&self, room_id: &str) {
+        self.rooms.update(|rooms| rooms.remove(room_id));
+        self.with_live(|live| live.leave(room_id));
+        crate::room_list_sync::announce();
     }
 
     /// The room page closed (the room stays joined, in the background).
