@@ -21,3 +21,14 @@ export async function send(page: Page, text: string): Promise<void> {
   await box.fill(text);
   await box.press("Enter");
 }
+
+/** The sidebar, opened first where it is a drawer (phones). */
+export async function sidebar(page: Page) {
+  const toggle = page.locator(".drawer-toggle");
+  if ((await toggle.isVisible()) && (await toggle.getAttribute("aria-expanded")) !== "true") {
+    await toggle.click();
+  }
+  const nav = page.getByTestId("sidebar");
+  await expect(nav).toBeVisible();
+  return nav;
+}

@@ -3,7 +3,7 @@
 // messages were seen — in every tab of theirs.
 import { expect, Page, test } from "@playwright/test";
 import { ConfabServer } from "./server";
-import { enterRoom, send, uniqueRoom } from "./helpers";
+import { enterRoom, send, sidebar, uniqueRoom } from "./helpers";
 
 let server: ConfabServer;
 test.beforeAll(async () => {
@@ -15,6 +15,21 @@ test.afterAll(async () => {
 
 const roomLink = (page: Page, room: string) => page.getByTestId("sidebar").locator(`a[data-room="${room}"]`);
 
+/** Opens a room from the sidebar (a drawer on phones). */
+async function openFromSidebar(page: Page, room: string) {
+  await (await sidebar(page)).locator(`a[data-room="${room}"]`).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText(`#${room}`);
+}
+
+/** Joins (or creates) a room with the sidebar's form. */
+async function joinFromSidebar(page: Page, room: string) {
+  const nav = await sidebar(page);
+  await nav.getByLabel("Join or create a room").fill(room);
+  await nav.getByRole("button", { name: "Join" }).click();
+  await expect(page).toHaveURL(new RegExp(`/rooms/${room}$`));
+  await expect(page.getByTestId("status")).toHaveText("Live");
+}
+
 test("unread counts and mention badges follow the reader across rooms and tabs", async ({ browser }) => {
   const general = uniqueRoom("general");
   const random = uniqueRoom("random");
@@ -24,18 +39,14 @@ test("unread counts and mention badges follow the reader across rooms and tabs",
 
   // Ana opens two rooms: both are in her sidebar, on one connection.
   await enterRoom(ana, server.url, general, "Ana");
-  await ana.getByLabel("Join or create a room").fill(random);
-  await ana.getByRole("button", { name: "Join" }).click();
-  await expect(ana).toHaveURL(new RegExp(`/rooms/${random}$`));
-  await expect(ana.getByTestId("status")).toHaveText("Live");
-  await expect(roomLink(ana, general)).toBeVisible();
+  await joinFromSidebar(ana, random);
+  await expect(roomLink(ana, general)).toHaveCount(1);
   await expect(roomLink(ana, random)).toHaveAttribute("aria-current", "page");
   const sockets: string[] = [];
   ana.on("websocket", (ws) => sockets.push(ws.url()));
 
   // Back in #general; Bo writes in #random, once mentioning her.
-  await roomLink(ana, general).click();
-  await expect(ana.getByRole("heading", { level: 1 })).toHaveText(`#${general}`);
+  await openFromSidebar(ana, general);
   await enterRoom(bo, server.url, random, "Bo");
   await send(bo, "anyone here?");
   await send(bo, "@ana have a look");
@@ -56,7 +67,7 @@ test("unread counts and mention badges follow the reader across rooms and tabs",
   // Reading #random in the first tab clears the badges in both; the mention stands out and
   // a divider marks where the unread messages began.
   await ana.bringToFront();
-  await roomLink(ana, random).click();
+  await openFromSidebar(ana, random);
   await expect(ana.getByTestId("unread-divider")).toHaveCount(1);
   await expect(ana.locator(".message.mentions-me")).toHaveCount(1);
   await expect(ana.locator(".message.mentions-me mark.mention")).toHaveText("@ana");
@@ -73,11 +84,23 @@ test("unread counts and mention badges follow the reader across rooms and tabs",
   const divider = order.indexOf("divider");
   expect(order[divider + 1]).toContain("anyone here?");
 
-  // Leaving a room takes it off the list.
-  await ana.getByRole("button", { name: `Leave #${general}` }).click();
+  // A room joined in one tab is in the other tab's list at once, and counts there live;
+  // leaving a room takes it off both lists.
+  const third = uniqueRoom("third");
+  await joinFromSidebar(ana, third);
+  await expect(roomLink(tab, third)).toHaveCount(1);
+  await openFromSidebar(ana, random);
+  await joinFromSidebar(bo, third);
+  await send(bo, "news in the third room");
+  await expect(roomLink(tab, third).getByTestId("unread-badge")).toContainText("1");
+  await expect(roomLink(ana, third).getByTestId("unread-badge")).toContainText("1");
+  await openFromSidebar(tab, random);
+  await (await sidebar(ana)).getByRole("button", { name: `Leave #${general}` }).click();
   await expect(roomLink(ana, general)).toHaveCount(0);
+  await expect(roomLink(tab, general)).toHaveCount(0);
   await tab.reload();
-  await expect(roomLink(tab, random)).toBeVisible();
+  await expect(roomLink(tab, random)).toHaveCount(1);
+  await expect(roomLink(tab, general)).toHaveCount(0);
   await anaContext.close();
   await bo.close();
 });
