@@ -49,11 +49,12 @@ run: setup-run release
 
 test: setup build test-rust test-e2e
 
-# The debug build the tests run against: the server, then the WASM and the site around it.
+# The build the tests run against: the debug server, then the WASM (the wasm-test profile:
+# optimized without LTO, with debug assertions; see Cargo.toml) and the site around it.
 build:
 	$(TEST_ENV) cargo build -p server --bin confab
-	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM)
-	$(MAKE) --no-print-directory site WASM_FILE=target/$(WASM)/debug/frontend.wasm HASH=
+	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile wasm-test
+	$(MAKE) --no-print-directory site WASM_FILE=target/$(WASM)/wasm-test/frontend.wasm HASH=
 
 # The optimized build `make run` serves: a release server, the WASM with the wasm-release
 # profile and wasm-opt, every asset fingerprinted (cached for a year) and precompressed.

@@ -2,13 +2,17 @@
 // own Confab servers on free loopback ports (see tests/server.ts), so tests can restart them.
 import { defineConfig } from "@playwright/test";
 
+const desktop = { viewport: { width: 1280, height: 800 } };
+const phone = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
+
 export default defineConfig({
   testDir: "./tests",
   timeout: 60_000,
   expect: { timeout: 10_000 },
   fullyParallel: false,
-  // Two cores: one worker keeps timings honest while servers and Chromium share them.
-  workers: 1,
+  // Two workers on two cores: a third off the suite's time, and stable in repeated runs
+  // (each spec file starts its own servers, so workers share nothing).
+  workers: 2,
   forbidOnly: !!process.env.CI,
   retries: 0,
   reporter: [["list"]],
@@ -28,5 +32,20 @@ export default defineConfig({
       ],
     },
   },
-  projects: [{ name: "chromium" }],
+  // Everything runs on a desktop in light mode; what the issue of the app's looks names
+  // (scrolling, unread and mentions, formatting, signing out, no JavaScript) runs again in
+  // dark mode and on a phone (narrow, touch, the sidebar a drawer). looks.spec.ts goes
+  // through the four itself, with screenshots.
+  projects: [
+    { name: "desktop-light", use: { colorScheme: "light", ...desktop } },
+    ...([
+      ["desktop-dark", "dark", desktop],
+      ["phone-light", "light", phone],
+      ["phone-dark", "dark", phone],
+    ] as const).map(([name, colorScheme, size]) => ({
+      name,
+      testMatch: /(timeline|sidebar|formatting|accounts|nojs)\.spec\.ts/,
+      use: { colorScheme, ...size },
+    })),
+  ],
 });
