@@ -104,7 +104,7 @@ pub fn UserBadge(session: Session) -> impl IntoView {
                 match session.user.await {
                     Ok(Some(user)) => view! {
                         <div class="user-badge">
-                            <span class="user-name" data-testid="me">{user.name}</span>
+                            <span class="user-name" data-testid="me" title=user.name.clone()>{user.name.clone()}</span>
                             {user.guest.then(|| view! { <span class="tag">"guest"</span> })}
                             <ActionForm action=session.sign_out attr:class="inline">
                                 <button type="submit" class="link" data-testid="sign-out">"Sign out"</button>

@@ -15,6 +15,9 @@ test.afterAll(async () => {
   await server.stop();
 });
 
+// A long name (the most a name may have is 32 characters): the top bar must still fit a phone.
+const reader = "Ana Maria Gonzalez-Lindqvist";
+
 const sizes = {
   desktop: { width: 1280, height: 800 },
   phone: { width: 390, height: 844 },
@@ -47,7 +50,7 @@ async function busyRoom(browser: Browser): Promise<{ room: string; other: string
   await bo.goto(`${server.url}/rooms/${room}`);
   await expect(bo.getByTestId("status")).toHaveText("Live");
   await send(bo, "Morning! The build is green again.");
-  await send(bo, "@Ana could you look at the release notes before lunch?");
+  await send(bo, `@${reader} could you look at the release notes before lunch?`);
   await send(bo, "A long line without spaces: " + "x".repeat(120));
   await bo.close();
   return { room, other };
@@ -65,7 +68,7 @@ for (const scheme of ["light", "dark"] as const) {
       expect(await seriousViolations(page)).toEqual([]);
       await page.screenshot({ path: `test-results/looks/home-${scheme}-${size}.png` });
 
-      await enterRoom(page, server.url, other, "Ana");
+      await enterRoom(page, server.url, other, reader);
       await page.goto(`${server.url}/rooms/${room}`);
       await expect(page.getByTestId("status")).toHaveText("Live");
       await send(page, "On it after the stand-up.");
