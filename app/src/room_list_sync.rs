@@ -5,7 +5,8 @@
 //! a channel per user on the server: tabs of the same browser at once, through a
 //! `localStorage` key that the changing tab writes (browsers fire `storage` in every other
 //! tab of the origin); other devices when the reader comes back to them (the window gains
-//! focus or the page becomes visible), which is when a stale list would be seen. Either way
+//! focus or the page becomes visible, at most every 15 s), which is when a stale list would
+//! be seen. Either way
 //! the workspace loads the list again and joins or leaves what changed.
 
 use leptos::prelude::*;
@@ -22,22 +23,34 @@ pub fn announce() {
     let _ = storage.set_item(KEY, &js_sys::Date::now().to_string());
 }
 
+/// Coming back to the tab loads the list again at most this often: switching windows back
+/// and forth should not cost the server a list read each time.
+const COME_BACK_INTERVAL_MS: f64 = 15_000.0;
+
 /// Bumps `changed` whenever the list may have changed elsewhere.
 pub fn listen(changed: RwSignal<usize>) {
     let bump = move || changed.update(|n| *n += 1);
+    let last_come_back = StoredValue::new(js_sys::Date::now());
+    let came_back = move || {
+        let now = js_sys::Date::now();
+        if now - last_come_back.get_value() >= COME_BACK_INTERVAL_MS {
+            last_come_back.set_value(now);
+            bump();
+        }
+    };
     let handles = [
         window_event_listener(leptos::ev::storage, move |event| {
             if event.key().as_deref() == Some(KEY) {
                 bump();
             }
         }),
-        window_event_listener(leptos::ev::focus, move |_| bump()),
+        window_event_listener(leptos::ev::focus, move |_| came_back()),
         window_event_listener(leptos::ev::visibilitychange, move |_| {
             let visible = web_sys::window()
                 .and_then(|window| window.document())
                 .is_some_and(|document| !document.hidden());
             if visible {
-                bump();
+                came_back();
             }
         }),
     ];

@@ -16,6 +16,10 @@ use crate::engine::{EngineResult, Follow};
 use crate::wire::encode;
 use app::protocol::{ReadState, RoomEntry, ServerMsg, User, UNREAD_COUNT_MAX};
 use app::validate::MessageId;
+use futures::{stream, StreamExt, TryStreamExt};
+
+/// How many rooms' counts [`Node::rooms_of`] reads at once.
+const READ_STATES_AT_ONCE: usize = 16;
 
 impl Node {
     /// Puts `room` on the user's list (if there is space) and says where they stand in it;
@@ -92,17 +96,22 @@ impl Node {
             .await
     }
 
-    /// The user's rooms in the order they came to them, each with where they stand.
+    /// The user's rooms in the order they came to them, each with where they stand. The
+    /// rooms' counts are read [`READ_STATES_AT_ONCE`] at a time: over Redis they share one
+    /// connection, so a long list costs a few round trips, not one per room.
     pub async fn rooms_of(&self, user: &User) -> EngineResult<Vec<RoomEntry>> {
-        let mut entries = Vec::new();
-        for (room, position) in self.engine.reading.followed(&user.id).await? {
-            let read = self.read_state(user, &room, position).await?;
-            entries.push(RoomEntry {
-                room_id: room,
-                read,
-            });
-        }
-        Ok(entries)
+        let followed = self.engine.reading.followed(&user.id).await?;
+        stream::iter(followed)
+            .map(|(room, position)| async move {
+                let read = self.read_state(user, &room, position).await?;
+                Ok(RoomEntry {
+                    room_id: room,
+                    read,
+                })
+            })
+            .buffered(READ_STATES_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     /// Where the user stands in one room of their list (None: not on it).
