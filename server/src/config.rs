@@ -117,6 +117,11 @@ pub struct Config {
     #[arg(long, env = "CONFAB_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
 
+    /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9100`. Unset: no
+    /// metrics are kept. Keep it off the public interface: it is not authenticated.
+    #[arg(long, env = "CONFAB_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+
     /// Where the built site (pkg/ with the WASM, JS and CSS) lives.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,

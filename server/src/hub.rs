@@ -13,6 +13,7 @@
 //!   than that history follow, and any later message at or before it is dropped for it.
 
 use crate::engine::{CatchUpFrom, LocalDelivery, SessionId};
+use crate::metrics::Metrics;
 pub use crate::wire::{encode, ConnectionId, Frame};
 use app::protocol::close;
 use app::validate::MessageId;
@@ -86,6 +87,8 @@ impl Kick {
 pub struct Outbox {
     tx: mpsc::Sender<Frame>,
     kick: Arc<Kick>,
+    /// Counts frames dropped because the queue was full.
+    drops: metrics::Counter,
 }
 
 impl Outbox {
@@ -102,6 +105,7 @@ impl Outbox {
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.drops.increment(1);
                 self.kick.kick(close::SLOW_CONSUMER, "slow consumer");
                 false
             }
@@ -172,16 +176,28 @@ pub struct Hub {
     // std RwLock: held only for map lookups and non-blocking `try_send`s, never across an
     // await. Deliveries (the hot path) take the read side and run in parallel.
     registry: RwLock<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl Hub {
     /// `queue_frames`: the outbound queue length of each connection.
     pub fn new(queue_frames: usize) -> Self {
+        Self::with_metrics(queue_frames, Arc::new(Metrics::off()))
+    }
+
+    /// A hub that counts connections, local rooms and dropped frames in `metrics`.
+    pub fn with_metrics(queue_frames: usize, metrics: Arc<Metrics>) -> Self {
         Hub {
             next_id: AtomicU64::new(1),
             queue_frames: queue_frames.max(1),
             registry: RwLock::default(),
+            metrics,
         }
+    }
+
+    /// What this instance counts for operators.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Adds a new connection.
@@ -192,8 +208,10 @@ impl Hub {
         let outbox = Outbox {
             tx,
             kick: kick.clone(),
+            drops: self.metrics.queue_drops.clone(),
         };
         self.write().connections.insert(id, outbox.clone());
+        self.metrics.connections.increment(1.0);
         Registration {
             id,
             outbox,
@@ -205,7 +223,9 @@ impl Hub {
     /// Removes a connection that left all its rooms.
     pub fn unregister(&self, id: ConnectionId) {
         let mut registry = self.write();
-        registry.connections.remove(&id);
+        if registry.connections.remove(&id).is_some() {
+            self.metrics.connections.decrement(1.0);
+        }
         registry.sessions.remove(&id);
     }
 
@@ -245,6 +265,9 @@ impl Hub {
     pub fn join(&self, room: &str, id: ConnectionId, user: &str, outbox: &Outbox) -> bool {
         let mut registry = self.write();
         let first = !registry.rooms.contains_key(room);
+        if first {
+            self.metrics.rooms.increment(1.0);
+        }
         let room = registry.rooms.entry(room.to_string()).or_default();
         room.members.insert(
             id,
@@ -303,6 +326,7 @@ impl Hub {
         members.flow().held.remove(&id);
         if members.members.is_empty() {
             registry.rooms.remove(room);
+            self.metrics.rooms.decrement(1.0);
             return true;
         }
         false

@@ -33,6 +33,7 @@ pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod middleware;
 pub mod node;
 pub mod state;
@@ -83,7 +84,11 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         .server_id
         .clone()
         .unwrap_or_else(|| engine::new_token()[..8].to_string());
-    let hub = Arc::new(Hub::new(config.outbound_queue));
+    let metrics = Arc::new(match config.metrics_addr {
+        Some(_) => metrics::Metrics::on(),
+        None => metrics::Metrics::off(),
+    });
+    let hub = Arc::new(Hub::with_metrics(config.outbound_queue, metrics.clone()));
     let engine = match &config.redis_url {
         Some(url) => {
             let redis = RedisEngine::start(
@@ -99,6 +104,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
                     resume_max: config.resume_max,
                     probe_interval: config.probe_interval(),
                     probe_timeout: config.probe_timeout(),
+                    metrics,
                 },
                 hub.clone(),
             )
@@ -186,6 +192,8 @@ pub fn app(state: AppState) -> Router {
 /// A server that is serving.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when metrics are on.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
@@ -215,6 +223,7 @@ impl Running {
 /// Binds to the configured address and serves until stopped.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let addr = format!("{}:{}", config.host, config.port);
+    let metrics_addr = config.metrics_addr.clone();
     let state = build_state(config)?;
     let listener = TcpListener::bind(&addr)
         .await
@@ -226,6 +235,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
     let (stop, mut stopped) = watch::channel(false);
+    let metrics_addr = match metrics_addr {
+        Some(metrics_addr) => Some(serve_metrics(&state, &metrics_addr, stop.subscribe()).await?),
+        None => None,
+    };
     let router = app(state.clone());
     let serve_state = state.clone();
     let task = tokio::spawn(async move {
@@ -254,10 +267,36 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!(%addr, server_id = state.server_id(), engine = state.engine().kind, "listening");
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         stop,
         task,
     })
+}
+
+/// Serves `/metrics` on its own address until `stopped`.
+async fn serve_metrics(
+    state: &AppState,
+    addr: &str,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<SocketAddr, StartError> {
+    let bind_error = |source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let router = metrics::router(state.node().hub().metrics().clone());
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        if let Err(err) = serve.await {
+            tracing::warn!(error = %err, "the metrics listener failed");
+        }
+    });
+    tracing::info!(addr = %bound, "metrics on /metrics");
+    Ok(bound)
 }
 
 /// Pages still render without the built site, but unstyled and without live updates: say so.

@@ -129,6 +129,12 @@ impl Node {
                 .await?;
         }
         let answer = self.history(room, since).await?;
+        let metrics = self.hub.metrics();
+        match answer.recovered {
+            Some(true) => metrics.resumes_recovered.increment(1),
+            Some(false) => metrics.resumes_not_recovered.increment(1),
+            None => {}
+        }
         let newest = answer.floor;
         let read = self.follow(user, room, newest).await?;
         let members = engine.presence.members(room).await?;
@@ -142,6 +148,7 @@ impl Node {
             read,
         });
         self.hub.admit(room, conn, frame, answer.floor);
+        metrics.joins.increment(1);
         Ok(())
     }
 
@@ -207,7 +214,11 @@ impl Node {
 
     /// Stores and delivers a message (or finds the original of a retry).
     pub async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<Posted> {
-        self.engine.history.post(draft, origin).await
+        let posted = self.engine.history.post(draft, origin).await?;
+        if !posted.duplicate {
+            self.hub.metrics().messages_posted.increment(1);
+        }
+        Ok(posted)
     }
 
     /// Passes an ephemeral room event (typing) to the room's other members everywhere.

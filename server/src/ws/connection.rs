@@ -18,6 +18,7 @@ use super::dispatch::Dispatch;
 use super::handshake::Socket;
 use crate::engine::SessionId;
 use crate::hub::{Frame, Kick};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use app::protocol::{close, User};
 use futures::stream::SplitSink;
@@ -125,6 +126,9 @@ pub async fn run(socket: Socket, state: AppState, session: Option<(SessionId, Us
 
     Box::pin(dispatch.finish()).await;
     kick.kick(1000, "");
+    if let Some(reason) = kick.reason() {
+        state.node().hub().metrics().closed(reason.code);
+    }
     if sink.is_none() {
         // The writer sends the close frame; it is bounded by the write timeout.
         sink = writer.await.ok();
@@ -184,6 +188,7 @@ async fn write_loop(
     state: AppState,
 ) -> Sink {
     let config = state.config();
+    let metrics = state.node().hub().metrics().clone();
     let write_timeout = config.write_timeout();
     let kicked = kick.requested();
     tokio::pin!(kicked);
@@ -204,7 +209,7 @@ async fn write_loop(
                 // first, except for a slow consumer: its full queue is why it is closed.
                 let goodbye = async {
                     if reason.code != close::SLOW_CONSUMER {
-                        feed_queued(&mut sink, &mut queue).await?;
+                        feed_queued(&mut sink, &mut queue, &metrics).await?;
                     }
                     let frame = CloseFrame {
                         code: reason.code.into(),
@@ -224,7 +229,7 @@ async fn write_loop(
             }), if holding => {
                 holding = false;
                 let batch = async {
-                    batching.count(feed_queued(&mut sink, &mut queue).await?);
+                    batching.count(feed_queued(&mut sink, &mut queue, &metrics).await?);
                     sink.flush().await
                 };
                 bounded(batch, write_timeout).await
@@ -232,8 +237,8 @@ async fn write_loop(
             frame = queue.recv(), if !holding => {
                 let Some(frame) = frame else { return sink };
                 let batch = async {
-                    sink.feed(Message::Text(frame)).await?;
-                    feed_queued(&mut sink, &mut queue).await
+                    sink.feed(delivered(&metrics, frame)).await?;
+                    feed_queued(&mut sink, &mut queue, &metrics).await
                 };
                 match bounded(batch, write_timeout).await {
                     Ok(fed) => {
@@ -277,6 +282,13 @@ async fn write_loop(
     }
 }
 
+/// A frame on its way to the client, counted.
+fn delivered(metrics: &Metrics, frame: Frame) -> Message {
+    metrics.deliveries.increment(1);
+    metrics.bytes_out.increment(frame.len() as u64);
+    Message::Text(frame)
+}
+
 /// Sets the hold timer to fire at `release`, allocating it the first time it is needed.
 fn arm(hold: &mut Option<Pin<Box<Sleep>>>, release: Instant) {
     match hold {
@@ -289,10 +301,11 @@ fn arm(hold: &mut Option<Pin<Box<Sleep>>>, release: Instant) {
 async fn feed_queued(
     sink: &mut Sink,
     queue: &mut mpsc::Receiver<Frame>,
+    metrics: &Metrics,
 ) -> Result<u32, tungstenite::Error> {
     let mut fed = 0;
     while let Ok(frame) = queue.try_recv() {
-        sink.feed(Message::Text(frame)).await?;
+        sink.feed(delivered(metrics, frame)).await?;
         fed += 1;
     }
     Ok(fed)

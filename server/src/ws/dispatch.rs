@@ -390,6 +390,11 @@ impl Dispatch {
     /// the close frame, so the client reads why.)
     fn refuse(&mut self, refusal: Refusal, room_id: Option<String>, client_msg_id: Option<String>) {
         let blame_client = refusal.code != ErrorCode::Unavailable;
+        self.state
+            .node()
+            .hub()
+            .metrics()
+            .refused(refusal.code.as_str());
         tracing::debug!(connection = self.id.0, code = %refusal.code, error = refusal.error, "request refused");
         self.send(&ServerMsg::Error {
             code: refusal.code,

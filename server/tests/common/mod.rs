@@ -55,6 +55,13 @@ impl TestServer {
             .expect("shutdown is clean");
     }
 
+    /// Where `/metrics` is served (metrics on).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running
+            .as_ref()
+            .and_then(|running| running.metrics_addr)
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }

@@ -74,6 +74,7 @@ pub struct RedisConfig {
     pub probe_interval: Duration,
     /// How long a probe may take before the subscriber connection counts as wedged.
     pub probe_timeout: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Key names, all under one prefix.
@@ -162,6 +163,9 @@ pub struct RedisEngine {
     subscriber: subscriber::Subscriber,
     // Guards a plain map, never held across an await.
     local: Mutex<LocalPresence>,
+    /// How long the post script takes (append, publish, deduplicate): the command on every
+    /// message's path.
+    post_latency: metrics::Histogram,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> EngineError {
@@ -263,6 +267,7 @@ impl RedisEngine {
                 commands: commands.clone(),
                 keys: keys.clone(),
                 server_id: config.server_id.clone(),
+                metrics: config.metrics.clone(),
             },
             subscriber::Settings {
                 probe_interval: config.probe_interval,
@@ -272,7 +277,9 @@ impl RedisEngine {
             },
             delivery,
         );
+        let post_latency = config.metrics.redis_latency("post");
         let engine = Arc::new(RedisEngine {
+            post_latency,
             config,
             keys,
             commands,
@@ -445,6 +452,7 @@ impl History for RedisEngine {
         if let Some(sent_key) = sent_key {
             invocation.key(sent_key);
         }
+        let started = std::time::Instant::now();
         let reply: String = invocation
             .arg(self.config.history_max)
             .arg(&body_json)
@@ -456,6 +464,7 @@ impl History for RedisEngine {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
+        self.post_latency.record(started.elapsed());
         let (id, duplicate) = match reply.strip_prefix('=') {
             Some(original) => (original, true),
             None => (reply.as_str(), false),

@@ -63,6 +63,7 @@ pub struct Link {
     pub commands: ConnectionManager,
     pub keys: Keys,
     pub server_id: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -272,6 +273,7 @@ impl Task {
         self.status.connected.store(true, Ordering::Relaxed);
         tracing::info!(rooms = subscribed.len(), "redis pub/sub connected");
         if reconnecting {
+            self.link.metrics.pubsub_reconnects.increment(1);
             let (commands, keys, delivery) = (
                 self.link.commands.clone(),
                 self.link.keys.clone(),
@@ -313,6 +315,7 @@ impl Task {
                     let seq = in_flight.take().unwrap_or_default();
                     let timeout = self.settings.probe_timeout;
                     self.status.probes_missed.fetch_add(1, Ordering::Relaxed);
+                    self.link.metrics.pubsub_probe_failures.increment(1);
                     self.status.set_problem(Some(format!(
                         "redis pub/sub probe not received within {} ms; replacing the connection",
                         timeout.as_millis()
