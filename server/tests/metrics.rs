@@ -79,25 +79,17 @@ async fn the_counters_match_a_scripted_conversation() {
 
     let before = scrape(metrics_addr).await;
     assert_eq!(value(&before, "confab_connections"), 3.0);
-    assert_eq!(value(&before, "confab_rooms"), 1.0);
-    assert_eq!(value(&before, "confab_joins_total"), 3.0);
-    assert_eq!(value(&before, "confab_messages_posted_total"), 2.0);
-    assert_eq!(
-        value(&before, "confab_refusals_total{code=\"not_in_room\"}"),
-        1.0
-    );
-    assert_eq!(
-        value(&before, "confab_refusals_total{code=\"invalid_room\"}"),
-        1.0
-    );
-    assert_eq!(
-        value(&before, "confab_resumes_total{recovered=\"true\"}"),
-        1.0
-    );
-    assert_eq!(
-        value(&before, "confab_resumes_total{recovered=\"false\"}"),
-        0.0
-    );
+    for (name, expected) in [
+        ("confab_rooms", 1.0),
+        ("confab_joins_total", 3.0),
+        ("confab_messages_posted_total", 2.0),
+        ("confab_refusals_total{code=\"not_in_room\"}", 1.0),
+        ("confab_refusals_total{code=\"invalid_room\"}", 1.0),
+        ("confab_resumes_total{recovered=\"true\"}", 1.0),
+        ("confab_resumes_total{recovered=\"false\"}", 0.0),
+    ] {
+        assert_eq!(value(&before, name), expected, "{name}");
+    }
 
     // One more message: exactly its ack to Ana and the message to Bo's two tabs go out.
     ana.send(
