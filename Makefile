@@ -114,11 +114,12 @@ lint:
 setup-run: deps-wasm-target deps-wasm-bindgen deps-binaryen
 setup: deps-apt-test deps-wasm-target deps-wasm-bindgen deps-npm
 
-# Debian's Chromium for Playwright (never a downloaded browser) and redis-server for the
-# multi-instance tests (the tests start it themselves on free loopback ports).
+# Debian's Chromium for Playwright (never a downloaded browser), redis-server for the
+# multi-instance tests and nginx for the load balancer test (the tests start both themselves
+# on free loopback ports; the packages' own services are not needed).
 deps-apt-test:
-	@if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null; then echo "chromium, redis-server: present"; else \
-		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium redis-server; fi
+	@if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null && [ -x /usr/sbin/nginx ]; then echo "chromium, redis-server, nginx: present"; else \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium redis-server nginx-light; fi
 
 deps-wasm-target:
 	@if rustup target list --installed | grep -qx wasm32-unknown-unknown; then echo "wasm32 target: present"; else \
