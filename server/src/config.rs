@@ -130,6 +130,11 @@ pub struct Config {
     #[arg(long, env = "CONFAB_LOG", default_value = "info")]
     pub log: String,
 
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// shippers.
+    #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Tokio worker threads (0: one per CPU core). Fewer threads mean fewer cross-thread
     /// wake-ups per delivery when several instances share a machine.
     #[arg(long, env = "CONFAB_WORKER_THREADS", default_value_t = 0)]
@@ -383,6 +388,13 @@ impl Config {
     pub fn attempt_window(&self) -> Duration {
         Duration::from_secs(self.attempt_window_secs)
     }
+}
+
+/// The shape of log lines (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! Ctrl-C, then shuts down gracefully.
 
 use clap::Parser;
-use server::config::Config;
+use server::config::{Config, LogFormat};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -31,7 +31,11 @@ async fn serve(config: Config) -> ExitCode {
         eprintln!("confab: bad --log filter ({err}); using \"info\"");
         EnvFilter::new("info")
     });
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     let running = match server::start(config).await {
         Ok(running) => running,
