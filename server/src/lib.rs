@@ -286,7 +286,18 @@ async fn serve_metrics(
     };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
-    let router = metrics::router(state.node().hub().metrics().clone());
+    let metrics = state.node().hub().metrics().clone();
+    let router = metrics::router(metrics.clone());
+    let mut upkeep_stopped = stopped.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(metrics::UPKEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = every.tick() => metrics.upkeep(),
+                _ = upkeep_stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    });
     tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|stop| *stop).await;

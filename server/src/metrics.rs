@@ -17,6 +17,9 @@ use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use std::sync::Arc;
 
+/// How often [`Metrics::upkeep`] runs while metrics are on.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Buckets for Redis command latency, in seconds (0.25 ms to 2.5 s).
 const LATENCY_BUCKETS: [f64; 12] = [
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
@@ -129,6 +132,15 @@ impl Metrics {
                 || metrics::histogram!("confab_redis_command_seconds", "command" => command),
             ),
             None => Histogram::noop(),
+        }
+    }
+
+    /// Folds the histograms' recorded samples into their buckets. The recorder keeps every
+    /// sample until then, so this must run now and then even when nobody scrapes
+    /// ([`UPKEEP_INTERVAL`]), or memory grows with every Redis command.
+    pub fn upkeep(&self) {
+        if let Some(recorder) = &self.recorder {
+            recorder.handle().run_upkeep();
         }
     }
 

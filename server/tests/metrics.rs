@@ -185,6 +185,18 @@ async fn redis_latency_and_pubsub_reconnects_are_counted() {
         ),
         2.0
     );
+    // Every engine operation is timed, not only posts: joining read a page, presence, ...
+    for command in [
+        "connect",
+        "join",
+        "page",
+        "members",
+        "follow",
+        "get_session",
+    ] {
+        let count = format!("confab_redis_command_seconds_count{{command=\"{command}\"}}");
+        assert!(value(&scraped_after, &count) >= 1.0, "{count}");
+    }
     let under_a_second = value(
         &scraped_after,
         "confab_redis_command_seconds_bucket{command=\"post\",le=\"1\"}",

@@ -163,9 +163,54 @@ pub struct RedisEngine {
     subscriber: subscriber::Subscriber,
     // Guards a plain map, never held across an await.
     local: Mutex<LocalPresence>,
-    /// How long the post script takes (append, publish, deduplicate): the command on every
-    /// message's path.
-    post_latency: metrics::Histogram,
+    /// How long each engine operation takes in Redis (one command, a pipeline or a script),
+    /// by the operation's name; see [`TIMED`].
+    latency: HashMap<&'static str, metrics::Histogram>,
+}
+
+/// The operations whose Redis latency is measured: every engine call that reaches Redis
+/// (the trait methods' names), `post` being the one on every message's path.
+const TIMED: [&str; 25] = [
+    "post",
+    "publish",
+    "publish_to_user",
+    "page",
+    "since",
+    "after",
+    "rooms",
+    "connect",
+    "disconnect",
+    "join",
+    "leave",
+    "members",
+    "online",
+    "room_counts",
+    "put_session",
+    "get_session",
+    "end_session",
+    "create_account",
+    "find_account",
+    "follow",
+    "unfollow",
+    "followed",
+    "mark_read",
+    "hit",
+    "peek",
+];
+
+/// Records how long it lived into a histogram when dropped (also when its operation failed
+/// or was cancelled).
+struct LatencyTimer<'a> {
+    histogram: Option<&'a metrics::Histogram>,
+    started: std::time::Instant,
+}
+
+impl Drop for LatencyTimer<'_> {
+    fn drop(&mut self) {
+        if let Some(histogram) = self.histogram {
+            histogram.record(self.started.elapsed());
+        }
+    }
 }
 
 fn unavailable(err: impl std::fmt::Display) -> EngineError {
@@ -237,6 +282,14 @@ async fn read_since(
 }
 
 impl RedisEngine {
+    /// Times one operation (a name from [`TIMED`]) until the returned guard is dropped.
+    fn timed(&self, command: &'static str) -> LatencyTimer<'_> {
+        LatencyTimer {
+            histogram: self.latency.get(command),
+            started: std::time::Instant::now(),
+        }
+    }
+
     /// Connects lazily: the instance starts (and reports itself unhealthy) while Redis is away.
     pub fn start(
         config: RedisConfig,
@@ -277,9 +330,12 @@ impl RedisEngine {
             },
             delivery,
         );
-        let post_latency = config.metrics.redis_latency("post");
+        let latency = TIMED
+            .iter()
+            .map(|&command| (command, config.metrics.redis_latency(command)))
+            .collect();
         let engine = Arc::new(RedisEngine {
-            post_latency,
+            latency,
             config,
             keys,
             commands,
@@ -400,6 +456,7 @@ impl Broker for RedisEngine {
         frame: Frame,
         origin: Option<ConnectionId>,
     ) -> EngineResult<()> {
+        let _latency = self.timed("publish");
         let origin = origin.map(|conn| self.my_key(conn));
         self.publish_envelope(
             room,
@@ -414,6 +471,7 @@ impl Broker for RedisEngine {
     }
 
     async fn publish_to_user(&self, room: &str, user: &str, frame: Frame) -> EngineResult<()> {
+        let _latency = self.timed("publish_to_user");
         let envelope = Envelope {
             origin: None,
             message: None,
@@ -435,6 +493,7 @@ impl Broker for RedisEngine {
 #[async_trait]
 impl History for RedisEngine {
     async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<Posted> {
+        let _latency = self.timed("post");
         let room = draft.room_id.clone();
         let sent_key = draft
             .client_msg_id
@@ -452,7 +511,6 @@ impl History for RedisEngine {
         if let Some(sent_key) = sent_key {
             invocation.key(sent_key);
         }
-        let started = std::time::Instant::now();
         let reply: String = invocation
             .arg(self.config.history_max)
             .arg(&body_json)
@@ -464,7 +522,6 @@ impl History for RedisEngine {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        self.post_latency.record(started.elapsed());
         let (id, duplicate) = match reply.strip_prefix('=') {
             Some(original) => (original, true),
             None => (reply.as_str(), false),
@@ -482,6 +539,7 @@ impl History for RedisEngine {
         before: Option<MessageId>,
         limit: usize,
     ) -> EngineResult<HistoryPage> {
+        let _latency = self.timed("page");
         let end = before.map_or_else(|| "+".to_string(), |id| format!("({id}"));
         let flat: Vec<String> = scripts::PAGE
             .key(self.keys.log(room))
@@ -503,6 +561,7 @@ impl History for RedisEngine {
     }
 
     async fn since(&self, room: &str, after: &Position, max: usize) -> EngineResult<Resume> {
+        let _latency = self.timed("since");
         Ok(read_since(&mut self.conn(), &self.keys, room, after, max)
             .await?
             .resume)
@@ -514,6 +573,7 @@ impl History for RedisEngine {
         after: Option<MessageId>,
         max: usize,
     ) -> EngineResult<Vec<ChatMessage>> {
+        let _latency = self.timed("after");
         let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
         let entries: redis::streams::StreamRangeReply = self
             .conn()
@@ -533,6 +593,7 @@ impl History for RedisEngine {
     }
 
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
+        let _latency = self.timed("rooms");
         let rooms: HashMap<String, String> = self
             .conn()
             .hgetall(self.keys.rooms())
@@ -545,6 +606,7 @@ impl History for RedisEngine {
 #[async_trait]
 impl Presence for RedisEngine {
     async fn connect(&self, conn: ConnectionId, user: &User) -> EngineResult<()> {
+        let _latency = self.timed("connect");
         self.conn()
             .hset::<_, _, _, ()>(
                 self.keys.online(),
@@ -560,6 +622,7 @@ impl Presence for RedisEngine {
     }
 
     async fn disconnect(&self, conn: ConnectionId) -> EngineResult<()> {
+        let _latency = self.timed("disconnect");
         self.local().connections.remove(&conn);
         self.conn()
             .hdel::<_, _, ()>(self.keys.online(), self.my_key(conn))
@@ -568,6 +631,7 @@ impl Presence for RedisEngine {
     }
 
     async fn join(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool> {
+        let _latency = self.timed("join");
         let newly: i64 = scripts::JOIN
             .key(self.keys.members(room))
             .key(self.keys.instance_rooms(&self.config.server_id))
@@ -587,6 +651,7 @@ impl Presence for RedisEngine {
     }
 
     async fn leave(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool> {
+        let _latency = self.timed("leave");
         if let Some((_, rooms)) = self.local().connections.get_mut(&conn) {
             rooms.remove(room);
         }
@@ -604,6 +669,7 @@ impl Presence for RedisEngine {
     }
 
     async fn members(&self, room: &str) -> EngineResult<Vec<Member>> {
+        let _latency = self.timed("members");
         let entries: HashMap<String, String> = self
             .conn()
             .hgetall(self.keys.members(room))
@@ -613,6 +679,7 @@ impl Presence for RedisEngine {
     }
 
     async fn online(&self) -> EngineResult<Vec<Member>> {
+        let _latency = self.timed("online");
         let entries: HashMap<String, String> = self
             .conn()
             .hgetall(self.keys.online())
@@ -622,6 +689,7 @@ impl Presence for RedisEngine {
     }
 
     async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>> {
+        let _latency = self.timed("room_counts");
         let rooms: Vec<String> = self
             .conn()
             .smembers(self.keys.active_rooms())
@@ -646,6 +714,7 @@ impl Sessions for RedisEngine {
         record: &SessionRecord,
         ttl: Duration,
     ) -> EngineResult<()> {
+        let _latency = self.timed("put_session");
         let json = serde_json::to_string(record).expect("session records always serialize");
         redis::cmd("SET")
             .arg(self.keys.session(id))
@@ -658,6 +727,7 @@ impl Sessions for RedisEngine {
     }
 
     async fn get_session(&self, id: &SessionId) -> EngineResult<Option<SessionRecord>> {
+        let _latency = self.timed("get_session");
         let json: Option<String> = self
             .conn()
             .get(self.keys.session(id))
@@ -673,6 +743,7 @@ impl Sessions for RedisEngine {
     }
 
     async fn end_session(&self, id: &SessionId) -> EngineResult<()> {
+        let _latency = self.timed("end_session");
         // One round trip; every instance (this one too) hears the order on its control
         // channel and closes the session's sockets.
         redis::pipe()
@@ -699,6 +770,7 @@ impl Sessions for RedisEngine {
 #[async_trait]
 impl Accounts for RedisEngine {
     async fn create_account(&self, key: &str, account: &AccountRecord) -> EngineResult<bool> {
+        let _latency = self.timed("create_account");
         let json = serde_json::to_string(account).expect("accounts always serialize");
         let created: Option<String> = redis::cmd("SET")
             .arg(self.keys.account(key))
@@ -711,6 +783,7 @@ impl Accounts for RedisEngine {
     }
 
     async fn find_account(&self, key: &str) -> EngineResult<Option<AccountRecord>> {
+        let _latency = self.timed("find_account");
         let json: Option<String> = self
             .conn()
             .get(self.keys.account(key))
@@ -735,6 +808,7 @@ impl Reading for RedisEngine {
         max: usize,
         keep: Option<Duration>,
     ) -> EngineResult<Follow> {
+        let _latency = self.timed("follow");
         let reply: Vec<String> = scripts::FOLLOW
             .key(self.keys.user_rooms(user))
             .key(self.keys.user_read(user))
@@ -757,6 +831,7 @@ impl Reading for RedisEngine {
     }
 
     async fn unfollow(&self, user: &str, room: &str) -> EngineResult<()> {
+        let _latency = self.timed("unfollow");
         redis::pipe()
             .atomic()
             .zrem(self.keys.user_rooms(user), room)
@@ -767,6 +842,7 @@ impl Reading for RedisEngine {
     }
 
     async fn followed(&self, user: &str) -> EngineResult<Vec<(String, Option<MessageId>)>> {
+        let _latency = self.timed("followed");
         let (rooms, read): (Vec<String>, HashMap<String, String>) = redis::pipe()
             .zrange(self.keys.user_rooms(user), 0, -1)
             .hgetall(self.keys.user_read(user))
@@ -788,6 +864,7 @@ impl Reading for RedisEngine {
         room: &str,
         id: MessageId,
     ) -> EngineResult<Option<MessageId>> {
+        let _latency = self.timed("mark_read");
         let position: Option<String> = scripts::MARK_READ
             .key(self.keys.user_rooms(user))
             .key(self.keys.user_read(user))
@@ -805,6 +882,7 @@ impl Reading for RedisEngine {
 #[async_trait]
 impl Counters for RedisEngine {
     async fn hit(&self, key: &str, window: Duration) -> EngineResult<WindowCount> {
+        let _latency = self.timed("hit");
         let (count, ttl_ms): (u64, i64) = scripts::COUNT_HIT
             .key(self.keys.counter(key))
             .arg(window.as_millis().max(1) as u64)
@@ -818,6 +896,7 @@ impl Counters for RedisEngine {
     }
 
     async fn peek(&self, key: &str) -> EngineResult<WindowCount> {
+        let _latency = self.timed("peek");
         let (count, ttl_ms): (Option<u64>, i64) = redis::pipe()
             .get(self.keys.counter(key))
             .pttl(self.keys.counter(key))
