@@ -100,10 +100,7 @@ fn RoomLink(room_id: String) -> impl IntoView {
             let navigate = navigate.clone();
             leptos::task::spawn_local(async move {
                 if leave_room(room_id.clone()).await.is_ok() {
-                    #[cfg(feature = "hydrate")]
                     workspace.left(&room_id);
-                    #[cfg(not(feature = "hydrate"))]
-                    workspace.rooms.update(|rooms| rooms.remove(&room_id));
                     if was_current {
                         navigate("/", Default::default());
                     }

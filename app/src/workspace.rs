@@ -127,12 +127,15 @@ impl Workspace {
         }
     }
 
-    /// The reader took a room off their list here: the other tabs are told.
-    #[cfg(feature = "hydrate")]
+    /// The reader took a room off their list here: the live connection leaves it and the
+    /// other tabs are told.
     pub(crate) fn left(&self, room_id: &str) {
         self.rooms.update(|rooms| rooms.remove(room_id));
-        self.with_live(|live| live.leave(room_id));
-        crate::room_list_sync::announce();
+        #[cfg(feature = "hydrate")]
+        {
+            self.with_live(|live| live.leave(room_id));
+            crate::room_list_sync::announce();
+        }
     }
 
     /// The room page closed (the room stays joined, in the background).

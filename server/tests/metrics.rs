@@ -2,12 +2,10 @@
 
 mod common;
 
-use common::{Client, TestServer, WAIT};
-use futures::StreamExt;
+use common::{TestServer, WAIT};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use tokio_tungstenite::tungstenite::Message;
 
 /// One scrape, as `name{labels}` → value.
 async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
@@ -29,20 +27,6 @@ async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
 
 fn value(metrics: &HashMap<String, f64>, name: &str) -> f64 {
     metrics.get(name).copied().unwrap_or(0.0)
-}
-
-/// The next text frame, raw: what the server wrote.
-async fn next_text(client: &mut Client) -> String {
-    loop {
-        let frame = tokio::time::timeout(WAIT, client.socket.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(text) = frame {
-            return text.to_string();
-        }
-    }
 }
 
 #[tokio::test]
@@ -97,9 +81,9 @@ async fn the_counters_match_a_scripted_conversation() {
     )
     .await;
     let frames = [
-        next_text(&mut ana).await,
-        next_text(&mut bo).await,
-        next_text(&mut tab).await,
+        ana.recv_text().await,
+        bo.recv_text().await,
+        tab.recv_text().await,
     ];
     for frame in &frames {
         let event: Value = serde_json::from_str(frame).expect("JSON");
@@ -203,4 +187,18 @@ async fn redis_latency_and_pubsub_reconnects_are_counted() {
     );
     assert_eq!(under_a_second, 2.0, "{scraped_after:#?}");
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_metrics_address_that_cannot_be_bound_stops_the_start_with_its_reason() {
+    let mut config = server::config::Config::defaults();
+    config.host = "127.0.0.1".into();
+    config.port = 0;
+    config.redis_url = None;
+    config.metrics_addr = Some("not-an-address".into());
+    let Err(err) = server::start(config).await else {
+        panic!("the server started without its metrics address");
+    };
+    let message = err.to_string();
+    assert!(message.contains("not-an-address"), "{message}");
 }

@@ -302,6 +302,11 @@ impl Client {
 
     /// The next JSON event (pings skipped); panics on close or timeout.
     pub async fn recv(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).expect("JSON event")
+    }
+
+    /// The next text frame exactly as the server wrote it (pings skipped).
+    pub async fn recv_text(&mut self) -> String {
         loop {
             let frame = tokio::time::timeout(WAIT, self.socket.next())
                 .await
@@ -309,9 +314,7 @@ impl Client {
                 .expect("socket open")
                 .expect("socket ok");
             match frame {
-                Message::Text(text) => {
-                    return serde_json::from_str(text.as_str()).expect("JSON event")
-                }
+                Message::Text(text) => return text.to_string(),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
             }
