@@ -19,9 +19,17 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
 
-    /// Redis URL for running many instances together. Unset: the in-process memory engine.
+    /// Redis for running many instances together: one URL, or several separated by commas
+    /// (shards, or a cluster's seed nodes; see `--redis-mode`). Unset: the in-process memory
+    /// engine.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// How the Redis URLs are used: `standalone` (one Redis; the default for one URL),
+    /// `shards` (independent Redis servers, each room on one of them by a consistent hash;
+    /// the default for several URLs) or `cluster` (a Redis Cluster; the URLs are seed nodes).
+    #[arg(long, env = "CONFAB_REDIS_MODE", value_enum)]
+    pub redis_mode: Option<RedisMode>,
 
     /// Prefix of every Redis key and channel (several deployments can share one Redis).
     #[arg(long, env = "CONFAB_REDIS_PREFIX", default_value = "confab")]
@@ -282,6 +290,7 @@ impl Config {
         {
             return Err("--presence-refresh-secs must be at least 1 and at most half of --presence-lease-secs".into());
         }
+        self.redis_topology()?;
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err("--redis-prefix must be non-empty and without spaces".into());
         }
@@ -355,6 +364,40 @@ impl Config {
         Ok(())
     }
 
+    /// How Redis is used, and its URLs in the order given (a shard's place in the list is its
+    /// identity: the consistent hash maps a room to a place). None: the memory engine.
+    pub fn redis_topology(&self) -> Result<Option<(RedisMode, Vec<String>)>, String> {
+        let Some(list) = &self.redis_url else {
+            return match self.redis_mode {
+                Some(_) => Err("--redis-mode needs --redis-url (REDIS_URL)".into()),
+                None => Ok(None),
+            };
+        };
+        let urls: Vec<String> = list.split(',').map(|url| url.trim().to_string()).collect();
+        if urls.iter().any(String::is_empty) {
+            return Err("--redis-url: an empty entry in the comma-separated list".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = urls.iter().find(|url| !seen.insert(url.as_str())) {
+            return Err(format!(
+                "--redis-url lists {} twice",
+                crate::engine::redis::redacted(twice)
+            ));
+        }
+        let mode = self.redis_mode.unwrap_or(if urls.len() == 1 {
+            RedisMode::Standalone
+        } else {
+            RedisMode::Shards
+        });
+        if mode == RedisMode::Standalone && urls.len() > 1 {
+            return Err(format!(
+                "--redis-mode standalone takes one URL, --redis-url lists {} (use --redis-mode shards or cluster)",
+                urls.len()
+            ));
+        }
+        Ok(Some((mode, urls)))
+    }
+
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
     }
@@ -388,6 +431,17 @@ impl Config {
     pub fn attempt_window(&self) -> Duration {
         Duration::from_secs(self.attempt_window_secs)
     }
+}
+
+/// How the Redis URLs are used (`--redis-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisMode {
+    /// One Redis holds everything.
+    Standalone,
+    /// Independent Redis servers; each room lives on one, chosen by a consistent hash.
+    Shards,
+    /// A Redis Cluster (≥ 7.0); the URLs are seed nodes.
+    Cluster,
 }
 
 /// The shape of log lines (`--log-format`).
@@ -474,6 +528,65 @@ mod tests {
             ["confab", "--busy-frames-per-sec", "0"],
         ] {
             assert_eq!(Config::parse_from(off).validate(), Ok(()), "{off:?}");
+        }
+    }
+
+    #[test]
+    fn redis_urls_choose_their_mode() {
+        let topology = |args: &[&str]| {
+            Config::parse_from(std::iter::once("confab").chain(args.iter().copied()))
+                .redis_topology()
+        };
+        assert_eq!(topology(&[]), Ok(None));
+        assert_eq!(
+            topology(&["--redis-url", "redis://a:1"]),
+            Ok(Some((
+                RedisMode::Standalone,
+                vec!["redis://a:1".to_string()]
+            )))
+        );
+        assert_eq!(
+            topology(&["--redis-url", "redis://a:1, redis://b:2"]),
+            Ok(Some((
+                RedisMode::Shards,
+                vec!["redis://a:1".to_string(), "redis://b:2".to_string()]
+            )))
+        );
+        assert_eq!(
+            topology(&["--redis-url", "redis://a:1", "--redis-mode", "shards"])
+                .unwrap()
+                .unwrap()
+                .0,
+            RedisMode::Shards
+        );
+        assert_eq!(
+            topology(&[
+                "--redis-url",
+                "redis://a:1,redis://b:2",
+                "--redis-mode",
+                "cluster"
+            ])
+            .unwrap()
+            .unwrap()
+            .0,
+            RedisMode::Cluster
+        );
+        for (args, error) in [
+            (
+                &["--redis-url", "redis://a:1,redis://b:2", "--redis-mode", "standalone"][..],
+                "--redis-mode standalone takes one URL, --redis-url lists 2 (use --redis-mode shards or cluster)",
+            ),
+            (
+                &["--redis-url", "redis://a:1,,redis://b:2"],
+                "--redis-url: an empty entry in the comma-separated list",
+            ),
+            (
+                &["--redis-url", "redis://:secret@a:1,redis://:secret@a:1"],
+                "--redis-url lists redis://a:1 twice",
+            ),
+            (&["--redis-mode", "shards"], "--redis-mode needs --redis-url (REDIS_URL)"),
+        ] {
+            assert_eq!(topology(args).unwrap_err(), error, "{args:?}");
         }
     }
 

@@ -41,9 +41,12 @@ pub mod wire;
 pub mod ws;
 
 use crate::config::Config;
+use crate::config::RedisMode;
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
-use crate::engine::redis::{RedisConfig, RedisEngine};
+use crate::engine::redis::{redacted, RedisConfig, RedisEngine};
+use crate::engine::shards::{ShardDelivery, ShardedEngine};
 use crate::engine::Engine;
+use crate::engine::LocalDelivery;
 use crate::hub::Hub;
 use crate::node::{Node, NodeSettings};
 use crate::state::AppState;
@@ -89,27 +92,49 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         None => metrics::Metrics::off(),
     });
     let hub = Arc::new(Hub::with_metrics(config.outbound_queue, metrics.clone()));
-    let engine = match &config.redis_url {
-        Some(url) => {
-            let redis = RedisEngine::start(
-                RedisConfig {
-                    url: url.clone(),
-                    prefix: config.redis_prefix.clone(),
-                    server_id: server_id.clone(),
-                    history_max: config.history_max,
-                    lease_ttl: Duration::from_secs(config.presence_lease_secs),
-                    lease_refresh: Duration::from_secs(config.presence_refresh_secs),
-                    command_timeout: Duration::from_millis(config.redis_timeout_ms),
-                    idempotency_window: config.idempotency_window(),
-                    resume_max: config.resume_max,
-                    probe_interval: config.probe_interval(),
-                    probe_timeout: config.probe_timeout(),
-                    metrics,
-                },
-                hub.clone(),
-            )
-            .map_err(|err| StartError::Config(format!("REDIS_URL: {err}")))?;
-            Engine::redis(redis)
+    let topology = config.redis_topology().map_err(StartError::Config)?;
+    let engine = match topology {
+        Some((mode, urls)) => {
+            let redis_config = |url: &str, home: bool| RedisConfig {
+                url: url.to_string(),
+                prefix: config.redis_prefix.clone(),
+                server_id: server_id.clone(),
+                history_max: config.history_max,
+                lease_ttl: Duration::from_secs(config.presence_lease_secs),
+                lease_refresh: Duration::from_secs(config.presence_refresh_secs),
+                command_timeout: Duration::from_millis(config.redis_timeout_ms),
+                idempotency_window: config.idempotency_window(),
+                resume_max: config.resume_max,
+                probe_interval: config.probe_interval(),
+                probe_timeout: config.probe_timeout(),
+                home,
+                metrics: metrics.clone(),
+            };
+            let start = |url: &str, home: bool, delivery: Arc<dyn LocalDelivery>| {
+                RedisEngine::start(redis_config(url, home), delivery).map_err(|err| {
+                    StartError::Config(format!("REDIS_URL {}: {err}", redacted(url)))
+                })
+            };
+            match mode {
+                RedisMode::Standalone => Engine::redis(start(&urls[0], true, hub.clone())?),
+                RedisMode::Shards => {
+                    let count = urls.len();
+                    let shards = urls
+                        .iter()
+                        .enumerate()
+                        .map(|(index, url)| {
+                            let delivery = ShardDelivery::new(hub.clone(), index, count);
+                            start(url, index == 0, Arc::new(delivery))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Engine::sharded(ShardedEngine::new(shards))
+                }
+                RedisMode::Cluster => {
+                    return Err(StartError::Config(
+                        "--redis-mode cluster is not available yet".into(),
+                    ))
+                }
+            }
         }
         None => Engine::memory(MemoryEngine::new(
             MemoryConfig {

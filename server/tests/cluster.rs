@@ -1,11 +1,12 @@
-//! Several instances sharing one real Redis: cross-instance chat without loss, duplicates or
+//! Several instances sharing real Redis: cross-instance chat without loss, duplicates or
 //! reordering; presence that agrees everywhere; a killed instance's users expiring; a Redis
-//! restart survived.
+//! restart survived. Every case runs on one Redis and on two Redis shards (`one_redis::case`,
+//! `two_shards::case`), so a failure names its topology.
 
 mod common;
 
 use app::protocol::close;
-use common::{eventually, redis_instance, Client, RedisServer, TestServer};
+use common::{eventually, redis_instance, Client, RedisTarget, Redises, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,9 +27,7 @@ async fn members_on(server: &TestServer, room: &str) -> Vec<String> {
     common::fields(&body["members"], "name")
 }
 
-#[tokio::test]
-async fn users_on_different_instances_chat_in_order_without_loss_or_duplicates() {
-    let redis = RedisServer::start().await;
+async fn users_on_different_instances_chat_in_order_without_loss_or_duplicates(redis: Redises) {
     let servers = [
         redis_instance(&redis, "order").await,
         redis_instance(&redis, "order").await,
@@ -103,9 +102,7 @@ async fn users_on_different_instances_chat_in_order_without_loss_or_duplicates()
     assert_eq!(page["hasMore"], true);
 }
 
-#[tokio::test]
-async fn presence_agrees_on_every_instance() {
-    let redis = RedisServer::start().await;
+async fn presence_agrees_on_every_instance(redis: Redises) {
     let a = redis_instance(&redis, "presence").await;
     let b = redis_instance(&redis, "presence").await;
     let mut ana = client_via(&a, &a, "Ana").await;
@@ -149,9 +146,7 @@ async fn presence_agrees_on_every_instance() {
     ana_other_tab.assert_alive().await;
 }
 
-#[tokio::test]
-async fn a_killed_instance_disappears_from_presence() {
-    let redis = RedisServer::start().await;
+async fn a_killed_instance_disappears_from_presence(redis: Redises) {
     let survivor = redis_instance(&redis, "kill").await;
     // The victim is the real binary, so it can be killed with SIGKILL.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -200,9 +195,7 @@ async fn a_killed_instance_disappears_from_presence() {
     assert_eq!(common::fields(&online["users"], "name"), ["Ben"]);
 }
 
-#[tokio::test]
-async fn a_redis_restart_is_survived() {
-    let mut redis = RedisServer::start().await;
+async fn a_redis_restart_is_survived(mut redis: Redises) {
     let a = redis_instance(&redis, "restart").await;
     let b = redis_instance(&redis, "restart").await;
     let mut ana = a.client("Ana").await;
@@ -259,9 +252,7 @@ async fn a_redis_restart_is_survived() {
     .await;
 }
 
-#[tokio::test]
-async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instance() {
-    let redis = RedisServer::start().await;
+async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instance(redis: Redises) {
     let a = redis_instance(&redis, "accounts").await;
     let b = redis_instance(&redis, "accounts").await;
     let created = a.register("Ana", "correct horse").await;
@@ -288,9 +279,7 @@ async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instan
     assert_eq!(b.whoami(&token).await.status, 401);
 }
 
-#[tokio::test]
-async fn sign_in_failures_are_counted_across_instances() {
-    let redis = RedisServer::start().await;
+async fn sign_in_failures_are_counted_across_instances(redis: Redises) {
     let url = redis.url();
     let start = || {
         let url = url.clone();
@@ -308,36 +297,21 @@ async fn sign_in_failures_are_counted_across_instances() {
     assert_eq!(locked.status, 429, "{}", locked.body);
 }
 
-#[tokio::test]
-async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets() {
-    let redis = RedisServer::start().await;
+async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets(redis: Redises) {
     let a = redis_instance(&redis, "missed").await;
     let b = redis_instance(&redis, "missed").await;
     let (token, _) = a.guest("Ana").await;
     let mut on_b = Client::signed_in(&b.ws_url(), &token).await;
     // Every pub/sub connection drops; the sign-out is published before they are back
     // (they reconnect after at least 100 ms), so nobody hears it live.
-    let mut admin = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let killed = redis.kill_pubsub_connections().await;
     assert!(killed >= 2, "{killed}");
     assert_eq!(a.sign_out(&token).await.status, 204);
     // B catches up from the tombstone once it is back.
     assert_eq!(on_b.expect_close().await.0, 4503);
 }
 
-#[tokio::test]
-async fn accounts_and_sessions_survive_a_restart_of_every_instance() {
-    let redis = RedisServer::start().await;
+async fn accounts_and_sessions_survive_a_restart_of_every_instance(redis: Redises) {
     let first = redis_instance(&redis, "restart").await;
     let created = first.register("ana", "correct horse").await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -355,3 +329,36 @@ async fn accounts_and_sessions_survive_a_restart_of_every_instance() {
         again.body
     );
 }
+
+/// Runs each case as its own test on each Redis topology.
+macro_rules! on_every_topology {
+    ($($case:ident),* $(,)?) => {
+        mod one_redis {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Redises::standalone().await).await;
+                }
+            )*
+        }
+        mod two_shards {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Redises::shards(2).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_topology!(
+    users_on_different_instances_chat_in_order_without_loss_or_duplicates,
+    presence_agrees_on_every_instance,
+    a_killed_instance_disappears_from_presence,
+    a_redis_restart_is_survived,
+    accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instance,
+    sign_in_failures_are_counted_across_instances,
+    a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets,
+    accounts_and_sessions_survive_a_restart_of_every_instance,
+);

@@ -1,7 +1,8 @@
-//! One suite, run against both engines: broker, history (ids, pages, since, trimming,
+//! One suite, run against every engine: broker, history (ids, pages, since, trimming,
 //! epochs, idempotent posts), presence (multi-tab, rooms, online), sessions (expiry, ending
-//! closes sockets), accounts and counters behave the same. Each case is a test of its own
-//! per engine (`memory::case`, `redis::case`), so a failure names itself.
+//! closes sockets), accounts and counters behave the same in memory, on one Redis and on two
+//! Redis shards. Each case is a test of its own per engine (`memory::case`, `redis::case`,
+//! `redis_shards::case`), so a failure names itself.
 
 mod common;
 
@@ -591,6 +592,20 @@ macro_rules! conformance {
                     let url = redis.url();
                     let state = super::state(move |c| c.redis_url = Some(url));
                     assert_eq!(state.engine().kind, "redis");
+                    super::healthy(&state).await;
+                    super::$case(&state).await;
+                }
+            )*
+        }
+        mod redis_shards {
+            use super::common::RedisTarget;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let redis = super::common::Redises::shards(2).await;
+                    let url = redis.url();
+                    let state = super::state(move |c| c.redis_url = Some(url));
+                    assert_eq!(state.engine().kind, "redis-shards");
                     super::healthy(&state).await;
                     super::$case(&state).await;
                 }

@@ -1,6 +1,7 @@
 //! The engine: everything one instance shares with the others (or keeps for itself, alone).
 //!
-//! Each interface has a memory implementation ([`memory`]) and a Redis one ([`redis`]):
+//! Each interface has a memory implementation ([`memory`]) and a Redis one ([`redis`]), and
+//! [`shards`] routes each room and key to one of several Redis engines:
 //! - [`Broker`]: ephemeral room events (typing, joins) to every instance with members there.
 //! - [`History`]: stored messages; `post` stores and publishes in one atomic step.
 //! - [`Presence`]: who is connected, per room and overall, aggregated per user.
@@ -21,6 +22,7 @@
 pub mod memory;
 pub mod redis;
 pub mod rules;
+pub mod shards;
 
 use crate::wire::{ConnectionId, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
@@ -349,7 +351,7 @@ pub struct Engine {
     pub reading: Arc<dyn Reading>,
     pub counters: Arc<dyn Counters>,
     pub lifecycle: Arc<dyn Lifecycle>,
-    /// "memory" or "redis", for `/health`.
+    /// "memory", "redis" or "redis-shards", for `/health`.
     pub kind: &'static str,
 }
 
@@ -362,6 +364,11 @@ impl Engine {
     /// One Redis engine serving every role.
     pub fn redis(engine: Arc<redis::RedisEngine>) -> Self {
         Engine::serving_all(engine, "redis")
+    }
+
+    /// Several Redis servers, each room on one of them.
+    pub fn sharded(engine: shards::ShardedEngine) -> Self {
+        Engine::serving_all(Arc::new(engine), "redis-shards")
     }
 
     fn serving_all<E>(engine: Arc<E>, kind: &'static str) -> Self

@@ -542,8 +542,68 @@ impl Drop for RedisServer {
     }
 }
 
+/// Whatever instances can be pointed at: its `REDIS_URL`.
+pub trait RedisTarget {
+    fn url(&self) -> String;
+}
+
+impl RedisTarget for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+}
+
+/// The Redis a test's instances share: one server, or several independent ones as shards.
+pub struct Redises {
+    pub servers: Vec<RedisServer>,
+}
+
+impl Redises {
+    pub async fn standalone() -> Self {
+        Redises::shards(1).await
+    }
+
+    /// `count` servers; with more than one, instances use them as shards (the default mode
+    /// for a list of URLs).
+    pub async fn shards(count: usize) -> Self {
+        let mut servers = Vec::new();
+        for _ in 0..count {
+            servers.push(RedisServer::start().await);
+        }
+        Redises { servers }
+    }
+
+    pub fn kill(&mut self) {
+        self.servers.iter_mut().for_each(RedisServer::kill);
+    }
+
+    pub async fn restart(&mut self) {
+        for server in &mut self.servers {
+            server.restart().await;
+        }
+    }
+
+    /// Drops every pub/sub connection on every server (`CLIENT KILL TYPE pubsub`); returns
+    /// how many were dropped.
+    pub async fn kill_pubsub_connections(&self) -> usize {
+        let mut killed = 0;
+        for server in &self.servers {
+            let reply = server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+            killed += reply.trim_start_matches(':').parse::<usize>().unwrap_or(0);
+        }
+        killed
+    }
+}
+
+impl RedisTarget for Redises {
+    fn url(&self) -> String {
+        let urls: Vec<String> = self.servers.iter().map(RedisServer::url).collect();
+        urls.join(",")
+    }
+}
+
 /// A server instance using `redis`, with short presence leases for tests.
-pub async fn redis_instance(redis: &RedisServer, prefix: &str) -> TestServer {
+pub async fn redis_instance(redis: &impl RedisTarget, prefix: &str) -> TestServer {
     redis_instance_at(&redis.url(), prefix).await
 }
 

@@ -68,6 +68,11 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// How long a `clientMsgId` is remembered per user and room.
     pub idempotency_window: Duration,
+    /// Whether this Redis holds what belongs to the whole deployment rather than to a room
+    /// (the online hash). One Redis always does; of several shards, only the first
+    /// ([`super::shards`]); the others keep their connections' entries only in memory, to
+    /// register room presence again after a lost lease.
+    pub home: bool,
     /// Most messages a catch-up after a pub/sub gap delivers; past it, members resync.
     pub resume_max: usize,
     /// How often the pub/sub path is probed end to end.
@@ -210,6 +215,18 @@ impl Drop for LatencyTimer<'_> {
         if let Some(histogram) = self.histogram {
             histogram.record(self.started.elapsed());
         }
+    }
+}
+
+/// A Redis URL as it may be logged or shown: without its user name and password.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -429,7 +446,9 @@ impl RedisEngine {
         for (conn, user, rooms) in &snapshot {
             let key = self.my_key(*conn);
             let value = format!("{}\t{}", user.id, user.name);
-            pipe.hset(self.keys.online(), &key, &value).ignore();
+            if self.config.home {
+                pipe.hset(self.keys.online(), &key, &value).ignore();
+            }
             for room in rooms {
                 pipe.hset(self.keys.members(room), &key, &value).ignore();
                 pipe.sadd(self.keys.instance_rooms(&self.config.server_id), room)
@@ -607,6 +626,12 @@ impl History for RedisEngine {
 impl Presence for RedisEngine {
     async fn connect(&self, conn: ConnectionId, user: &User) -> EngineResult<()> {
         let _latency = self.timed("connect");
+        if !self.config.home {
+            self.local()
+                .connections
+                .insert(conn, (user.clone(), HashSet::new()));
+            return Ok(());
+        }
         self.conn()
             .hset::<_, _, _, ()>(
                 self.keys.online(),
@@ -624,6 +649,9 @@ impl Presence for RedisEngine {
     async fn disconnect(&self, conn: ConnectionId) -> EngineResult<()> {
         let _latency = self.timed("disconnect");
         self.local().connections.remove(&conn);
+        if !self.config.home {
+            return Ok(());
+        }
         self.conn()
             .hdel::<_, _, ()>(self.keys.online(), self.my_key(conn))
             .await
