@@ -95,8 +95,9 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
     let topology = config.redis_topology().map_err(StartError::Config)?;
     let engine = match topology {
         Some((mode, urls)) => {
-            let redis_config = |url: &str, home: bool| RedisConfig {
-                url: url.to_string(),
+            let redis_config = |urls: &[String], home: bool| RedisConfig {
+                urls: urls.to_vec(),
+                cluster: mode == RedisMode::Cluster,
                 prefix: config.redis_prefix.clone(),
                 server_id: server_id.clone(),
                 history_max: config.history_max,
@@ -110,13 +111,15 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
                 home,
                 metrics: metrics.clone(),
             };
-            let start = |url: &str, home: bool, delivery: Arc<dyn LocalDelivery>| {
-                RedisEngine::start(redis_config(url, home), delivery).map_err(|err| {
-                    StartError::Config(format!("REDIS_URL {}: {err}", redacted(url)))
+            let start = |urls: &[String], home: bool, delivery: Arc<dyn LocalDelivery>| {
+                RedisEngine::start(redis_config(urls, home), delivery).map_err(|err| {
+                    let urls: Vec<String> = urls.iter().map(|url| redacted(url)).collect();
+                    StartError::Config(format!("REDIS_URL {}: {err}", urls.join(",")))
                 })
             };
             match mode {
-                RedisMode::Standalone => Engine::redis(start(&urls[0], true, hub.clone())?),
+                RedisMode::Standalone => Engine::redis(start(&urls, true, hub.clone())?),
+                RedisMode::Cluster => Engine::cluster(start(&urls, true, hub.clone())?),
                 RedisMode::Shards => {
                     let count = urls.len();
                     let shards = urls
@@ -124,15 +127,10 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
                         .enumerate()
                         .map(|(index, url)| {
                             let delivery = ShardDelivery::new(hub.clone(), index, count);
-                            start(url, index == 0, Arc::new(delivery))
+                            start(std::slice::from_ref(url), index == 0, Arc::new(delivery))
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     Engine::sharded(ShardedEngine::new(shards))
-                }
-                RedisMode::Cluster => {
-                    return Err(StartError::Config(
-                        "--redis-mode cluster is not available yet".into(),
-                    ))
                 }
             }
         }

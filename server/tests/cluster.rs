@@ -1,13 +1,16 @@
 //! Several instances sharing real Redis: cross-instance chat without loss, duplicates or
 //! reordering; presence that agrees everywhere; a killed instance's users expiring; a Redis
-//! restart survived. Every case runs on one Redis and on two Redis shards (`one_redis::case`,
-//! `two_shards::case`), so a failure names its topology.
+//! restart survived. Every case runs on one Redis, on two Redis shards and on a 3-master Redis
+//! Cluster (`one_redis::case`, `two_shards::case`, `three_node_cluster::case`), so a failure
+//! names its topology.
 
 mod common;
 
 use app::protocol::close;
-use common::{eventually, redis_instance, Client, RedisTarget, Redises, TestServer};
+use common::cluster::RedisCluster;
+use common::{eventually, redis_instance, Client, Deployment, Redises, TestServer};
 use serde_json::{json, Value};
+use server::config::RedisMode;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,7 +30,9 @@ async fn members_on(server: &TestServer, room: &str) -> Vec<String> {
     common::fields(&body["members"], "name")
 }
 
-async fn users_on_different_instances_chat_in_order_without_loss_or_duplicates(redis: Redises) {
+async fn users_on_different_instances_chat_in_order_without_loss_or_duplicates(
+    redis: impl Deployment,
+) {
     let servers = [
         redis_instance(&redis, "order").await,
         redis_instance(&redis, "order").await,
@@ -102,7 +107,7 @@ async fn users_on_different_instances_chat_in_order_without_loss_or_duplicates(r
     assert_eq!(page["hasMore"], true);
 }
 
-async fn presence_agrees_on_every_instance(redis: Redises) {
+async fn presence_agrees_on_every_instance(redis: impl Deployment) {
     let a = redis_instance(&redis, "presence").await;
     let b = redis_instance(&redis, "presence").await;
     let mut ana = client_via(&a, &a, "Ana").await;
@@ -146,7 +151,7 @@ async fn presence_agrees_on_every_instance(redis: Redises) {
     ana_other_tab.assert_alive().await;
 }
 
-async fn a_killed_instance_disappears_from_presence(redis: Redises) {
+async fn a_killed_instance_disappears_from_presence(redis: impl Deployment) {
     let survivor = redis_instance(&redis, "kill").await;
     // The victim is the real binary, so it can be killed with SIGKILL.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -158,6 +163,14 @@ async fn a_killed_instance_disappears_from_presence(redis: Redises) {
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("REDIS_URL", redis.url())
+        .env(
+            "CONFAB_REDIS_MODE",
+            match redis.mode() {
+                Some(RedisMode::Cluster) => "cluster",
+                _ if redis.url().contains(',') => "shards",
+                _ => "standalone",
+            },
+        )
         .env("CONFAB_REDIS_PREFIX", "kill")
         .env("CONFAB_PRESENCE_LEASE_SECS", "2")
         .env("CONFAB_PRESENCE_REFRESH_SECS", "1")
@@ -195,7 +208,7 @@ async fn a_killed_instance_disappears_from_presence(redis: Redises) {
     assert_eq!(common::fields(&online["users"], "name"), ["Ben"]);
 }
 
-async fn a_redis_restart_is_survived(mut redis: Redises) {
+async fn a_redis_restart_is_survived(mut redis: impl Deployment) {
     let a = redis_instance(&redis, "restart").await;
     let b = redis_instance(&redis, "restart").await;
     let mut ana = a.client("Ana").await;
@@ -252,7 +265,9 @@ async fn a_redis_restart_is_survived(mut redis: Redises) {
     .await;
 }
 
-async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instance(redis: Redises) {
+async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instance(
+    redis: impl Deployment,
+) {
     let a = redis_instance(&redis, "accounts").await;
     let b = redis_instance(&redis, "accounts").await;
     let created = a.register("Ana", "correct horse").await;
@@ -279,12 +294,13 @@ async fn accounts_work_everywhere_and_signing_out_closes_sockets_on_every_instan
     assert_eq!(b.whoami(&token).await.status, 401);
 }
 
-async fn sign_in_failures_are_counted_across_instances(redis: Redises) {
-    let url = redis.url();
+async fn sign_in_failures_are_counted_across_instances(redis: impl Deployment) {
+    let (url, mode) = (redis.url(), redis.mode());
     let start = || {
         let url = url.clone();
         TestServer::start_with(move |c| {
             c.redis_url = Some(url);
+            c.redis_mode = mode;
             c.redis_prefix = "limits".into();
             c.login_failures_per_user = 2;
         })
@@ -297,7 +313,7 @@ async fn sign_in_failures_are_counted_across_instances(redis: Redises) {
     assert_eq!(locked.status, 429, "{}", locked.body);
 }
 
-async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets(redis: Redises) {
+async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets(redis: impl Deployment) {
     let a = redis_instance(&redis, "missed").await;
     let b = redis_instance(&redis, "missed").await;
     let (token, _) = a.guest("Ana").await;
@@ -311,7 +327,7 @@ async fn a_sign_out_missed_during_a_pubsub_outage_still_closes_sockets(redis: Re
     assert_eq!(on_b.expect_close().await.0, 4503);
 }
 
-async fn accounts_and_sessions_survive_a_restart_of_every_instance(redis: Redises) {
+async fn accounts_and_sessions_survive_a_restart_of_every_instance(redis: impl Deployment) {
     let first = redis_instance(&redis, "restart").await;
     let created = first.register("ana", "correct horse").await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -346,6 +362,14 @@ macro_rules! on_every_topology {
                 #[tokio::test]
                 async fn $case() {
                     super::$case(super::Redises::shards(2).await).await;
+                }
+            )*
+        }
+        mod three_node_cluster {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::RedisCluster::start(3, 0).await).await;
                 }
             )*
         }

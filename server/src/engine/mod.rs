@@ -351,7 +351,7 @@ pub struct Engine {
     pub reading: Arc<dyn Reading>,
     pub counters: Arc<dyn Counters>,
     pub lifecycle: Arc<dyn Lifecycle>,
-    /// "memory", "redis" or "redis-shards", for `/health`.
+    /// "memory", "redis", "redis-shards" or "redis-cluster", for `/health`.
     pub kind: &'static str,
 }
 
@@ -364,6 +364,11 @@ impl Engine {
     /// One Redis engine serving every role.
     pub fn redis(engine: Arc<redis::RedisEngine>) -> Self {
         Engine::serving_all(engine, "redis")
+    }
+
+    /// A Redis Cluster.
+    pub fn cluster(engine: Arc<redis::RedisEngine>) -> Self {
+        Engine::serving_all(engine, "redis-cluster")
     }
 
     /// Several Redis servers, each room on one of them.

@@ -1,6 +1,7 @@
 //! Test fixtures: a real server on 127.0.0.1:0, WebSocket clients, and a small HTTP client.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod cluster;
 pub mod proxy;
 
 use futures::{SinkExt, StreamExt};
@@ -421,7 +422,7 @@ pub struct RedisServer {
     durable: Option<tempdir::Dir>,
 }
 
-mod tempdir {
+pub mod tempdir {
     /// A directory under the system's temp dir, removed when dropped.
     pub struct Dir(pub std::path::PathBuf);
     impl Drop for Dir {
@@ -542,9 +543,13 @@ impl Drop for RedisServer {
     }
 }
 
-/// Whatever instances can be pointed at: its `REDIS_URL`.
+/// Whatever instances can be pointed at: its `REDIS_URL` and `--redis-mode`.
 pub trait RedisTarget {
     fn url(&self) -> String;
+    /// None: the default for the URL list.
+    fn mode(&self) -> Option<server::config::RedisMode> {
+        None
+    }
 }
 
 impl RedisTarget for RedisServer {
@@ -553,7 +558,20 @@ impl RedisTarget for RedisServer {
     }
 }
 
-/// The Redis a test's instances share: one server, or several independent ones as shards.
+/// A Redis deployment multi-instance tests run on (one Redis, shards, a cluster) and the
+/// faults they inflict on all of it.
+#[allow(async_fn_in_trait)] // test code: never spawned, so futures need not be Send
+pub trait Deployment: RedisTarget {
+    /// Kills every Redis process (SIGKILL).
+    fn kill(&mut self);
+    /// Every Redis process again on its port, empty, as after a crash without persistence.
+    async fn restart(&mut self);
+    /// Drops every pub/sub connection on every process (`CLIENT KILL TYPE pubsub`); returns
+    /// how many were dropped.
+    async fn kill_pubsub_connections(&self) -> usize;
+}
+
+/// One Redis, or several independent ones as shards.
 pub struct Redises {
     pub servers: Vec<RedisServer>,
 }
@@ -572,27 +590,6 @@ impl Redises {
         }
         Redises { servers }
     }
-
-    pub fn kill(&mut self) {
-        self.servers.iter_mut().for_each(RedisServer::kill);
-    }
-
-    pub async fn restart(&mut self) {
-        for server in &mut self.servers {
-            server.restart().await;
-        }
-    }
-
-    /// Drops every pub/sub connection on every server (`CLIENT KILL TYPE pubsub`); returns
-    /// how many were dropped.
-    pub async fn kill_pubsub_connections(&self) -> usize {
-        let mut killed = 0;
-        for server in &self.servers {
-            let reply = server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
-            killed += reply.trim_start_matches(':').parse::<usize>().unwrap_or(0);
-        }
-        killed
-    }
 }
 
 impl RedisTarget for Redises {
@@ -602,17 +599,47 @@ impl RedisTarget for Redises {
     }
 }
 
+impl Deployment for Redises {
+    fn kill(&mut self) {
+        self.servers.iter_mut().for_each(RedisServer::kill);
+    }
+
+    async fn restart(&mut self) {
+        for server in &mut self.servers {
+            server.restart().await;
+        }
+    }
+
+    async fn kill_pubsub_connections(&self) -> usize {
+        let mut killed = 0;
+        for server in &self.servers {
+            let reply = server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+            killed += reply.trim_start_matches(':').parse::<usize>().unwrap_or(0);
+        }
+        killed
+    }
+}
+
 /// A server instance using `redis`, with short presence leases for tests.
 pub async fn redis_instance(redis: &impl RedisTarget, prefix: &str) -> TestServer {
-    redis_instance_at(&redis.url(), prefix).await
+    redis_instance_in(&redis.url(), redis.mode(), prefix).await
 }
 
 /// A server instance using the Redis at `url` (e.g. through a proxy).
 pub async fn redis_instance_at(url: &str, prefix: &str) -> TestServer {
+    redis_instance_in(url, None, prefix).await
+}
+
+async fn redis_instance_in(
+    url: &str,
+    mode: Option<server::config::RedisMode>,
+    prefix: &str,
+) -> TestServer {
     let url = url.to_string();
     let prefix = prefix.to_string();
     TestServer::start_with(move |c| {
         c.redis_url = Some(url);
+        c.redis_mode = mode;
         c.redis_prefix = prefix;
         c.presence_lease_secs = 2;
         c.presence_refresh_secs = 1;

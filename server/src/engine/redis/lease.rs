@@ -60,10 +60,22 @@ async fn renew(engine: &RedisEngine) -> redis::RedisResult<bool> {
         .arg("GET")
         .query_async(&mut engine.conn())
         .await?;
-    engine
-        .conn()
-        .sadd::<_, _, ()>(engine.keys.instances(), sid)
-        .await?;
+    // The sets naming rooms with people: also written apart from the members hash in a
+    // cluster, where a leave racing a join may take a room out that still has members.
+    let rooms: Vec<String> = engine
+        .local()
+        .connections
+        .values()
+        .flat_map(|(_, rooms)| rooms.iter().cloned())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut commands = vec![redis::Cmd::sadd(engine.keys.instances(), sid)];
+    if !rooms.is_empty() {
+        commands.push(redis::Cmd::sadd(engine.keys.active_rooms(), &rooms));
+        commands.push(redis::Cmd::sadd(engine.keys.instance_rooms(sid), &rooms));
+    }
+    engine.conn().run_all(commands).await?;
     Ok(previous.is_some())
 }
 
@@ -141,8 +153,7 @@ async fn clean_up(engine: &RedisEngine, dead: &str) -> redis::RedisResult<()> {
                 frame: encode(&left),
             }
             .encode();
-            conn.publish::<_, _, ()>(engine.keys.channel(room), payload)
-                .await?;
+            conn.publish_on(&engine.keys.channel(room), payload).await?;
             announced += 1;
         }
     }

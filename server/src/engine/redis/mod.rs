@@ -33,7 +33,11 @@
 //! receiving instance forwards the bytes to its members without decoding them; the
 //! [`subscriber`] catches up from the Stream whenever its subscription may have missed some.
 
+mod commands;
+mod keys;
 mod lease;
+mod pubsub;
+mod room_index;
 mod scripts;
 mod subscriber;
 
@@ -47,6 +51,8 @@ use crate::wire::{origin_key, ConnectionId, Envelope, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
 use app::validate::MessageId;
 use async_trait::async_trait;
+use commands::Commands;
+use keys::Keys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,7 +62,10 @@ use std::time::Duration;
 /// Settings of the Redis engine.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    pub url: String,
+    /// One URL; in a cluster, its seed nodes.
+    pub urls: Vec<String>,
+    /// A Redis Cluster: hash-tagged keys, sharded pub/sub, commands routed by slot.
+    pub cluster: bool,
     pub prefix: String,
     pub server_id: String,
     pub history_max: usize,
@@ -82,78 +91,6 @@ pub struct RedisConfig {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// Key names, all under one prefix.
-#[derive(Clone, Debug)]
-struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn log(&self, room: &str) -> String {
-        format!("{}:room:{room}:log", self.prefix)
-    }
-    fn channel(&self, room: &str) -> String {
-        format!("{}:room:{room}:ch", self.prefix)
-    }
-    fn epoch(&self, room: &str) -> String {
-        format!("{}:room:{room}:epoch", self.prefix)
-    }
-    fn sent(&self, room: &str, user_id: &str, client_msg_id: &str) -> String {
-        format!("{}:room:{room}:sent:{user_id}:{client_msg_id}", self.prefix)
-    }
-    fn probe(&self, sid: &str) -> String {
-        format!("{}:probe:{sid}", self.prefix)
-    }
-    fn channel_prefix(&self) -> String {
-        format!("{}:room:", self.prefix)
-    }
-    fn members(&self, room: &str) -> String {
-        format!("{}:room:{room}:members", self.prefix)
-    }
-    fn online(&self) -> String {
-        format!("{}:online", self.prefix)
-    }
-    fn rooms(&self) -> String {
-        format!("{}:rooms", self.prefix)
-    }
-    fn active_rooms(&self) -> String {
-        format!("{}:active-rooms", self.prefix)
-    }
-    fn lease_prefix(&self) -> String {
-        format!("{}:instance:", self.prefix)
-    }
-    fn lease(&self, sid: &str) -> String {
-        format!("{}:instance:{sid}", self.prefix)
-    }
-    fn instances(&self) -> String {
-        format!("{}:instances", self.prefix)
-    }
-    fn instance_rooms(&self, sid: &str) -> String {
-        format!("{}:instance:{sid}:rooms", self.prefix)
-    }
-    fn session(&self, id: &SessionId) -> String {
-        format!("{}:session:{id}", self.prefix)
-    }
-    fn ended(&self, id: &SessionId) -> String {
-        format!("{}:ended:{id}", self.prefix)
-    }
-    fn account(&self, key: &str) -> String {
-        format!("{}:account:{key}", self.prefix)
-    }
-    fn counter(&self, key: &str) -> String {
-        format!("{}:count:{key}", self.prefix)
-    }
-    fn user_rooms(&self, user: &str) -> String {
-        format!("{}:user:{user}:rooms", self.prefix)
-    }
-    fn user_read(&self, user: &str) -> String {
-        format!("{}:user:{user}:read", self.prefix)
-    }
-    fn control(&self) -> String {
-        format!("{}:control", self.prefix)
-    }
-}
-
 /// What this instance has registered in presence, to register it again after its lease was
 /// lost (e.g. Redis was away longer than the lease) and other instances cleaned it up.
 #[derive(Default)]
@@ -164,10 +101,13 @@ struct LocalPresence {
 pub struct RedisEngine {
     config: RedisConfig,
     keys: Keys,
-    commands: ConnectionManager,
+    commands: Commands,
     subscriber: subscriber::Subscriber,
     // Guards a plain map, never held across an await.
     local: Mutex<LocalPresence>,
+    /// In a cluster: rooms posted to since the room index was last written, with their
+    /// newest message ids ([`room_index`]). Guards a plain map, never held across an await.
+    room_index: Mutex<HashMap<String, MessageId>>,
     /// How long each engine operation takes in Redis (one command, a pipeline or a script),
     /// by the operation's name; see [`TIMED`].
     latency: HashMap<&'static str, metrics::Histogram>,
@@ -270,7 +210,7 @@ struct SinceRead {
 /// Reads what came after `after` in `room` (the History's `since`, and the subscriber's
 /// catch-up after a gap).
 async fn read_since(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     keys: &Keys,
     room: &str,
     after: &Position,
@@ -314,26 +254,50 @@ impl RedisEngine {
     ) -> Result<Arc<Self>, EngineError> {
         use redis::IntoConnectionInfo;
         // Small, latency-bound commands: no Nagle delay on the way to Redis.
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(unavailable)?
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info).map_err(unavailable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(unavailable)?;
-        let keys = Keys {
-            prefix: config.prefix.clone(),
+        let infos = config
+            .urls
+            .iter()
+            .map(|url| {
+                Ok(url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(unavailable)?
+                    .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true)))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let (commands, source) = if config.cluster {
+            let client = redis::cluster::ClusterClientBuilder::new(infos.clone())
+                .connection_timeout(config.command_timeout)
+                .response_timeout(config.command_timeout)
+                .build()
+                .map_err(unavailable)?;
+            let commands = client.get_pending_async_connection_with_config(
+                redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(config.command_timeout)
+                    .set_response_timeout(config.command_timeout),
+            );
+            let source = pubsub::Source::Cluster {
+                seeds: infos,
+                timeout: config.command_timeout,
+            };
+            (Commands::Cluster(commands), source)
+        } else {
+            let [info] =
+                <[_; 1]>::try_from(infos).map_err(|_| unavailable("one Redis takes one URL"))?;
+            let client = redis::Client::open(info).map_err(unavailable)?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.command_timeout))
+                .set_response_timeout(Some(config.command_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(2));
+            let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+                .map_err(unavailable)?;
+            (Commands::Single(commands), pubsub::Source::Single(client))
         };
+        let keys = Keys::new(&config.prefix, config.cluster);
         let subscriber = subscriber::Subscriber::start(
             subscriber::Link {
-                client,
+                source,
                 commands: commands.clone(),
                 keys: keys.clone(),
                 server_id: config.server_id.clone(),
@@ -358,20 +322,24 @@ impl RedisEngine {
             commands,
             subscriber,
             local: Mutex::default(),
+            room_index: Mutex::default(),
         });
         lease::start(engine.clone());
+        if engine.config.cluster {
+            room_index::start(engine.clone());
+        }
         Ok(engine)
     }
 
     /// Publishes an envelope on the room's channel.
     async fn publish_envelope(&self, room: &str, envelope: Envelope<'_>) -> EngineResult<()> {
         self.conn()
-            .publish::<_, _, ()>(self.keys.channel(room), envelope.encode())
+            .publish_on(&self.keys.channel(room), envelope.encode())
             .await
             .map_err(unavailable)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Commands {
         self.commands.clone()
     }
 
@@ -416,6 +384,17 @@ impl RedisEngine {
         Ok(members)
     }
 
+    /// Whether any of these instances (ids, possibly repeated) holds a live lease.
+    async fn any_alive(&self, sids: &[String]) -> EngineResult<bool> {
+        let unique: Vec<&str> = sids
+            .iter()
+            .map(String::as_str)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(!self.live_instances(&unique).await?.is_empty())
+    }
+
     /// Which of these instances hold a live lease.
     async fn live_instances<'a>(&self, sids: &[&'a str]) -> EngineResult<HashSet<&'a str>> {
         if sids.is_empty() {
@@ -442,23 +421,23 @@ impl RedisEngine {
             .iter()
             .map(|(conn, (user, rooms))| (*conn, user.clone(), rooms.iter().cloned().collect()))
             .collect();
-        let mut pipe = redis::pipe();
+        let mut commands = Vec::new();
         for (conn, user, rooms) in &snapshot {
             let key = self.my_key(*conn);
             let value = format!("{}\t{}", user.id, user.name);
             if self.config.home {
-                pipe.hset(self.keys.online(), &key, &value).ignore();
+                commands.push(redis::Cmd::hset(self.keys.online(), &key, &value));
             }
             for room in rooms {
-                pipe.hset(self.keys.members(room), &key, &value).ignore();
-                pipe.sadd(self.keys.instance_rooms(&self.config.server_id), room)
-                    .ignore();
-                pipe.sadd(self.keys.active_rooms(), room).ignore();
+                commands.push(redis::Cmd::hset(self.keys.members(room), &key, &value));
+                commands.push(redis::Cmd::sadd(
+                    self.keys.instance_rooms(&self.config.server_id),
+                    room,
+                ));
+                commands.push(redis::Cmd::sadd(self.keys.active_rooms(), room));
             }
         }
-        pipe.query_async::<()>(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+        self.conn().run_all(commands).await.map_err(unavailable)?;
         tracing::info!(
             connections = snapshot.len(),
             "presence registered again after the lease was lost"
@@ -521,14 +500,19 @@ impl History for RedisEngine {
         let body = MessageBody::from_draft(draft, &self.config.server_id);
         let body_json = serde_json::to_string(&body).expect("stored bodies always serialize");
         let origin = origin.map(|conn| self.my_key(conn));
+        let mut conn = self.conn();
         let mut invocation = scripts::POST.prepare_invoke();
         invocation
             .key(self.keys.log(&room))
             .key(self.keys.channel(&room))
-            .key(self.keys.rooms())
             .key(self.keys.epoch(&room));
-        if let Some(sent_key) = sent_key {
+        if let Some(sent_key) = &sent_key {
             invocation.key(sent_key);
+        }
+        // One Redis keeps the room index in the same step; in a cluster it lives in another
+        // slot and is written apart ([`room_index`]).
+        if !self.config.cluster {
+            invocation.key(self.keys.rooms());
         }
         let reply: String = invocation
             .arg(self.config.history_max)
@@ -538,7 +522,10 @@ impl History for RedisEngine {
             .arg(self.config.idempotency_window.as_secs().max(1))
             .arg(epoch_proposal())
             .arg(origin.as_deref().unwrap_or("-"))
-            .invoke_async(&mut self.conn())
+            .arg(conn.publish_command())
+            .arg(if sent_key.is_some() { "1" } else { "0" })
+            .arg(if self.config.cluster { "0" } else { "1" })
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         let (id, duplicate) = match reply.strip_prefix('=') {
@@ -546,6 +533,9 @@ impl History for RedisEngine {
             None => (reply.as_str(), false),
         };
         let id = MessageId::parse(id).map_err(|_| unavailable(format!("bad stream id {id}")))?;
+        if self.config.cluster && !duplicate {
+            room_index::note(self, &room, id);
+        }
         Ok(Posted {
             message: body.into_message(id),
             duplicate,
@@ -660,22 +650,24 @@ impl Presence for RedisEngine {
 
     async fn join(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool> {
         let _latency = self.timed("join");
-        let newly: i64 = scripts::JOIN
+        let (mut for_entry, mut for_sets) = (self.conn(), self.conn());
+        let mut script = scripts::JOIN.prepare_invoke();
+        script
             .key(self.keys.members(room))
-            .key(self.keys.instance_rooms(&self.config.server_id))
-            .key(self.keys.active_rooms())
             .arg(self.my_key(conn))
             .arg(&user.id)
-            .arg(&user.name)
-            .arg(self.keys.lease_prefix())
-            .arg(room)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .arg(&user.name);
+        let entry = script.invoke_async::<Vec<String>>(&mut for_entry);
+        // Sets of rooms, each its own key (in a cluster, on other nodes): sent at once.
+        let indexed = for_sets.run_all(vec![
+            redis::Cmd::sadd(self.keys.instance_rooms(&self.config.server_id), room),
+            redis::Cmd::sadd(self.keys.active_rooms(), room),
+        ]);
+        let (others, ()) = tokio::try_join!(entry, indexed).map_err(unavailable)?;
         if let Some((_, rooms)) = self.local().connections.get_mut(&conn) {
             rooms.insert(room.to_string());
         }
-        Ok(newly == 1)
+        Ok(!self.any_alive(&others).await?)
     }
 
     async fn leave(&self, room: &str, conn: ConnectionId, user: &User) -> EngineResult<bool> {
@@ -683,17 +675,29 @@ impl Presence for RedisEngine {
         if let Some((_, rooms)) = self.local().connections.get_mut(&conn) {
             rooms.remove(room);
         }
-        let gone: i64 = scripts::LEAVE
+        let reply: Vec<String> = scripts::LEAVE
             .key(self.keys.members(room))
-            .key(self.keys.active_rooms())
             .arg(self.my_key(conn))
             .arg(&user.id)
-            .arg(self.keys.lease_prefix())
-            .arg(room)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        Ok(gone == 1)
+        let Some((remaining, others)) = reply.split_first() else {
+            return Err(unavailable("empty reply to leave"));
+        };
+        match remaining.as_str() {
+            "-1" => return Ok(false), // the connection was not in the room
+            "0" => {
+                // Not atomic with the script in a cluster (another slot): a join racing this
+                // is put back by its instance's next lease renewal.
+                self.conn()
+                    .srem::<_, _, ()>(self.keys.active_rooms(), room)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            _ => {}
+        }
+        Ok(!self.any_alive(others).await?)
     }
 
     async fn members(&self, room: &str) -> EngineResult<Vec<Member>> {
@@ -772,9 +776,14 @@ impl Sessions for RedisEngine {
 
     async fn end_session(&self, id: &SessionId) -> EngineResult<()> {
         let _latency = self.timed("end_session");
-        // One round trip; every instance (this one too) hears the order on its control
-        // channel and closes the session's sockets.
-        redis::pipe()
+        // Every instance (this one too) hears the order on its control channel and closes the
+        // session's sockets; the tombstone tells those whose pub/sub was down. On one Redis
+        // all of it is one transaction; in a cluster the control channel lives in another
+        // slot, so the order follows the (atomic) record change.
+        let mut conn = self.conn();
+        let order = format!("{}{id}", subscriber::SESSION_ENDED);
+        let mut change = redis::pipe();
+        change
             .atomic()
             .del(self.keys.session(id))
             .ignore()
@@ -783,15 +792,23 @@ impl Sessions for RedisEngine {
                 1,
                 subscriber::ENDED_TOMBSTONE.as_secs(),
             )
-            .ignore()
-            .publish(
-                self.keys.control(),
-                format!("{}{id}", subscriber::SESSION_ENDED),
-            )
-            .ignore()
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(unavailable)
+            .ignore();
+        if self.config.cluster {
+            change
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            conn.publish_on(&self.keys.control(), order)
+                .await
+                .map_err(unavailable)
+        } else {
+            change
+                .publish(self.keys.control(), order)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)
+        }
     }
 }
 

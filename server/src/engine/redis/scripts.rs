@@ -23,32 +23,35 @@ macro_rules! epoch_lua {
 
 /// Stores a message and publishes it, atomically; a retry is answered with the original.
 ///
-/// With a `clientMsgId` (KEYS[5] present) a message this user already posted in this room
-/// within the window is not stored again: the reply is `=` and its id. Otherwise the message is
-/// appended to the room's stream (capped), published as an envelope (see
+/// With a `clientMsgId` (ARGV[9] = 1, its key KEYS[4]) a message this user already posted in
+/// this room within the window is not stored again: the reply is `=` and its id. Otherwise
+/// the message is appended to the room's stream (capped), published as an envelope (see
 /// [`Envelope`](crate::wire::Envelope): head + id + the frame assembled around the id and the
-/// stored body's fields), the room's newest id is recorded, and the `clientMsgId` remembered.
-/// Reply: the new id. (One bulk string either way: cheaper to parse than an array, and every
-/// message pays for it.)
+/// stored body's fields), the `clientMsgId` remembered, and (ARGV[10] = 1, one Redis only:
+/// in a cluster the index lives in another slot) the room's newest id recorded in the room
+/// index, the last key. Reply: the new id. (One bulk string either way: cheaper to parse than
+/// an array, and every message pays for it.)
 ///
-/// KEYS: stream, channel, rooms hash, epoch, [sent key]. ARGV: maxlen, stored body (a JSON
+/// KEYS: stream, channel, epoch, [sent key], [room index]. ARGV: maxlen, stored body (a JSON
 /// object), envelope head (`<origin> `), room id, idempotency window (s), epoch proposal,
-/// origin (stored with the entry, so a catch-up skips the sender too).
+/// origin (stored with the entry, so a catch-up skips the sender too), the publish command
+/// (`PUBLISH`, or `SPUBLISH` in a cluster), has a sent key, keeps the index.
 pub static POST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         r#"
-if KEYS[5] then
-  local original = redis.call('GET', KEYS[5])
+local sent = ARGV[9] == '1' and KEYS[4] or nil
+if sent then
+  local original = redis.call('GET', sent)
   if original then return '=' .. original end
 end
 "#,
-        epoch_lua!("4", "6"),
+        epoch_lua!("3", "6"),
         r#"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2], 'o', ARGV[7])
 local ms = string.match(id, '^(%d+)')
-redis.call('PUBLISH', KEYS[2], ARGV[3] .. id .. '\n{"type":"message","id":"' .. id .. '","timestamp":' .. ms .. ',' .. string.sub(ARGV[2], 2))
-redis.call('HSET', KEYS[3], ARGV[4], id)
-if KEYS[5] then redis.call('SET', KEYS[5], id, 'EX', ARGV[5]) end
+redis.call(ARGV[8], KEYS[2], ARGV[3] .. id .. '\n{"type":"message","id":"' .. id .. '","timestamp":' .. ms .. ',' .. string.sub(ARGV[2], 2))
+if ARGV[10] == '1' then redis.call('HSET', KEYS[#KEYS], ARGV[4], id) end
+if sent then redis.call('SET', sent, id, 'EX', ARGV[5]) end
 return id
 "#
     ))
@@ -99,48 +102,71 @@ return out
 pub static EPOCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(epoch_lua!("1", "1"), "return epoch\n")));
 
-/// Shared by JOIN and LEAVE: whether user ARGV[2] has a connection other than ARGV[1] in
-/// the members hash KEYS[1] on an instance whose lease (ARGV[3] .. server id) is alive.
-const OTHER_LIVE_CONNECTION: &str = r#"
-local function present_elsewhere(hash, conn, user, lease_prefix)
+/// Shared by JOIN and LEAVE: the instance ids of user ARGV[2]'s connections other than
+/// ARGV[1] in the members hash KEYS[1]. Whether those instances are alive is for the caller
+/// to check: their leases live in other slots of a cluster, where a script may not read them.
+const OTHER_CONNECTIONS: &str = r#"
+local function other_instances(hash, conn, user)
+  local sids = {}
   local vals = redis.call('HGETALL', hash)
   for i = 1, #vals, 2 do
     local field, value = vals[i], vals[i + 1]
     if field ~= conn and string.sub(value, 1, #user + 1) == user .. '\t' then
       local sid = string.match(field, '^([^/]+)/')
-      if sid and redis.call('EXISTS', lease_prefix .. sid) == 1 then return true end
+      if sid then sids[#sids + 1] = sid end
     end
   end
-  return false
+  return sids
 end
 "#;
 
-/// Adds a connection to a room. Returns 1 when the user was not present there before.
-/// KEYS: members hash, this instance's rooms set, active rooms set.
-/// ARGV: connection key, user id, name, lease prefix, room id.
+/// Adds a connection to a room's members. Reply: the instances of the user's other
+/// connections there (the user is new in the room unless one of them is alive).
+/// KEYS: members hash. ARGV: connection key, user id, name.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{OTHER_LIVE_CONNECTION}
-local newly = present_elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[4]) and 0 or 1
+        r#"{OTHER_CONNECTIONS}
+local others = other_instances(KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\t' .. ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[5])
-return newly
+return others
 "#
     ))
 });
 
-/// Removes a connection from a room. Returns 1 when the user has no live connection left
-/// there, 0 when they are still present, -1 when the connection was not in the room.
-/// KEYS: members hash, active rooms set. ARGV: connection key, user id, lease prefix, room id.
+/// Removes a connection from a room's members. Reply: `{-1}` when the connection was not
+/// there; else the number of entries left, then the instances of the user's other
+/// connections there (the user has left unless one of them is alive).
+/// KEYS: members hash. ARGV: connection key, user id.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{OTHER_LIVE_CONNECTION}
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
-return present_elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) and 0 or 1
+        r#"{OTHER_CONNECTIONS}
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return {{'-1'}} end
+local reply = {{tostring(redis.call('HLEN', KEYS[1]))}}
+for _, sid in ipairs(other_instances(KEYS[1], ARGV[1], ARGV[2])) do reply[#reply + 1] = sid end
+return reply
 "#
     ))
+});
+
+/// Records rooms' newest message ids in the room index, never moving one back (instances
+/// write it apart, in any order). KEYS: the index. ARGV: room, id, room, id, ...
+pub static ROOM_INDEX: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  local newer = true
+  if current then
+    local cm, cs = string.match(current, '^(%d+)-(%d+)$')
+    local nm, ns = string.match(ARGV[i + 1], '^(%d+)-(%d+)$')
+    cm, cs, nm, ns = tonumber(cm), tonumber(cs), tonumber(nm), tonumber(ns)
+    newer = nm > cm or (nm == cm and ns > cs)
+  end
+  if newer then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return #ARGV / 2
+"#,
+    )
 });
 
 /// Counts a hit in a fixed window: the first hit starts the window (the key's TTL).

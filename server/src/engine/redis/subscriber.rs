@@ -28,6 +28,8 @@
 //! local sockets of a session that was ended on any instance. Orders sent while the
 //! connection was down are caught up after reconnecting, from the ended sessions' tombstones.
 
+use super::commands::Commands;
+use super::pubsub::{Event, Session, Source};
 use super::{read_since, scripts, Keys};
 use crate::engine::{
     CatchUpFrom, EngineError, EngineResult, LocalDelivery, Position, Resume, SessionId,
@@ -35,9 +37,6 @@ use crate::engine::{
 use crate::wire::{encode, skip_for, Envelope};
 use app::protocol::ServerMsg;
 use app::validate::MessageId;
-use futures::StreamExt;
-use redis::aio::{ConnectionManager, PubSubSink};
-use redis::AsyncCommands;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,9 +57,9 @@ pub const ENDED_TOMBSTONE: Duration = Duration::from_secs(600);
 
 /// What the task talks to.
 pub struct Link {
-    pub client: redis::Client,
+    pub source: Source,
     /// The engine's command connection: probes and catch-up reads go through it.
-    pub commands: ConnectionManager,
+    pub commands: Commands,
     pub keys: Keys,
     pub server_id: String,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -116,7 +115,6 @@ impl Subscriber {
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
         let status = Arc::new(Status::default());
         let task = Task {
-            channel_prefix: link.keys.channel_prefix(),
             control: link.keys.control(),
             probe_channel: link.keys.probe(&link.server_id),
             link,
@@ -182,13 +180,13 @@ enum Lost {
     SetupTimedOut(Duration),
     #[error("probe {0} not received within {1:?}: the connection is wedged")]
     Wedged(u64, Duration),
+    #[error("{0}")]
+    Gap(&'static str),
 }
 
 struct Task {
     link: Link,
     settings: Settings,
-    /// `P:room:`, computed once: every delivery strips it from the channel name.
-    channel_prefix: String,
     /// `P:control`: cluster-wide orders.
     control: String,
     /// `P:probe:{sid}`: this instance's liveness probes.
@@ -214,7 +212,10 @@ impl Task {
                         self.status.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     reconnecting = true;
-                    self.status.connected.store(false, Ordering::Relaxed);
+                    // A connection that was up starts the backoff over; failed attempts grow it.
+                    if self.status.connected.swap(false, Ordering::Relaxed) {
+                        backoff = BACKOFF_MIN;
+                    }
                     tracing::warn!(error = %err, retry_in = ?backoff, "redis pub/sub connection lost");
                     if matches!(err, Lost::Wedged(..)) {
                         // A wedged connection is replaced at once; it said nothing about Redis.
@@ -247,16 +248,15 @@ impl Task {
         let setup_timeout = self.settings.setup_timeout;
         let rooms = self.delivery.wanted_rooms();
         let setup = async {
-            let (mut sink, stream) = self.link.client.get_async_pubsub().await?.split();
-            sink.subscribe(&[self.control.as_str(), self.probe_channel.as_str()])
+            let mut session = Session::open(&self.link.source).await?;
+            session
+                .subscribe(&[self.control.clone(), self.probe_channel.clone()])
                 .await?;
             let channels: Vec<String> = rooms.iter().map(|r| self.link.keys.channel(r)).collect();
-            if !channels.is_empty() {
-                sink.subscribe(channels).await?;
-            }
-            Ok::<_, redis::RedisError>((sink, stream))
+            session.subscribe(&channels).await?;
+            Ok::<_, redis::RedisError>(session)
         };
-        let (mut sink, mut stream) = timeout(setup_timeout, setup)
+        let mut session = timeout(setup_timeout, setup)
             .await
             .map_err(|_| Lost::SetupTimedOut(setup_timeout))??;
         let mut subscribed: HashSet<String> = rooms.iter().cloned().collect();
@@ -295,13 +295,17 @@ impl Task {
         tokio::pin!(probe_deadline);
         loop {
             tokio::select! {
-                message = stream.next() => match message {
-                    Some(message) => self.receive(&message, &mut in_flight),
+                event = session.next() => match event {
+                    Some(Event::Message(message)) => self.receive(&message, &mut in_flight),
+                    Some(Event::Gap(why)) => return Err(Lost::Gap(why)),
+                    Some(Event::Dropped(channel)) => {
+                        self.subscribe_again(&mut session, &subscribed, &channel).await?;
+                    }
                     None => return Err(Lost::Ended),
                 },
                 request = self.queue.recv() => {
                     let Some(request) = request else { return Ok(()) };
-                    let result = self.reconcile(&mut sink, &mut subscribed, &request.room).await;
+                    let result = self.reconcile(&mut session, &mut subscribed, &request.room).await;
                     let failed = result.as_ref().err().map(|err| err.to_string());
                     let _ = request.done.send(result.map_err(|err| EngineError::Unavailable(err.to_string())));
                     if let Some(err) = failed {
@@ -334,7 +338,7 @@ impl Task {
         let mut commands = self.link.commands.clone();
         let channel = self.probe_channel.clone();
         tokio::spawn(async move {
-            if let Err(err) = commands.publish::<_, _, ()>(channel, seq).await {
+            if let Err(err) = commands.publish_on(&channel, seq).await {
                 tracing::debug!(error = %err, "could not publish a pub/sub probe");
             }
         });
@@ -342,22 +346,52 @@ impl Task {
         seq
     }
 
+    /// Redis ended a subscription (in a cluster: its slot moved to another node). A channel
+    /// still wanted is subscribed again, at the slot's new owner, and its room caught up from
+    /// the Stream, since messages may have been published between the move and now.
+    async fn subscribe_again(
+        &mut self,
+        session: &mut Session,
+        subscribed: &HashSet<String>,
+        channel: &str,
+    ) -> Result<(), Lost> {
+        let room = self.link.keys.room_of_channel(channel).map(str::to_string);
+        let wanted = match &room {
+            Some(room) => subscribed.contains(room),
+            None => channel == self.control || channel == self.probe_channel,
+        };
+        if !wanted {
+            return Ok(()); // our own unsubscribe, confirmed
+        }
+        tracing::info!(
+            channel,
+            "subscription ended by Redis (slot moved?); subscribing again"
+        );
+        session.subscribe(&[channel.to_string()]).await?;
+        if let Some(room) = room {
+            self.catch_up(&room).await?;
+        }
+        Ok(())
+    }
+
     async fn reconcile(
         &mut self,
-        sink: &mut PubSubSink,
+        session: &mut Session,
         subscribed: &mut HashSet<String>,
         room: &str,
     ) -> EngineResult<()> {
         let fail = |err: redis::RedisError| EngineError::Unavailable(err.to_string());
         let wanted = self.delivery.is_wanted(room);
         if wanted && !subscribed.contains(room) {
-            sink.subscribe(self.link.keys.channel(room))
+            session
+                .subscribe(&[self.link.keys.channel(room)])
                 .await
                 .map_err(fail)?;
             subscribed.insert(room.to_string());
             self.learn_epoch(room).await?;
         } else if !wanted && subscribed.contains(room) {
-            sink.unsubscribe(self.link.keys.channel(room))
+            session
+                .unsubscribe(&self.link.keys.channel(room))
                 .await
                 .map_err(fail)?;
             subscribed.remove(room);
@@ -445,10 +479,7 @@ impl Task {
             }
             return;
         }
-        let Some(room) = channel
-            .strip_prefix(&self.channel_prefix)
-            .and_then(|rest| rest.strip_suffix(":ch"))
-        else {
+        let Some(room) = self.link.keys.room_of_channel(channel) else {
             return;
         };
         match Envelope::decode(message.get_payload_bytes()) {
@@ -494,7 +525,7 @@ impl Task {
 /// tombstones say so). After Redis lost its data there are no tombstones, and no socket is
 /// closed for that reason alone.
 async fn close_missed_sessions(
-    mut commands: ConnectionManager,
+    mut commands: Commands,
     keys: Keys,
     delivery: Arc<dyn LocalDelivery>,
 ) -> redis::RedisResult<()> {
@@ -502,12 +533,17 @@ async fn close_missed_sessions(
     if sessions.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for id in &sessions {
-        pipe.exists(keys.ended(id));
-    }
-    let ended: Vec<bool> = pipe.query_async(&mut commands).await?;
-    for (id, _) in sessions.iter().zip(ended).filter(|(_, ended)| *ended) {
+    // MGET: in a cluster the crate splits it by slot.
+    let tombstones: Vec<String> = sessions.iter().map(|id| keys.ended(id)).collect();
+    let ended: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&tombstones)
+        .query_async(&mut commands)
+        .await?;
+    for (id, _) in sessions
+        .iter()
+        .zip(ended)
+        .filter(|(_, ended)| ended.is_some())
+    {
         let closed = delivery.close_session(id);
         tracing::info!(
             connections = closed,
