@@ -299,6 +299,46 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// A manual failover (`CLUSTER FAILOVER` on its replica) of the master serving `slot`:
+    /// the replica catches up, then takes over; returns once it serves the slot.
+    pub async fn fail_over(&self, slot: u16) {
+        let primary_id = self.owner_of(slot).await.id().await;
+        let replicas: Vec<String> = redis::cmd("CLUSTER")
+            .arg("REPLICAS")
+            .arg(&primary_id)
+            .query_async(&mut self.owner_of(slot).await.connection().await)
+            .await
+            .unwrap();
+        let replica_id = replicas
+            .first()
+            .and_then(|line| line.split_whitespace().next())
+            .expect("the primary has a replica")
+            .to_string();
+        let mut replica = None;
+        for node in &self.nodes {
+            if node.child.is_some() && node.id().await == replica_id {
+                replica = Some(node);
+            }
+        }
+        let replica = replica.expect("the replica runs");
+        redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query_async::<()>(&mut replica.connection().await)
+            .await
+            .unwrap();
+        let primary = self.owner_of(slot).await;
+        for _ in 0..100 {
+            if replica.is_master().await && !primary.is_master().await {
+                self.wait_until_ok().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the replica did not take over");
+    }
+}
+
 async fn wait_until_up(port: u16) {
     for _ in 0..100 {
         if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) {

@@ -1,7 +1,14 @@
-//! The Redis engine: many instances share one Redis for pub/sub, history, presence and
-//! sessions.
+//! The Redis engine: many instances share one Redis (or a Redis Cluster, or one of several
+//! shards, see [`super::shards`]) for pub/sub, history, presence and sessions.
 //!
-//! Keys (prefix `P`, `--redis-prefix`):
+//! One code path serves one Redis and a cluster; what differs is named in one place each:
+//! key names ([`keys`]: hash tags in a cluster), the command connection ([`commands`]:
+//! `PUBLISH` or `SPUBLISH`, one pipeline or commands sent apart), the pub/sub session
+//! ([`pubsub`]), and the room index ([`room_index`]: written apart from posts in a cluster).
+//! Every script touches the keys of one room or one user only, so it runs on one node.
+//!
+//! Keys (prefix `P`, `--redis-prefix`; in a cluster `{room}`, `{user}` and a session's
+//! `{id}` are hash tags, written with braces):
 //! - `P:room:{room}:log`: the room's history, a Stream capped with `MAXLEN ~`; each entry
 //!   holds the message body (`m`) and the connection that sent it (`o`);
 //! - `P:room:{room}:epoch`: the history's epoch, created with the first read or write of the
@@ -11,7 +18,8 @@
 //! - `P:room:{room}:ch`: the room's pub/sub channel (one per room, never a pattern);
 //! - `P:room:{room}:members`: connection (`sid/n`) → `user\tname`, for presence in the room;
 //! - `P:online`: the same for every authenticated connection;
-//! - `P:rooms`: room → newest message id; `P:active-rooms`: rooms with members entries;
+//! - `P:rooms`: room → newest message id (the room directory); `P:active-rooms`: rooms with
+//!   members entries;
 //! - `P:instance:{sid}`: an instance's lease (TTL, refreshed); `P:instances`: known instances;
 //!   `P:instance:{sid}:rooms`: rooms where the instance has entries (for cleanup);
 //! - `P:session:{id}`: a session record (JSON) under the token's hash, with a TTL;

@@ -11,8 +11,10 @@
 //!   resubscribes by itself): what was published meanwhile is gone, so that is a [`Event::Gap`];
 //! - a slot moves to another node (migration, failover): Redis ends the subscriptions of its
 //!   channels with a `sunsubscribe` push, and the crate does *not* subscribe again. That is
-//!   [`Event::Dropped`]: the subscriber subscribes again (reaching the new owner) and catches
-//!   the room up from its Stream;
+//!   [`Event::Dropped`]: the subscriber opens a new session (subscribing on this one could
+//!   reach the old owner through a stale slot map: after a failover it is a replica, which
+//!   accepts the subscription and never delivers the room's messages; measured) and catches
+//!   every room up from its Stream;
 //! - pushes are queued for the subscriber in a bounded queue; if it ever overflows, messages
 //!   were dropped: a [`Event::Gap`] too. (The crate's own queue in front of it is unbounded.)
 

@@ -24,6 +24,13 @@
 //! (`/health` 503 with the reason), drops the connection and reconnects (then catches up).
 //! The mark is cleared by the next probe that comes back.
 //!
+//! In a Redis Cluster the session subscribes with `SSUBSCRIBE` ([`super::pubsub`]). A node's
+//! connection dropping, or a slot moving to another node (Redis ends its channels'
+//! subscriptions), replaces the session exactly like a lost connection: subscribe everything
+//! again where the cluster says it lives now, then catch up. The probe travels through the
+//! node that owns the probe channel's slot; the other nodes' connections are watched by
+//! their disconnections.
+//!
 //! The task also listens, always, on the control channel: `session-ended:<id>` closes the
 //! local sockets of a session that was ended on any instance. Orders sent while the
 //! connection was down are caught up after reconnecting, from the ended sessions' tombstones.
@@ -182,6 +189,8 @@ enum Lost {
     Wedged(u64, Duration),
     #[error("{0}")]
     Gap(&'static str),
+    #[error("redis ended the subscription to {0} (its slot moved)")]
+    Moved(String),
 }
 
 struct Task {
@@ -298,9 +307,14 @@ impl Task {
                 event = session.next() => match event {
                     Some(Event::Message(message)) => self.receive(&message, &mut in_flight),
                     Some(Event::Gap(why)) => return Err(Lost::Gap(why)),
-                    Some(Event::Dropped(channel)) => {
-                        self.subscribe_again(&mut session, &subscribed, &channel).await?;
+                    // A slot moved (migration, failover). Subscribing again on this session
+                    // could reach the old owner, now a replica, through the session's stale
+                    // slot map; a new session asks the cluster where slots are now, and
+                    // catches every room up.
+                    Some(Event::Dropped(channel)) if self.still_wanted(&subscribed, &channel) => {
+                        return Err(Lost::Moved(channel));
                     }
+                    Some(Event::Dropped(_)) => {}
                     None => return Err(Lost::Ended),
                 },
                 request = self.queue.recv() => {
@@ -346,32 +360,13 @@ impl Task {
         seq
     }
 
-    /// Redis ended a subscription (in a cluster: its slot moved to another node). A channel
-    /// still wanted is subscribed again, at the slot's new owner, and its room caught up from
-    /// the Stream, since messages may have been published between the move and now.
-    async fn subscribe_again(
-        &mut self,
-        session: &mut Session,
-        subscribed: &HashSet<String>,
-        channel: &str,
-    ) -> Result<(), Lost> {
-        let room = self.link.keys.room_of_channel(channel).map(str::to_string);
-        let wanted = match &room {
+    /// Whether a subscription Redis ended matters: a room still subscribed, or one of the
+    /// instance's own channels (not our own unsubscribe, confirmed).
+    fn still_wanted(&self, subscribed: &HashSet<String>, channel: &str) -> bool {
+        match self.link.keys.room_of_channel(channel) {
             Some(room) => subscribed.contains(room),
             None => channel == self.control || channel == self.probe_channel,
-        };
-        if !wanted {
-            return Ok(()); // our own unsubscribe, confirmed
         }
-        tracing::info!(
-            channel,
-            "subscription ended by Redis (slot moved?); subscribing again"
-        );
-        session.subscribe(&[channel.to_string()]).await?;
-        if let Some(room) = room {
-            self.catch_up(&room).await?;
-        }
-        Ok(())
     }
 
     async fn reconcile(
