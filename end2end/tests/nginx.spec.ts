@@ -1,8 +1,10 @@
 // deploy/nginx.conf, as shipped (ports changed), in front of two instances sharing Redis:
-// two browsers chat through it, one instance stops mid-conversation, and they go on.
+// two browsers chat through it, one instance stops mid-conversation, and they go on; and the
+// reader's address (not nginx's, not a forged one) is what Confab counts.
 import { expect, test } from "@playwright/test";
 import { spawn, ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { ConfabServer, RedisProcess, freePort } from "./server";
@@ -112,5 +114,49 @@ test("two browsers chat through nginx; an instance stopped mid-conversation lose
     await first.stop();
     await second.stop();
     await redis.stop();
+  }
+});
+
+/** POST /api/session (a guest) from a given local address, with extra headers. */
+function startGuest(url: string, localAddress: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ name: "Probe" });
+    const request = httpRequest(
+      `${url}/api/session`,
+      {
+        method: "POST",
+        localAddress,
+        headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers },
+      },
+      (response) => {
+        response.resume();
+        response.on("end", () => resolve(response.statusCode ?? 0));
+      },
+    );
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+test("the reader's address reaches Confab through nginx, and a forged one does not", async () => {
+  // One guest session per address: whose address Confab counts decides who is refused.
+  const instance = await ConfabServer.start({
+    CONFAB_CLIENT_IP_HEADER: "X-Forwarded-For",
+    CONFAB_GUESTS_PER_ADDRESS: "1",
+  });
+  const port = await freePort();
+  const nginx = await startNginx(port, [instance.port]);
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    expect(await startGuest(url, "127.0.0.1")).toBe(200);
+    // The same reader again, claiming another address: nginx appends the one it saw, and
+    // Confab trusts only that last entry.
+    expect(await startGuest(url, "127.0.0.1", { "X-Forwarded-For": "10.1.2.3" })).toBe(429);
+    // Another reader (another source address) through the same nginx is someone else, not
+    // nginx's own address a second time.
+    expect(await startGuest(url, "127.0.0.2")).toBe(200);
+  } finally {
+    await nginx.stop();
+    await instance.stop();
   }
 });
