@@ -45,6 +45,27 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// Waits until the node answers; false if its process exited (its port was taken).
+    async fn started(&mut self) -> bool {
+        for _ in 0..200 {
+            if let Some(child) = &mut self.child {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    self.child = None;
+                    return false;
+                }
+            }
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+                    if connection.ping::<String>().await.is_ok() {
+                        return true;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -93,10 +114,12 @@ pub struct RedisCluster {
     pub nodes: Vec<Node>,
 }
 
-/// A port P whose cluster bus port (P + 10000) is free too; both below 65536.
+/// A port P whose cluster bus port (P + 10000) is free too, both below the ephemeral range
+/// (32768-60999), where an outgoing connection may take a port between this check and
+/// Redis binding it.
 fn cluster_port() -> u16 {
     loop {
-        let port = 20_000 + rand_below(30_000);
+        let port = 10_000 + rand_below(12_000);
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if free(port) && free(port + 10_000) {
             return port;
@@ -121,7 +144,7 @@ impl RedisCluster {
     /// says `cluster_state:ok` and agrees on every slot.
     pub async fn start(masters: usize, replicas: usize) -> RedisCluster {
         let mut nodes = Vec::new();
-        for _ in 0..masters * (1 + replicas) {
+        while nodes.len() < masters * (1 + replicas) {
             let port = cluster_port();
             let dir =
                 std::env::temp_dir().join(format!("confab-cluster-{port}-{}", std::process::id()));
@@ -132,12 +155,11 @@ impl RedisCluster {
                 dir: tempdir::Dir(dir),
             };
             node.launch();
-            nodes.push(node);
+            if node.started().await {
+                nodes.push(node);
+            } // else another test took the port first: try another
         }
         let cluster = RedisCluster { nodes };
-        for node in &cluster.nodes {
-            wait_until_up(node.port).await;
-        }
         let addresses: Vec<String> = cluster
             .nodes
             .iter()
