@@ -151,30 +151,6 @@ async fn a_wedged_pubsub_connection_is_detected_within_10_s_replaced_and_caught_
     );
 }
 
-/// Sends `content` until it is acknowledged, retrying with the same `clientMsgId` after
-/// `unavailable` (Redis away). Returns the ack.
-async fn send_until_acked(client: &mut Client, room: &str, content: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "{id} never acknowledged");
-        client
-            .send(json!({"type": "message", "roomId": room, "content": content, "clientMsgId": id}))
-            .await;
-        loop {
-            let event = client.recv().await;
-            match event["type"].as_str() {
-                Some("ack") if event["clientMsgId"] == id => return event,
-                Some("error") if event["clientMsgId"] == id => {
-                    assert_eq!(event["code"], "unavailable", "{event}");
-                    break;
-                }
-                _ => {}
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn redis_killed_and_restarted_with_aof_loses_no_acknowledged_message() {
     let mut redis = RedisServer::start_durable().await;
@@ -189,7 +165,7 @@ async fn redis_killed_and_restarted_with_aof_loses_no_acknowledged_message() {
         if n == 20 {
             redis.kill();
             // A send while Redis is away is refused, then retried with the same id.
-            let sending = send_until_acked(&mut sender, "d", "m20", "c20");
+            let sending = sender.say_until_acked("d", "m20", "c20");
             let restarting = async {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 redis.restart().await;
@@ -198,7 +174,11 @@ async fn redis_killed_and_restarted_with_aof_loses_no_acknowledged_message() {
             acked.push(ack);
             continue;
         }
-        acked.push(send_until_acked(&mut sender, "d", &format!("m{n}"), &format!("c{n}")).await);
+        acked.push(
+            sender
+                .say_until_acked("d", &format!("m{n}"), &format!("c{n}"))
+                .await,
+        );
     }
     let ids: Vec<&str> = acked
         .iter()

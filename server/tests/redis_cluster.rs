@@ -7,35 +7,15 @@ mod common;
 
 use common::cluster::RedisCluster;
 use common::{redis_instance, Client, TestServer};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
-
-/// Sends a message and waits for its ack, sending it again (same `clientMsgId`) after every
-/// `unavailable`: what a client does while the cluster moves under it.
-async fn say_until_acked(client: &mut Client, room: &str, content: &str, id: &str) -> Value {
-    for _ in 0..100 {
-        client
-            .send(json!({"type": "message", "roomId": room, "content": content, "clientMsgId": id}))
-            .await;
-        loop {
-            let event = client.recv().await;
-            match event["type"].as_str() {
-                Some("ack") if event["clientMsgId"] == id => return event,
-                Some("error") if event["code"] == "unavailable" => break,
-                Some("error") => panic!("refused: {event}"),
-                _ => continue,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{id} was never acknowledged");
-}
 
 /// `count` messages from `from` (numbered `0..count`), each acknowledged before the next,
 /// about 100 a second (so a fault started meanwhile meets a busy room).
 async fn send_numbered(from: &mut Client, room: &str, count: usize) {
     for n in 0..count {
-        say_until_acked(from, room, &format!("m{n}"), &format!("c{n}")).await;
+        from.say_until_acked(room, &format!("m{n}"), &format!("c{n}"))
+            .await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -116,52 +96,48 @@ async fn a_rooms_keys_and_sharded_channel_share_its_slot() {
     assert_eq!(health["status"], "ok", "{health}");
 }
 
+/// Ana sends 150 numbered messages to `room` on one instance while `fault` happens to the
+/// cluster; Ben, on the other instance, must get each once and in order, and the room must
+/// go on working afterwards.
+async fn a_busy_room_survives<F: std::future::Future<Output = ()>>(
+    cluster: &RedisCluster,
+    room: &str,
+    fault: impl FnOnce(u16) -> F,
+) {
+    let (_a, b, mut ana, mut ben) = two_instances_in(cluster, room).await;
+    let slot = cluster.slot_of(&format!("{{{room}}}")).await;
+    let before = cluster.owner_of(slot).await.port;
+    const COUNT: usize = 150;
+    let sending = send_numbered(&mut ana, room, COUNT);
+    let faulting = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        fault(slot).await;
+    };
+    let receiving = receive(&mut ben, COUNT);
+    let ((), (), got) = tokio::join!(sending, faulting, receiving);
+    assert_ne!(
+        cluster.owner_of(slot).await.port,
+        before,
+        "another node serves the slot"
+    );
+    assert_eq!(got, numbered(COUNT), "every message once, in order");
+    ben.expect_silence(Duration::from_millis(500)).await;
+    // History is whole where the slot is now, and the room keeps working there.
+    let mut cy = b.client("Cy").await;
+    let history = cy.join(room).await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 50);
+    ana.say(room, "after", "after").await;
+    assert_eq!(ben.expect("message").await["content"], "after");
+}
+
 #[tokio::test]
 async fn a_busy_rooms_slot_migrated_to_another_node_loses_and_duplicates_nothing() {
     let cluster = RedisCluster::start(3, 0).await;
-    let (_a, _b, mut ana, mut ben) = two_instances_in(&cluster, "moving").await;
-    let slot = cluster.slot_of("{moving}").await;
-    let before = cluster.owner_of(slot).await.port;
-    const COUNT: usize = 150;
-    let sending = send_numbered(&mut ana, "moving", COUNT);
-    let migrating = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.migrate_slot(slot).await;
-    };
-    let receiving = receive(&mut ben, COUNT);
-    let ((), (), got) = tokio::join!(sending, migrating, receiving);
-    assert_ne!(cluster.owner_of(slot).await.port, before, "the slot moved");
-    assert_eq!(got, numbered(COUNT), "every message once, in order");
-    ben.expect_silence(Duration::from_millis(500)).await;
-    // History is whole on the new node, and the room keeps working there.
-    let mut cy = _b.client("Cy").await;
-    let history = cy.join("moving").await;
-    assert_eq!(history["messages"].as_array().unwrap().len(), 50);
-    ana.say("moving", "after", "after").await;
-    assert_eq!(ben.expect("message").await["content"], "after");
+    a_busy_room_survives(&cluster, "moving", |slot| cluster.migrate_slot(slot)).await;
 }
 
 #[tokio::test]
 async fn a_primary_failed_over_to_its_replica_loses_and_duplicates_nothing() {
     let cluster = RedisCluster::start(3, 1).await;
-    let (_a, _b, mut ana, mut ben) = two_instances_in(&cluster, "failing").await;
-    let slot = cluster.slot_of("{failing}").await;
-    let primary = cluster.owner_of(slot).await.port;
-    const COUNT: usize = 150;
-    let sending = send_numbered(&mut ana, "failing", COUNT);
-    let failing_over = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.fail_over(slot).await;
-    };
-    let receiving = receive(&mut ben, COUNT);
-    let ((), (), got) = tokio::join!(sending, failing_over, receiving);
-    assert_ne!(
-        cluster.owner_of(slot).await.port,
-        primary,
-        "the replica took over"
-    );
-    assert_eq!(got, numbered(COUNT), "every message once, in order");
-    ben.expect_silence(Duration::from_millis(500)).await;
-    ana.say("failing", "after", "after").await;
-    assert_eq!(ben.expect("message").await["content"], "after");
+    a_busy_room_survives(&cluster, "failing", |slot| cluster.fail_over(slot)).await;
 }

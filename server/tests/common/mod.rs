@@ -389,6 +389,35 @@ impl Client {
         history
     }
 
+    /// Sends a message until it is acknowledged, sending it again with the same
+    /// `clientMsgId` after every `unavailable` (Redis away, a slot moving), as a client does.
+    /// Returns the ack.
+    pub async fn say_until_acked(&mut self, room: &str, content: &str, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never acknowledged"
+            );
+            self.send(
+                json!({"type": "message", "roomId": room, "content": content, "clientMsgId": id}),
+            )
+            .await;
+            loop {
+                let event = self.recv().await;
+                match event["type"].as_str() {
+                    Some("ack") if event["clientMsgId"] == id => return event,
+                    Some("error") if event["clientMsgId"] == id => {
+                        assert_eq!(event["code"], "unavailable", "{event}");
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends a message and returns its ack.
     pub async fn say(&mut self, room: &str, content: &str, client_msg_id: &str) -> Value {
         self.send(json!({"type": "message", "roomId": room, "content": content, "clientMsgId": client_msg_id}))
