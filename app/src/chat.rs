@@ -539,6 +539,7 @@ mod tests {
                 code: ErrorCode::ContentTooLong,
                 error: "too long".into(),
                 room_id: Some("r".into()),
+                channel: None,
                 client_msg_id: Some("refused".into()),
                 retry_after_ms: None,
             },
@@ -625,6 +626,7 @@ mod tests {
             code: crate::protocol::ErrorCode::RateLimited,
             error: "too fast: try again in 800 ms".into(),
             room_id: Some("r".into()),
+            channel: None,
             client_msg_id: Some("c1".into()),
             retry_after_ms: Some(800),
         };
@@ -666,6 +668,7 @@ mod tests {
             code: crate::protocol::ErrorCode::ContentTooLong,
             error: "too long".into(),
             room_id: Some("r".into()),
+            channel: None,
             client_msg_id: Some("c1".into()),
             retry_after_ms: None,
         };

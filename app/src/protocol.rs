@@ -144,6 +144,22 @@ pub enum ClientMsg {
         id: String,
     },
     Ping,
+    /// Start receiving a channel's publications (any real-time data, not chat). With `since`
+    /// (an offset from a publication) the answer says whether what came after it can be had
+    /// (`recovered`); channels without history never can.
+    Subscribe {
+        channel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    /// Sends `data` (any JSON value) to every subscriber of the channel, on every instance.
+    Publish {
+        channel: String,
+        data: serde_json::Value,
+    },
 }
 
 /// Events the server sends.
@@ -214,11 +230,31 @@ pub enum ServerMsg {
         name: String,
         is_typing: bool,
     },
+    /// The answer to `subscribe`: publications follow. `recovered` answers a `since`.
+    Subscribed {
+        channel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    },
+    Unsubscribed {
+        channel: String,
+    },
+    /// Data published to a channel. `offset` is its place in the channel's history, for
+    /// channels that keep one.
+    Publication {
+        channel: String,
+        data: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<String>,
+    },
     Error {
         code: ErrorCode,
         error: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room_id: Option<String>,
+        /// The channel a refused `subscribe`, `unsubscribe` or `publish` named.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
         /// With `rate_limited`: milliseconds until the request would be accepted.
@@ -235,6 +271,7 @@ impl ServerMsg {
             code,
             error: error.into(),
             room_id: None,
+            channel: None,
             client_msg_id: None,
             retry_after_ms: None,
         }
@@ -287,6 +324,15 @@ pub enum ErrorCode {
     TooManyConnections,
     /// A browser request from a page of another origin (CSRF, cross-site WebSocket hijacking).
     ForbiddenOrigin,
+    /// The channel name breaks the rules (1–128 of `A-Z a-z 0-9 _ - . : @ =`; a `:` ends its
+    /// namespace).
+    InvalidChannel,
+    /// The channel's namespace is not one this server knows.
+    UnknownNamespace,
+    /// The channel was not subscribed on this connection.
+    NotSubscribed,
+    /// The published data is larger than the configured limit.
+    DataTooLarge,
 }
 
 impl ErrorCode {
@@ -313,6 +359,10 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ForbiddenOrigin => "forbidden_origin",
+            ErrorCode::InvalidChannel => "invalid_channel",
+            ErrorCode::UnknownNamespace => "unknown_namespace",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::DataTooLarge => "data_too_large",
         }
     }
 }
@@ -349,7 +399,18 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, DecodeError> {
         #[serde(rename = "type", borrow, default)]
         kind: Option<std::borrow::Cow<'a, str>>,
     }
-    const KNOWN: [&str; 7] = ["auth", "join", "leave", "message", "typing", "read", "ping"];
+    const KNOWN: [&str; 10] = [
+        "auth",
+        "join",
+        "leave",
+        "message",
+        "typing",
+        "read",
+        "ping",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+    ];
     match serde_json::from_str::<Tagged>(text) {
         Ok(Tagged { kind: Some(kind) }) if KNOWN.contains(&kind.as_ref()) => Err(DecodeError {
             code: ErrorCode::InvalidMessage,

@@ -68,6 +68,33 @@ pub fn room_id(id: &str) -> Result<&str, Invalid> {
     Ok(id)
 }
 
+/// Longest channel name.
+pub const CHANNEL_MAX: usize = 128;
+
+/// Channel names: 1–128 of `A-Z a-z 0-9 _ - . : @ =`. The part before the first `:` is
+/// the channel's namespace (none without a `:`).
+pub fn channel(name: &str) -> Result<&str, Invalid> {
+    let bad = |why: &str| {
+        Err(Invalid::new(
+            ErrorCode::InvalidChannel,
+            format!("invalid channel name: {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > CHANNEL_MAX {
+        return bad("it is longer than 128 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.:@=".contains(&b))
+    {
+        return bad("use only letters, digits and _ - . : @ =");
+    }
+    Ok(name)
+}
+
 /// Turns what a person typed ("Book Club!") into a room id ("book-club") when that is
 /// unambiguous, then validates it.
 pub fn room_name_to_id(typed: &str) -> Result<String, Invalid> {

@@ -161,6 +161,11 @@ pub struct Config {
     #[arg(long, env = "CONFAB_MAX_CONTENT_BYTES", default_value_t = 4096)]
     pub max_content_bytes: usize,
 
+    /// Largest `data` of a channel publication, in bytes of JSON (a frame larger than
+    /// `--max-frame-bytes` is refused before it is read, whatever this says).
+    #[arg(long, env = "CONFAB_MAX_PUBLICATION_BYTES", default_value_t = 16 * 1024)]
+    pub max_publication_bytes: usize,
+
     /// Frames queued per connection before it is closed as a slow consumer (4001).
     #[arg(long, env = "CONFAB_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
@@ -260,6 +265,7 @@ impl Config {
         let positive = [
             ("max-frame-bytes", self.max_frame_bytes),
             ("max-content-bytes", self.max_content_bytes),
+            ("max-publication-bytes", self.max_publication_bytes),
             ("outbound-queue", self.outbound_queue),
             ("max-rooms-per-connection", self.max_rooms_per_connection),
             ("history-max", self.history_max),

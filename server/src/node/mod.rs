@@ -14,6 +14,7 @@
 //! after it, never both. A join that fails part-way is undone, so a connection is either in
 //! a room or not.
 
+mod channels;
 mod reading;
 
 use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};

@@ -26,6 +26,8 @@ pub struct Dispatch {
     /// This connection's place in the user's connection limit, held while signed in.
     slot: Option<ConnectionSlot>,
     rooms: HashSet<String>,
+    /// Channels subscribed on this connection ([`crate::node`]'s channels).
+    channels: HashSet<String>,
     errors_window_start: Instant,
     errors_in_window: u32,
 }
@@ -68,6 +70,23 @@ impl From<EngineError> for Refusal {
     }
 }
 
+/// What a refused request was about, repeated in the error so a client can match it.
+#[derive(Default)]
+struct About {
+    room_id: Option<String>,
+    channel: Option<String>,
+    client_msg_id: Option<String>,
+}
+
+impl About {
+    fn room(room_id: &str) -> Self {
+        About {
+            room_id: Some(room_id.to_string()),
+            ..About::default()
+        }
+    }
+}
+
 fn refuse(code: ErrorCode, error: impl Into<String>) -> Refusal {
     Refusal {
         code,
@@ -86,6 +105,7 @@ impl Dispatch {
             user: None,
             slot: None,
             rooms: HashSet::new(),
+            channels: HashSet::new(),
             errors_window_start: Instant::now(),
             errors_in_window: 0,
         }
@@ -103,7 +123,7 @@ impl Dispatch {
         });
         if let Some((session, user)) = session {
             if let Err(refusal) = self.sign_in(session, user).await {
-                self.refuse(refusal, None, None);
+                self.refuse(refusal, About::default());
             }
         }
     }
@@ -118,6 +138,16 @@ impl Dispatch {
                     error = refusal.error,
                     "could not leave room on disconnect"
                 );
+            }
+        }
+        for channel in std::mem::take(&mut self.channels) {
+            if let Err(err) = self
+                .state
+                .node()
+                .unsubscribe_channel(self.id, &channel)
+                .await
+            {
+                tracing::warn!(channel, error = %err, "could not unsubscribe on disconnect");
             }
         }
         if self.user.is_some() {
@@ -135,30 +165,38 @@ impl Dispatch {
                 ErrorCode::InvalidMessage,
                 "binary frames are not supported; send JSON text",
             ),
-            None,
-            None,
+            About::default(),
         );
     }
 
     pub async fn handle_text(&mut self, text: &str) {
         let msg = match decode_client_msg(text) {
             Ok(msg) => msg,
-            Err(err) => return self.refuse(refuse(err.code, err.detail), None, None),
+            Err(err) => return self.refuse(refuse(err.code, err.detail), About::default()),
         };
-        let (room, client_msg_id) = match &msg {
+        let about = match &msg {
             ClientMsg::Join { room_id, .. }
             | ClientMsg::Leave { room_id }
             | ClientMsg::Read { room_id, .. }
-            | ClientMsg::Typing { room_id, .. } => (Some(room_id.clone()), None),
+            | ClientMsg::Typing { room_id, .. } => About::room(room_id),
             ClientMsg::Message {
                 room_id,
                 client_msg_id,
                 ..
-            } => (Some(room_id.clone()), client_msg_id.clone()),
-            ClientMsg::Auth { .. } | ClientMsg::Ping => (None, None),
+            } => About {
+                client_msg_id: client_msg_id.clone(),
+                ..About::room(room_id)
+            },
+            ClientMsg::Subscribe { channel, .. }
+            | ClientMsg::Unsubscribe { channel }
+            | ClientMsg::Publish { channel, .. } => About {
+                channel: Some(channel.clone()),
+                ..About::default()
+            },
+            ClientMsg::Auth { .. } | ClientMsg::Ping => About::default(),
         };
         if let Err(refusal) = self.handle(msg).await {
-            self.refuse(refusal, room, client_msg_id);
+            self.refuse(refusal, about);
         }
     }
 
@@ -202,7 +240,82 @@ impl Dispatch {
                 let id = MessageId::parse(&id)?;
                 Ok(self.state.node().mark_read(&user, &room, id).await?)
             }
+            ClientMsg::Subscribe { channel, since } => {
+                let user = self.user()?;
+                self.subscribe(user, &channel, since.is_some()).await
+            }
+            ClientMsg::Unsubscribe { channel } => {
+                self.user()?;
+                let channel = validate::channel(&channel)?;
+                if !self.channels.remove(channel) {
+                    return Err(refuse(
+                        ErrorCode::NotSubscribed,
+                        format!("subscribe to “{channel}” first"),
+                    ));
+                }
+                self.state
+                    .node()
+                    .unsubscribe_channel(self.id, channel)
+                    .await?;
+                self.send(&ServerMsg::Unsubscribed {
+                    channel: channel.to_string(),
+                });
+                Ok(())
+            }
+            ClientMsg::Publish { channel, data } => {
+                let user = self.user()?;
+                self.publish(user, &channel, data).await
+            }
         }
+    }
+
+    /// A channel a client may use: valid, and in a namespace this server knows (so far only
+    /// channels without one).
+    fn open_channel(channel: &str) -> Result<&str, Refusal> {
+        let channel = validate::channel(channel)?;
+        if let Some((namespace, _)) = channel.split_once(':') {
+            return Err(refuse(
+                ErrorCode::UnknownNamespace,
+                format!("unknown channel namespace “{namespace}”: this server has channels without a namespace only"),
+            ));
+        }
+        Ok(channel)
+    }
+
+    async fn subscribe(&mut self, user: User, channel: &str, since: bool) -> Result<(), Refusal> {
+        let channel = Self::open_channel(channel)?;
+        let limit = self.state.config().max_rooms_per_connection;
+        if !self.channels.contains(channel) && self.rooms.len() + self.channels.len() >= limit {
+            return Err(refuse(
+                ErrorCode::TooManyRooms,
+                format!("a connection may join at most {limit} rooms and channels"),
+            ));
+        }
+        self.state
+            .node()
+            .subscribe_channel(self.id, &self.outbox, &user, channel, since)
+            .await?;
+        self.channels.insert(channel.to_string());
+        Ok(())
+    }
+
+    async fn publish(
+        &mut self,
+        user: User,
+        channel: &str,
+        data: serde_json::Value,
+    ) -> Result<(), Refusal> {
+        let channel = Self::open_channel(channel)?;
+        let max = self.state.config().max_publication_bytes;
+        let size = serde_json::to_string(&data).map_or(usize::MAX, |json| json.len());
+        if size > max {
+            return Err(refuse(
+                ErrorCode::DataTooLarge,
+                format!("the data is {size} bytes of JSON; at most {max} are allowed"),
+            ));
+        }
+        self.state.limits().send(&user.id, channel)?;
+        Ok(self.state.node().publish(channel, data).await?)
     }
 
     fn user(&self) -> Result<User, Refusal> {
@@ -388,7 +501,7 @@ impl Dispatch {
     /// Sends an error event, then closes the connection if the refusal is terminal, or else
     /// counts it against the protocol error budget. (The writer sends what is queued before
     /// the close frame, so the client reads why.)
-    fn refuse(&mut self, refusal: Refusal, room_id: Option<String>, client_msg_id: Option<String>) {
+    fn refuse(&mut self, refusal: Refusal, about: About) {
         let blame_client = refusal.code != ErrorCode::Unavailable;
         self.state
             .node()
@@ -399,8 +512,9 @@ impl Dispatch {
         self.send(&ServerMsg::Error {
             code: refusal.code,
             error: refusal.error,
-            room_id,
-            client_msg_id,
+            room_id: about.room_id,
+            channel: about.channel,
+            client_msg_id: about.client_msg_id,
             retry_after_ms: refusal.retry_after_ms,
         });
         if let Some((code, reason)) = refusal.closes {

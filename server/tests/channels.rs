@@ -1,0 +1,203 @@
+//! Channels beside chat: `subscribe` / `unsubscribe` / `publish` on the same WebSocket, as
+//! the articles' generic pub/sub server speaks them; publications reach every subscriber on
+//! every instance exactly once; every bad request is refused with a clear code and the
+//! connection lives on.
+
+mod common;
+
+use common::{redis_instance, Client, Deployment, Redises, TestServer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn subscribe(client: &mut Client, channel: &str) -> Value {
+    client
+        .send(json!({"type": "subscribe", "channel": channel}))
+        .await;
+    let answer = client.expect("subscribed").await;
+    assert_eq!(answer["channel"], channel);
+    answer
+}
+
+async fn publish(client: &mut Client, channel: &str, data: Value) {
+    client
+        .send(json!({"type": "publish", "channel": channel, "data": data}))
+        .await;
+}
+
+#[tokio::test]
+async fn publications_reach_every_subscriber_once_and_in_order() {
+    let server = TestServer::start().await;
+    let mut dashboard = server.client("Dash").await;
+    let mut other = server.client("Other").await;
+    let mut publisher = server.client("Feed").await;
+    subscribe(&mut dashboard, "metrics").await;
+    subscribe(&mut other, "metrics").await;
+    subscribe(&mut publisher, "metrics").await;
+    for n in 0..20 {
+        publish(
+            &mut publisher,
+            "metrics",
+            json!({"n": n, "cpu": [0.5, 0.25], "ok": true}),
+        )
+        .await;
+    }
+    for client in [&mut dashboard, &mut other, &mut publisher] {
+        for n in 0..20 {
+            let publication = client.expect("publication").await;
+            assert_eq!(publication["channel"], "metrics");
+            assert_eq!(
+                publication["data"],
+                json!({"n": n, "cpu": [0.5, 0.25], "ok": true})
+            );
+        }
+        client.expect_silence(Duration::from_millis(200)).await;
+    }
+    // Unsubscribed: nothing more arrives, and the room-like bookkeeping is gone.
+    other
+        .send(json!({"type": "unsubscribe", "channel": "metrics"}))
+        .await;
+    assert_eq!(other.expect("unsubscribed").await["channel"], "metrics");
+    publish(&mut publisher, "metrics", json!("after")).await;
+    assert_eq!(dashboard.expect("publication").await["data"], "after");
+    other.expect_silence(Duration::from_millis(300)).await;
+    // Chat on the same connection is unaffected.
+    dashboard.join("lobby").await;
+    dashboard.say("lobby", "hello", "c1").await;
+}
+
+/// A publication on one instance reaches subscribers on the others, through each topology.
+async fn publications_cross_instances(redis: impl Deployment) {
+    let a = redis_instance(&redis, "channels").await;
+    let b = redis_instance(&redis, "channels").await;
+    let mut on_a = a.client("Ana").await;
+    let mut on_b = b.client("Ben").await;
+    subscribe(&mut on_a, "prices").await;
+    subscribe(&mut on_b, "prices").await;
+    for n in 0..30 {
+        publish(&mut on_a, "prices", json!(n)).await;
+    }
+    for client in [&mut on_a, &mut on_b] {
+        for n in 0..30 {
+            assert_eq!(client.expect("publication").await["data"], n);
+        }
+        client.expect_silence(Duration::from_millis(200)).await;
+    }
+    // The instance without subscribers left stops receiving the channel.
+    on_b.send(json!({"type": "unsubscribe", "channel": "prices"}))
+        .await;
+    on_b.expect("unsubscribed").await;
+    publish(&mut on_a, "prices", json!("still")).await;
+    assert_eq!(on_a.expect("publication").await["data"], "still");
+    on_b.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn publications_cross_instances_on_one_redis() {
+    publications_cross_instances(Redises::standalone().await).await;
+}
+
+#[tokio::test]
+async fn publications_cross_instances_on_shards() {
+    publications_cross_instances(Redises::shards(2).await).await;
+}
+
+#[tokio::test]
+async fn publications_cross_instances_on_a_cluster() {
+    publications_cross_instances(common::cluster::RedisCluster::start(3, 0).await).await;
+}
+
+#[tokio::test]
+async fn bad_channel_requests_are_refused_and_the_connection_lives_on() {
+    let server = TestServer::start_with(|c| c.max_publication_bytes = 100).await;
+    // Before signing in.
+    let mut anonymous = Client::connect(&server.ws_url(), &[]).await;
+    anonymous.expect("connected").await;
+    anonymous
+        .send(json!({"type": "subscribe", "channel": "metrics"}))
+        .await;
+    let refused = anonymous.expect_error("not_authenticated").await;
+    assert_eq!(refused["channel"], "metrics");
+
+    let mut client = server.client("Ana").await;
+    for (request, code) in [
+        (
+            json!({"type": "subscribe", "channel": ""}),
+            "invalid_channel",
+        ),
+        (
+            json!({"type": "subscribe", "channel": "a b"}),
+            "invalid_channel",
+        ),
+        (
+            json!({"type": "subscribe", "channel": "x".repeat(129)}),
+            "invalid_channel",
+        ),
+        (
+            json!({"type": "subscribe", "channel": "user:42"}),
+            "unknown_namespace",
+        ),
+        (
+            json!({"type": "publish", "channel": "admin:jobs", "data": 1}),
+            "unknown_namespace",
+        ),
+        (
+            json!({"type": "publish", "channel": "metrics", "data": "x".repeat(200)}),
+            "data_too_large",
+        ),
+        (
+            json!({"type": "unsubscribe", "channel": "metrics"}),
+            "not_subscribed",
+        ),
+        (
+            json!({"type": "publish", "channel": "metrics"}),
+            "invalid_message",
+        ),
+        (json!({"type": "subscribe"}), "invalid_message"),
+    ] {
+        client.send(request.clone()).await;
+        let error = client.expect_error(code).await;
+        // (A request that does not decode cannot be quoted back.)
+        if let (Some(channel), false) = (request["channel"].as_str(), code == "invalid_message") {
+            assert_eq!(error["channel"], channel, "{request}");
+        }
+    }
+    client.assert_alive().await;
+    // Within the limits, the same requests work.
+    subscribe(&mut client, "metrics").await;
+    publish(&mut client, "metrics", json!("x".repeat(90))).await;
+    assert_eq!(
+        client.expect("publication").await["data"]
+            .as_str()
+            .map(str::len),
+        Some(90)
+    );
+}
+
+#[tokio::test]
+async fn a_resume_of_a_channel_without_history_says_so() {
+    let server = TestServer::start().await;
+    let mut client = server.client("Ana").await;
+    client
+        .send(json!({"type": "subscribe", "channel": "ticks", "since": "1-0"}))
+        .await;
+    let answer = client.expect("subscribed").await;
+    assert_eq!(answer["recovered"], false, "{answer}");
+    // Without `since`, nothing is claimed.
+    let mut other = server.client("Ben").await;
+    let answer = subscribe(&mut other, "ticks").await;
+    assert!(answer.get("recovered").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn rooms_and_channels_share_the_per_connection_limit() {
+    let server = TestServer::start_with(|c| c.max_rooms_per_connection = 2).await;
+    let mut client = server.client("Ana").await;
+    client.join("one").await;
+    subscribe(&mut client, "two").await;
+    client
+        .send(json!({"type": "subscribe", "channel": "three"}))
+        .await;
+    client.expect_error("too_many_rooms").await;
+    // Subscribing again to one it has is not a new one.
+    subscribe(&mut client, "two").await;
+}
