@@ -333,6 +333,8 @@ pub enum ErrorCode {
     NotSubscribed,
     /// The published data is larger than the configured limit.
     DataTooLarge,
+    /// The server API was called without a valid API key.
+    InvalidApiKey,
 }
 
 impl ErrorCode {
@@ -363,6 +365,7 @@ impl ErrorCode {
             ErrorCode::UnknownNamespace => "unknown_namespace",
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::DataTooLarge => "data_too_large",
+            ErrorCode::InvalidApiKey => "invalid_api_key",
         }
     }
 }

@@ -125,6 +125,11 @@ pub struct Config {
     #[arg(long, env = "CONFAB_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
 
+    /// File of API keys for the server API (`POST /api/publish`): lines `NAME SHA256-HEX`
+    /// (`confab api-key new NAME` makes one). Read again when it changes. Unset: no keys.
+    #[arg(long, env = "CONFAB_API_KEYS_FILE")]
+    pub api_keys_file: Option<String>,
+
     /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9100`. Unset: no
     /// metrics are kept. Keep it off the public interface: it is not authenticated.
     #[arg(long, env = "CONFAB_METRICS_ADDR")]

@@ -7,6 +7,7 @@
 //! | POST | /api/login `{"username","password"}` | an account signed in, as above |
 //! | GET | /api/session | `{"user"}` of the cookie or bearer token, else 401 |
 //! | DELETE | /api/session | ends the session, clears the cookie |
+//! | POST | /api/publish `{"channel","data"}` or `{"publications":[...]}` | with an API key: `{"published"}` |
 //! | GET | /health | status, connections, rooms, serverId, engine |
 //! | GET | /api/online-users | `{"count","users"}` |
 //! | GET | /api/rooms | `{"rooms"}` with member counts |
@@ -267,4 +268,110 @@ pub async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this endpoint does not take that method",
     )
+}
+
+/// One publication of `POST /api/publish`.
+#[derive(Deserialize)]
+struct Publication {
+    channel: String,
+    data: serde_json::Value,
+}
+
+/// `{"channel","data"}`, or `{"publications": [{"channel","data"}, ...]}` (at most
+/// [`PUBLISH_BATCH_MAX`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    publications: Option<Vec<Publication>>,
+}
+
+/// Most publications in one batch request.
+pub const PUBLISH_BATCH_MAX: usize = 100;
+
+/// The API key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+/// The server API: a backend publishes to channels with an API key, without a WebSocket.
+/// Every publication is checked before any is sent; `{"published": n}` answers.
+pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let unauthorized = |message: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidApiKey.as_str(),
+            message,
+        )
+    };
+    if !state.api_keys().configured() {
+        return Err(unauthorized(
+            "no API keys are configured on this server (--api-keys-file)",
+        ));
+    }
+    let Some(key) = presented_key(&headers) else {
+        return Err(unauthorized(
+            "send the API key as `Authorization: Bearer <key>`",
+        ));
+    };
+    let Some(name) = state.api_keys().verify(key) else {
+        return Err(unauthorized("unknown or revoked API key"));
+    };
+    let request: PublishBody = parse_body(&body)?;
+    let publications = match request {
+        PublishBody {
+            channel: Some(channel),
+            data: Some(data),
+            publications: None,
+        } => vec![Publication { channel, data }],
+        PublishBody {
+            channel: None,
+            data: None,
+            publications: Some(batch),
+        } if (1..=PUBLISH_BATCH_MAX).contains(&batch.len()) => batch,
+        _ => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidMessage,
+                format!("send {{\"channel\", \"data\"}} or {{\"publications\": [...]}} with 1 to {PUBLISH_BATCH_MAX} of them"),
+            ))
+        }
+    };
+    let max = state.config().max_publication_bytes;
+    for publication in &publications {
+        let invalid =
+            |invalid: app::validate::Invalid| ApiError::bad_request(invalid.code, invalid.reason);
+        crate::node::open_channel(&publication.channel).map_err(invalid)?;
+        crate::node::check_data(&publication.data, max).map_err(invalid)?;
+    }
+    let total = publications.len();
+    for (published, publication) in publications.into_iter().enumerate() {
+        if let Err(err) = state
+            .node()
+            .publish(&publication.channel, publication.data)
+            .await
+        {
+            tracing::warn!(error = %err, key = name, "publish failed");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable.as_str(),
+                format!("the service is unavailable: {published} of {total} published"),
+            ));
+        }
+    }
+    tracing::debug!(
+        key = name,
+        publications = total,
+        "published through the server API"
+    );
+    Ok(Json(json!({"published": total})).into_response())
 }

@@ -25,8 +25,10 @@
 //! [`start`] binds and serves; [`Running::shutdown`] (or SIGTERM / Ctrl-C in `main`) stops
 //! accepting, closes every socket with 4000 ("reconnect") and waits for connections to end.
 
+pub mod api_keys;
 pub mod assets;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod guard;
@@ -159,7 +161,11 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         .site_pkg_dir("pkg")
         .hash_files(assets::fingerprinted_build())
         .build();
-    Ok(AppState::new(config, server_id, engine, node, leptos))
+    let api_keys = api_keys::ApiKeys::load(config.api_keys_file.clone().map(Into::into))
+        .map_err(|err| StartError::Config(format!("--api-keys-file: {err}")))?;
+    Ok(AppState::new(
+        config, server_id, engine, node, leptos, api_keys,
+    ))
 }
 
 /// The whole HTTP surface: pages, server functions, JSON API, WebSocket and static files.
@@ -176,6 +182,7 @@ pub fn app(state: AppState) -> Router {
                 .delete(http::end_session),
         )
         .route("/api/accounts", post(http::register))
+        .route("/api/publish", post(http::publish))
         .route("/api/login", post(http::login))
         .route("/api/online-users", get(http::online_users))
         .route("/api/rooms", get(http::rooms))

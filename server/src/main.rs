@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    if let Some(code) = server::cli::run() {
+        return code;
+    }
     let config = Config::parse();
     // One worker: the current-thread scheduler, which has no work-stealing machinery and
     // parks and wakes less (measured: less CPU per delivery than a one-worker pool).

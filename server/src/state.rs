@@ -1,6 +1,7 @@
 //! The instance's shared state, handed to every handler and connection, and the
 //! [`Backend`] that server functions and HTTP endpoints read through.
 
+use crate::api_keys::ApiKeys;
 use crate::auth::{Auth, SignedIn};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -30,6 +31,7 @@ struct Shared {
     auth: Auth,
     limits: Arc<UserLimits>,
     origins: OriginPolicy,
+    api_keys: ApiKeys,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
         engine: Engine,
         node: Node,
         leptos: LeptosOptions,
+        api_keys: ApiKeys,
     ) -> Self {
         let auth = Auth::new(&config, engine.clone());
         let limits = Arc::new(UserLimits::new(
@@ -63,6 +66,7 @@ impl AppState {
             auth,
             limits,
             origins,
+            api_keys,
         }))
     }
 
@@ -92,6 +96,9 @@ impl AppState {
     }
     pub fn origins(&self) -> &OriginPolicy {
         &self.0.origins
+    }
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.0.api_keys
     }
 }
 

@@ -17,7 +17,33 @@ use super::Node;
 use crate::engine::EngineResult;
 use crate::hub::Outbox;
 use crate::wire::{encode, ConnectionId};
-use app::protocol::{ServerMsg, User};
+use app::protocol::{ErrorCode, ServerMsg, User};
+use app::validate::{self, Invalid};
+
+/// A channel clients and backends may use: valid, and in a namespace this server knows (so
+/// far only channels without one).
+pub fn open_channel(channel: &str) -> Result<&str, Invalid> {
+    let channel = validate::channel(channel)?;
+    if let Some((namespace, _)) = channel.split_once(':') {
+        return Err(Invalid::new(
+            ErrorCode::UnknownNamespace,
+            format!("unknown channel namespace “{namespace}”: this server has channels without a namespace only"),
+        ));
+    }
+    Ok(channel)
+}
+
+/// Publication data within `max` bytes of JSON.
+pub fn check_data(data: &serde_json::Value, max: usize) -> Result<(), Invalid> {
+    let size = serde_json::to_string(data).map_or(usize::MAX, |json| json.len());
+    if size > max {
+        return Err(Invalid::new(
+            ErrorCode::DataTooLarge,
+            format!("the data is {size} bytes of JSON; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
 
 /// The hub and engine key of a channel. Room ids never hold `#`, so the two never meet.
 pub fn channel_key(channel: &str) -> String {

@@ -6,7 +6,7 @@
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
 use crate::limits::{ConnectionSlot, Limited};
-use crate::node::JoinRequest;
+use crate::node::{check_data, open_channel, JoinRequest};
 use crate::state::AppState;
 use crate::wire::{encode, ConnectionId};
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
@@ -269,21 +269,8 @@ impl Dispatch {
         }
     }
 
-    /// A channel a client may use: valid, and in a namespace this server knows (so far only
-    /// channels without one).
-    fn open_channel(channel: &str) -> Result<&str, Refusal> {
-        let channel = validate::channel(channel)?;
-        if let Some((namespace, _)) = channel.split_once(':') {
-            return Err(refuse(
-                ErrorCode::UnknownNamespace,
-                format!("unknown channel namespace “{namespace}”: this server has channels without a namespace only"),
-            ));
-        }
-        Ok(channel)
-    }
-
     async fn subscribe(&mut self, user: User, channel: &str, since: bool) -> Result<(), Refusal> {
-        let channel = Self::open_channel(channel)?;
+        let channel = open_channel(channel)?;
         let limit = self.state.config().max_rooms_per_connection;
         if !self.channels.contains(channel) && self.rooms.len() + self.channels.len() >= limit {
             return Err(refuse(
@@ -305,15 +292,8 @@ impl Dispatch {
         channel: &str,
         data: serde_json::Value,
     ) -> Result<(), Refusal> {
-        let channel = Self::open_channel(channel)?;
-        let max = self.state.config().max_publication_bytes;
-        let size = serde_json::to_string(&data).map_or(usize::MAX, |json| json.len());
-        if size > max {
-            return Err(refuse(
-                ErrorCode::DataTooLarge,
-                format!("the data is {size} bytes of JSON; at most {max} are allowed"),
-            ));
-        }
+        let channel = open_channel(channel)?;
+        check_data(&data, self.state.config().max_publication_bytes)?;
         self.state.limits().send(&user.id, channel)?;
         Ok(self.state.node().publish(channel, data).await?)
     }
