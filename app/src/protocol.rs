@@ -335,6 +335,9 @@ pub enum ErrorCode {
     DataTooLarge,
     /// The server API was called without a valid API key.
     InvalidApiKey,
+    /// The channel's namespace does not allow this (subscribe to another user's channel,
+    /// publish where only the server may).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -366,6 +369,7 @@ impl ErrorCode {
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::DataTooLarge => "data_too_large",
             ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -130,6 +130,12 @@ pub struct Config {
     #[arg(long, env = "CONFAB_API_KEYS_FILE")]
     pub api_keys_file: Option<String>,
 
+    /// JSON file of channel namespaces and who may subscribe and publish in each (README,
+    /// "Channels"). Unset: channels without a namespace are open to signed-in clients, and
+    /// no other namespace exists.
+    #[arg(long, env = "CONFAB_NAMESPACES_FILE")]
+    pub namespaces_file: Option<String>,
+
     /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9100`. Unset: no
     /// metrics are kept. Keep it off the public interface: it is not authenticated.
     #[arg(long, env = "CONFAB_METRICS_ADDR")]

@@ -350,7 +350,10 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     for publication in &publications {
         let invalid =
             |invalid: app::validate::Invalid| ApiError::bad_request(invalid.code, invalid.reason);
-        crate::node::open_channel(&publication.channel).map_err(invalid)?;
+        state
+            .namespaces()
+            .may_publish_as_server(&publication.channel)
+            .map_err(invalid)?;
         crate::node::check_data(&publication.data, max).map_err(invalid)?;
     }
     let total = publications.len();

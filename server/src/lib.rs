@@ -37,6 +37,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod namespaces;
 pub mod node;
 pub mod state;
 pub mod wire;
@@ -51,7 +52,7 @@ use crate::engine::Engine;
 use crate::engine::LocalDelivery;
 use crate::hub::Hub;
 use crate::node::{Node, NodeSettings};
-use crate::state::AppState;
+use crate::state::{AppState, Extras};
 use app::backend::SharedBackend;
 use app::protocol::close;
 use axum::middleware::from_fn_with_state;
@@ -163,8 +164,18 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         .build();
     let api_keys = api_keys::ApiKeys::load(config.api_keys_file.clone().map(Into::into))
         .map_err(|err| StartError::Config(format!("--api-keys-file: {err}")))?;
+    let namespaces = namespaces::Namespaces::load(config.namespaces_file.as_deref())
+        .map_err(|err| StartError::Config(format!("--namespaces-file: {err}")))?;
     Ok(AppState::new(
-        config, server_id, engine, node, leptos, api_keys,
+        config,
+        server_id,
+        engine,
+        node,
+        leptos,
+        Extras {
+            api_keys,
+            namespaces,
+        },
     ))
 }
 

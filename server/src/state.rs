@@ -8,6 +8,7 @@ use crate::engine::Engine;
 use crate::guard::OriginPolicy;
 use crate::hub::Hub;
 use crate::limits::{Rate, UserLimits};
+use crate::namespaces::Namespaces;
 use crate::node::Node;
 use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
 use app::protocol::{ChatMessage, HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
@@ -32,6 +33,13 @@ struct Shared {
     limits: Arc<UserLimits>,
     origins: OriginPolicy,
     api_keys: ApiKeys,
+    namespaces: Namespaces,
+}
+
+/// What the state holds beyond the core parts: the server API's keys and the channels' rules.
+pub struct Extras {
+    pub api_keys: ApiKeys,
+    pub namespaces: Namespaces,
 }
 
 impl AppState {
@@ -41,7 +49,7 @@ impl AppState {
         engine: Engine,
         node: Node,
         leptos: LeptosOptions,
-        api_keys: ApiKeys,
+        extras: Extras,
     ) -> Self {
         let auth = Auth::new(&config, engine.clone());
         let limits = Arc::new(UserLimits::new(
@@ -66,7 +74,8 @@ impl AppState {
             auth,
             limits,
             origins,
-            api_keys,
+            api_keys: extras.api_keys,
+            namespaces: extras.namespaces,
         }))
     }
 
@@ -99,6 +108,9 @@ impl AppState {
     }
     pub fn api_keys(&self) -> &ApiKeys {
         &self.0.api_keys
+    }
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.0.namespaces
     }
 }
 

@@ -201,3 +201,119 @@ async fn rooms_and_channels_share_the_per_connection_limit() {
     // Subscribing again to one it has is not a new one.
     subscribe(&mut client, "two").await;
 }
+
+/// A namespaces file in the temp dir, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn with(text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "confab-namespaces-{}-{}.json",
+            std::process::id(),
+            server::engine::new_token()
+        ));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+    fn path(&self) -> String {
+        self.0.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn namespaces_decide_who_subscribes_and_publishes() {
+    let namespaces = TempFile::with(
+        r#"{"user":   {"subscribe": "owner",     "publish": "server"},
+            "alerts": {"subscribe": "signed_in", "publish": "server"},
+            "ops":    {"subscribe": "nobody",    "publish": "signed_in"}}"#,
+    );
+    let key = server::api_keys::new_key();
+    let keys = TempFile::with(&server::api_keys::file_line("backend", &key));
+    let (namespaces_path, keys_path) = (namespaces.path(), keys.path());
+    let server = TestServer::start_with(move |c| {
+        c.namespaces_file = Some(namespaces_path);
+        c.api_keys_file = Some(keys_path);
+    })
+    .await;
+    let mut ana = server.client("Ana").await;
+    let mut ben = server.client("Ben").await;
+    let own = format!("user:{}", ana.user_id);
+
+    // Her own channel: only Ana subscribes, only the server publishes.
+    subscribe(&mut ana, &own).await;
+    for (by_ben, request, code) in [
+        (
+            true,
+            json!({"type": "subscribe", "channel": own}),
+            "forbidden",
+        ),
+        (
+            false,
+            json!({"type": "publish", "channel": own, "data": 1}),
+            "forbidden",
+        ),
+        (
+            false,
+            json!({"type": "publish", "channel": "alerts:disk", "data": 1}),
+            "forbidden",
+        ),
+        (
+            false,
+            json!({"type": "subscribe", "channel": "ops:deploys"}),
+            "forbidden",
+        ),
+        (
+            false,
+            json!({"type": "subscribe", "channel": "news"}),
+            "unknown_namespace",
+        ),
+        (
+            false,
+            json!({"type": "subscribe", "channel": "billing:x"}),
+            "unknown_namespace",
+        ),
+    ] {
+        let client = if by_ben { &mut ben } else { &mut ana };
+        client.send(request.clone()).await;
+        let error = client.expect_error(code).await;
+        assert_eq!(error["channel"], request["channel"]);
+        assert!(!error["error"].as_str().unwrap().is_empty());
+    }
+    let bearer = format!("Bearer {key}");
+    let published = server
+        .http(
+            "POST",
+            "/api/publish",
+            Some(json!({"channel": own, "data": {"unread": 3}})),
+            &[("authorization", bearer.as_str())],
+        )
+        .await;
+    assert_eq!(published.status, 200, "{}", published.body);
+    let publication = ana.expect("publication").await;
+    assert_eq!(publication["channel"], own.as_str());
+    assert_eq!(publication["data"], json!({"unread": 3}));
+    // Signed-in subscribers of a server-published namespace; clients may publish on `ops`.
+    subscribe(&mut ben, "alerts:disk").await;
+    publish(&mut ben, "ops:deploys", json!("v2")).await;
+    ben.assert_alive().await;
+    ana.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_bad_namespaces_file_stops_the_start() {
+    let file =
+        TempFile::with(r#"{"user": {"subscribe": "owner", "publish": "server", "histroy": 5}}"#);
+    let mut config = server::config::Config::defaults();
+    config.port = 0;
+    config.namespaces_file = Some(file.path());
+    let Err(err) = server::start(config).await else {
+        panic!("started with a bad namespaces file");
+    };
+    assert!(err.to_string().contains("unknown field `histroy`"), "{err}");
+}

@@ -9,29 +9,15 @@
 //! the placement of "past one Redis" (a channel lands on a shard or cluster slot by its key).
 //!
 //! What a room has and a channel does not (yet): history, presence, typing, read positions.
-//! Channels with a namespace (`ns:rest`) are refused until namespaces can be configured; the
-//! channels without one behave as the articles' generic pub/sub server: any signed-in client
-//! may subscribe and publish, and nothing is kept.
+//! Who may subscribe and publish is the namespaces' business ([`crate::namespaces`]), checked
+//! before the node is asked.
 
 use super::Node;
 use crate::engine::EngineResult;
 use crate::hub::Outbox;
 use crate::wire::{encode, ConnectionId};
 use app::protocol::{ErrorCode, ServerMsg, User};
-use app::validate::{self, Invalid};
-
-/// A channel clients and backends may use: valid, and in a namespace this server knows (so
-/// far only channels without one).
-pub fn open_channel(channel: &str) -> Result<&str, Invalid> {
-    let channel = validate::channel(channel)?;
-    if let Some((namespace, _)) = channel.split_once(':') {
-        return Err(Invalid::new(
-            ErrorCode::UnknownNamespace,
-            format!("unknown channel namespace “{namespace}”: this server has channels without a namespace only"),
-        ));
-    }
-    Ok(channel)
-}
+use app::validate::Invalid;
 
 /// Publication data within `max` bytes of JSON.
 pub fn check_data(data: &serde_json::Value, max: usize) -> Result<(), Invalid> {

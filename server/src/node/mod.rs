@@ -15,7 +15,7 @@
 //! a room or not.
 
 mod channels;
-pub use channels::{check_data, open_channel};
+pub use channels::check_data;
 mod reading;
 
 use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};

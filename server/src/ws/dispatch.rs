@@ -6,7 +6,7 @@
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
 use crate::limits::{ConnectionSlot, Limited};
-use crate::node::{check_data, open_channel, JoinRequest};
+use crate::node::{check_data, JoinRequest};
 use crate::state::AppState;
 use crate::wire::{encode, ConnectionId};
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
@@ -270,7 +270,7 @@ impl Dispatch {
     }
 
     async fn subscribe(&mut self, user: User, channel: &str, since: bool) -> Result<(), Refusal> {
-        let channel = open_channel(channel)?;
+        let channel = self.state.namespaces().may_subscribe(channel, &user)?;
         let limit = self.state.config().max_rooms_per_connection;
         if !self.channels.contains(channel) && self.rooms.len() + self.channels.len() >= limit {
             return Err(refuse(
@@ -292,7 +292,7 @@ impl Dispatch {
         channel: &str,
         data: serde_json::Value,
     ) -> Result<(), Refusal> {
-        let channel = open_channel(channel)?;
+        let channel = self.state.namespaces().may_publish(channel, &user)?;
         check_data(&data, self.state.config().max_publication_bytes)?;
         self.state.limits().send(&user.id, channel)?;
         Ok(self.state.node().publish(channel, data).await?)

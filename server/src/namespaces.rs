@@ -1,0 +1,240 @@
+//! Channel namespaces: the operator's rules for who may subscribe to and publish on channels.
+//!
+//! A channel's namespace is the part of its name before the first `:` (`user:u-42` is in
+//! `user`); a name without `:` is in the default namespace, `""`. Rules come from a JSON file
+//! (`--namespaces-file`), one entry per namespace:
+//!
+//! ```json
+//! { "":       { "subscribe": "signed_in", "publish": "signed_in" },
+//!   "user":   { "subscribe": "owner",     "publish": "server" },
+//!   "alerts": { "subscribe": "signed_in", "publish": "server" } }
+//! ```
+//!
+//! - `subscribe`: `signed_in` (any signed-in connection), `owner` (only the user whose id is
+//!   the rest of the name: `user:<id>`), or `nobody`.
+//! - `publish` from a connection: `signed_in`, `owner`, or `server` (only through the server
+//!   API, with an API key). The server API may publish on any known namespace.
+//!
+//! Without a file, the default namespace behaves as the articles' generic server (any
+//! signed-in client subscribes and publishes) and every other namespace is unknown. A channel
+//! in a namespace the file does not name is refused with `unknown_namespace`; one the rules
+//! do not allow, with `forbidden`. Unknown fields in the file stop the start (a typo must not
+//! silently open a namespace).
+
+use app::protocol::{ErrorCode, User};
+use app::validate::{self, Invalid};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subscribers {
+    SignedIn,
+    Owner,
+    Nobody,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Publishers {
+    SignedIn,
+    Owner,
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub subscribe: Subscribers,
+    pub publish: Publishers,
+}
+
+/// The generic default: anyone signed in subscribes and publishes.
+const OPEN: Rules = Rules {
+    subscribe: Subscribers::SignedIn,
+    publish: Publishers::SignedIn,
+};
+
+#[derive(Clone, Debug)]
+pub struct Namespaces {
+    rules: HashMap<String, Rules>,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces {
+            rules: HashMap::from([(String::new(), OPEN)]),
+        }
+    }
+}
+
+/// A channel split into its namespace and the rest.
+fn split(channel: &str) -> (&str, &str) {
+    channel.split_once(':').unwrap_or(("", channel))
+}
+
+fn forbidden(why: String) -> Invalid {
+    Invalid::new(ErrorCode::Forbidden, why)
+}
+
+impl Namespaces {
+    /// The rules in `file` (JSON), or the default without one.
+    pub fn load(file: Option<&str>) -> Result<Self, String> {
+        let Some(file) = file else {
+            return Ok(Namespaces::default());
+        };
+        let text =
+            std::fs::read_to_string(file).map_err(|err| format!("cannot read {file}: {err}"))?;
+        Namespaces::parse(&text).map_err(|err| format!("{file}: {err}"))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let rules: HashMap<String, Rules> =
+            serde_json::from_str(text).map_err(|err| err.to_string())?;
+        if let Some(bad) = rules.keys().find(|name| {
+            !name.is_empty() && (name.contains(':') || validate::channel(name).is_err())
+        }) {
+            return Err(format!(
+                "“{bad}” is not a namespace name (letters, digits, _ - . @ =)"
+            ));
+        }
+        Ok(Namespaces { rules })
+    }
+
+    /// A valid channel in a known namespace, with its rules.
+    fn rules<'a>(&self, channel: &'a str) -> Result<(&'a str, &Rules), Invalid> {
+        let channel = validate::channel(channel)?;
+        let (namespace, _) = split(channel);
+        match self.rules.get(namespace) {
+            Some(rules) => Ok((channel, rules)),
+            None if namespace.is_empty() => Err(Invalid::new(
+                ErrorCode::UnknownNamespace,
+                "channels without a namespace are not enabled on this server",
+            )),
+            None => Err(Invalid::new(
+                ErrorCode::UnknownNamespace,
+                format!("unknown channel namespace “{namespace}”"),
+            )),
+        }
+    }
+
+    fn owns(channel: &str, user: &User) -> bool {
+        let (namespace, rest) = split(channel);
+        !namespace.is_empty() && rest == user.id
+    }
+
+    /// Whether `user` may subscribe to `channel`; the channel, checked.
+    pub fn may_subscribe<'a>(&self, channel: &'a str, user: &User) -> Result<&'a str, Invalid> {
+        let (channel, rules) = self.rules(channel)?;
+        match rules.subscribe {
+            Subscribers::SignedIn => Ok(channel),
+            Subscribers::Owner if Self::owns(channel, user) => Ok(channel),
+            Subscribers::Owner => Err(forbidden(format!(
+                "only the user named in “{channel}” may subscribe to it"
+            ))),
+            Subscribers::Nobody => Err(forbidden(format!("nobody may subscribe to “{channel}”"))),
+        }
+    }
+
+    /// Whether `user`'s connection may publish on `channel`; the channel, checked.
+    pub fn may_publish<'a>(&self, channel: &'a str, user: &User) -> Result<&'a str, Invalid> {
+        let (channel, rules) = self.rules(channel)?;
+        match rules.publish {
+            Publishers::SignedIn => Ok(channel),
+            Publishers::Owner if Self::owns(channel, user) => Ok(channel),
+            Publishers::Owner => Err(forbidden(format!(
+                "only the user named in “{channel}” may publish on it"
+            ))),
+            Publishers::Server => Err(forbidden(format!(
+                "only the server API may publish on “{channel}”"
+            ))),
+        }
+    }
+
+    /// Whether the server API may publish on `channel` (any known namespace).
+    pub fn may_publish_as_server<'a>(&self, channel: &'a str) -> Result<&'a str, Invalid> {
+        Ok(self.rules(channel)?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> User {
+        User {
+            id: id.into(),
+            name: id.into(),
+            guest: true,
+        }
+    }
+
+    #[test]
+    fn the_default_is_the_generic_server() {
+        let namespaces = Namespaces::default();
+        assert!(namespaces.may_subscribe("news", &user("a")).is_ok());
+        assert!(namespaces.may_publish("news", &user("a")).is_ok());
+        let err = namespaces.may_subscribe("user:a", &user("a")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownNamespace);
+    }
+
+    #[test]
+    fn configured_rules_hold() {
+        let namespaces = Namespaces::parse(
+            r#"{"user": {"subscribe": "owner", "publish": "server"},
+                "ops": {"subscribe": "nobody", "publish": "owner"}}"#,
+        )
+        .unwrap();
+        let (ana, ben) = (user("u-ana"), user("u-ben"));
+        assert!(namespaces.may_subscribe("user:u-ana", &ana).is_ok());
+        let code = |result: Result<&str, Invalid>| result.unwrap_err().code;
+        assert_eq!(
+            code(namespaces.may_subscribe("user:u-ana", &ben)),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            code(namespaces.may_publish("user:u-ana", &ana)),
+            ErrorCode::Forbidden
+        );
+        assert!(namespaces.may_publish_as_server("user:u-ana").is_ok());
+        assert_eq!(
+            code(namespaces.may_subscribe("ops:x", &ana)),
+            ErrorCode::Forbidden
+        );
+        assert!(namespaces.may_publish("ops:u-ana", &ana).is_ok());
+        // No "" entry: channels without a namespace are off.
+        assert_eq!(
+            code(namespaces.may_subscribe("news", &ana)),
+            ErrorCode::UnknownNamespace
+        );
+        assert_eq!(
+            code(namespaces.may_publish_as_server("x:1")),
+            ErrorCode::UnknownNamespace
+        );
+    }
+
+    #[test]
+    fn a_bad_file_says_what_is_wrong() {
+        for (text, error) in [
+            (
+                r#"{"user": {"subscribe": "owner"}}"#,
+                "missing field `publish`",
+            ),
+            (
+                r#"{"user": {"subscribe": "owner", "publish": "server", "histroy": 5}}"#,
+                "unknown field `histroy`",
+            ),
+            (
+                r#"{"user": {"subscribe": "everyone", "publish": "server"}}"#,
+                "unknown variant `everyone`",
+            ),
+            (
+                r#"{"a:b": {"subscribe": "owner", "publish": "server"}}"#,
+                "is not a namespace name",
+            ),
+        ] {
+            let err = Namespaces::parse(text).unwrap_err();
+            assert!(err.contains(error), "{text}: {err}");
+        }
+    }
+}
