@@ -45,15 +45,12 @@ pub fn new_key() -> String {
 
 /// The file line for a key: its name and hash.
 pub fn file_line(name: &str, key: &str) -> String {
-    format!("{name} {}", hex(&hash(key)))
+    // The same 64-hex-digit form as a session id (also a SHA-256 of a token).
+    format!("{name} {}", crate::engine::SessionId(hash(key)))
 }
 
 fn hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The entries of a key file; an error names the line.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{redis_instance, Client, Deployment, Redises, TestServer};
+use common::{redis_instance, Client, Deployment, Redises, TempFile, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -200,30 +200,6 @@ async fn rooms_and_channels_share_the_per_connection_limit() {
     client.expect_error("too_many_rooms").await;
     // Subscribing again to one it has is not a new one.
     subscribe(&mut client, "two").await;
-}
-
-/// A namespaces file in the temp dir, removed when dropped.
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn with(text: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!(
-            "confab-namespaces-{}-{}.json",
-            std::process::id(),
-            server::engine::new_token()
-        ));
-        std::fs::write(&path, text).unwrap();
-        TempFile(path)
-    }
-    fn path(&self) -> String {
-        self.0.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 #[tokio::test]

@@ -5,23 +5,17 @@
 
 mod common;
 
-use common::{eventually, redis_instance, Client, Redises, TestServer};
+use common::{eventually, redis_instance, Client, Redises, TempFile, TestServer};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// A key file in the temp dir, removed when dropped.
-struct KeyFile(PathBuf);
+/// A key file for `--api-keys-file` (removed when dropped).
+struct KeyFile(TempFile);
 
 impl KeyFile {
     /// A file listing `names`; returns it and each name's key.
     fn with(names: &[&str]) -> (KeyFile, Vec<String>) {
-        let path = std::env::temp_dir().join(format!(
-            "confab-keys-{}-{}",
-            std::process::id(),
-            server::engine::new_token()
-        ));
-        let file = KeyFile(path);
+        let file = KeyFile(TempFile::with(""));
         let keys = file.write(names);
         (file, keys)
     }
@@ -34,19 +28,17 @@ impl KeyFile {
             text.push_str(&server::api_keys::file_line(name, key));
             text.push('\n');
         }
-        std::fs::write(&self.0, text).unwrap();
+        self.0.write(&text);
         keys
     }
-}
 
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+    fn path(&self) -> String {
+        self.0.path()
     }
 }
 
 async fn server_with_keys(file: &KeyFile) -> TestServer {
-    let path = file.0.to_str().unwrap().to_string();
+    let path = file.path();
     TestServer::start_with(move |c| c.api_keys_file = Some(path)).await
 }
 
@@ -198,7 +190,7 @@ async fn deleting_a_keys_line_revokes_it_without_a_restart() {
 async fn a_publication_reaches_subscribers_on_every_instance() {
     let (file, keys) = KeyFile::with(&["billing"]);
     let redis = Redises::standalone().await;
-    let path = file.0.to_str().unwrap().to_string();
+    let path = file.path();
     let a = TestServer::start_with({
         let (url, path) = (common::RedisTarget::url(&redis), path.clone());
         move |c| {
@@ -257,10 +249,10 @@ async fn confab_publish_from_the_shell() {
 #[tokio::test]
 async fn a_bad_key_file_stops_the_start_and_names_the_line() {
     let (file, _) = KeyFile::with(&["fine"]);
-    std::fs::write(&file.0, "fine 00ff\n").unwrap();
+    file.0.write("fine 00ff\n");
     let mut config = server::config::Config::defaults();
     config.port = 0;
-    config.api_keys_file = Some(file.0.to_str().unwrap().to_string());
+    config.api_keys_file = Some(file.path());
     let Err(err) = server::start(config).await else {
         panic!("started with a bad key file");
     };
@@ -269,4 +261,46 @@ async fn a_bad_key_file_stops_the_start_and_names_the_line() {
             .contains("line 1: `00ff` is not 64 hex digits"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_shell_tools_refuse_bad_input() {
+    let confab = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(args)
+            .env("CONFAB_API_KEY", "cfk_x")
+            .output()
+            .expect("confab runs")
+    };
+    // A new key's printed line is the line for that key.
+    let made = confab(&["api-key", "new", "billing"]);
+    assert!(made.status.success());
+    let out = String::from_utf8_lossy(&made.stdout).to_string();
+    let key = out.lines().find_map(|l| l.strip_prefix("key:  ")).unwrap();
+    let line = out.lines().find_map(|l| l.strip_prefix("line: ")).unwrap();
+    assert_eq!(line, server::api_keys::file_line("billing", key));
+    for (args, error) in [
+        (&["api-key", "new", "two words"][..], "one word"),
+        (
+            &["publish", "c", "1", "--url", "https://example.com"],
+            "http://host:port",
+        ),
+        (
+            &["publish", "c", "1", "--url", "http://"],
+            "http://host:port",
+        ),
+    ] {
+        let refused = confab(args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains(error),
+            "{args:?}"
+        );
+    }
+    // Nobody listening: refused (1), saying whom it could not reach.
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let unreachable = confab(&["publish", "c", "1", "--url", &url]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"));
 }

@@ -21,7 +21,7 @@ use app::validate::Invalid;
 
 /// Publication data within `max` bytes of JSON.
 pub fn check_data(data: &serde_json::Value, max: usize) -> Result<(), Invalid> {
-    let size = serde_json::to_string(data).map_or(usize::MAX, |json| json.len());
+    let size = json_len(data);
     if size > max {
         return Err(Invalid::new(
             ErrorCode::DataTooLarge,
@@ -29,6 +29,26 @@ pub fn check_data(data: &serde_json::Value, max: usize) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// The length of `data` as JSON, counted as it is written (nothing is allocated: the frame
+/// is serialized for real only once, when it is published).
+fn json_len(data: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, data) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The hub and engine key of a channel. Room ids never hold `#`, so the two never meet.

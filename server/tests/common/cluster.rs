@@ -119,24 +119,12 @@ pub struct RedisCluster {
 /// Redis binding it.
 fn cluster_port() -> u16 {
     loop {
-        let port = 10_000 + rand_below(12_000);
+        let port: u16 = rand::random_range(10_000..22_000);
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if free(port) && free(port + 10_000) {
             return port;
         }
     }
-}
-
-fn rand_below(n: u16) -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .elapsed()
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (hasher.finish() % u64::from(n)) as u16
 }
 
 impl RedisCluster {
@@ -344,18 +332,34 @@ impl RedisCluster {
             }
         }
         let replica = replica.expect("the replica runs");
-        redis::cmd("CLUSTER")
-            .arg("FAILOVER")
-            .query_async::<()>(&mut replica.connection().await)
-            .await
-            .unwrap();
         let primary = self.owner_of(slot).await;
-        for _ in 0..100 {
-            if replica.is_master().await && !primary.is_master().await {
-                self.wait_until_ok().await;
-                return;
+        // A manual failover needs a replica in sync (right after `--cluster create` its link
+        // may still be coming up) and is given up by Redis if it does not finish in time: wait
+        // for the link, and ask again if nothing happened.
+        for _attempt in 0..3 {
+            for _ in 0..100 {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut replica.connection().await)
+                    .await
+                    .unwrap_or_default();
+                if info.contains("master_link_status:up") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            redis::cmd("CLUSTER")
+                .arg("FAILOVER")
+                .query_async::<()>(&mut replica.connection().await)
+                .await
+                .unwrap();
+            for _ in 0..100 {
+                if replica.is_master().await && !primary.is_master().await {
+                    self.wait_until_ok().await;
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         panic!("the replica did not take over");
     }

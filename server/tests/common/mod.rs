@@ -572,6 +572,36 @@ impl Drop for RedisServer {
     }
 }
 
+/// A file in the system's temp dir (key files, namespace files), removed when dropped.
+pub struct TempFile(pub std::path::PathBuf);
+
+impl TempFile {
+    pub fn with(text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "confab-test-{}-{}",
+            std::process::id(),
+            server::engine::new_token()
+        ));
+        let file = TempFile(path);
+        file.write(text);
+        file
+    }
+
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).unwrap();
+    }
+
+    pub fn path(&self) -> String {
+        self.0.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Whatever instances can be pointed at: its `REDIS_URL` and `--redis-mode`.
 pub trait RedisTarget {
     fn url(&self) -> String;

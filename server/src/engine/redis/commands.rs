@@ -11,6 +11,9 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
+/// Commands of one [`Commands::run_all`] in flight at once in a cluster.
+const RUN_ALL_CONCURRENCY: usize = 64;
+
 #[derive(Clone)]
 pub enum Commands {
     /// One Redis (also each of several shards).
@@ -55,11 +58,18 @@ impl Commands {
                 pipe.query_async(self).await
             }
             Commands::Cluster(connection) => {
+                use futures::{StreamExt, TryStreamExt};
                 let runs = commands.into_iter().map(|command| {
                     let mut connection = connection.clone();
                     async move { command.query_async::<()>(&mut connection).await }
                 });
-                futures::future::try_join_all(runs).await.map(|_| ())
+                // At most RUN_ALL_CONCURRENCY in flight: registering presence again after a
+                // lost lease may be thousands of commands.
+                futures::stream::iter(runs)
+                    .buffer_unordered(RUN_ALL_CONCURRENCY)
+                    .try_collect::<Vec<()>>()
+                    .await
+                    .map(|_| ())
             }
         }
     }
