@@ -230,9 +230,16 @@ pub fn OpenRoomForm(
     let typed = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let navigate = use_navigate();
+    let input = NodeRef::<leptos::html::Input>::new();
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        match room_name_to_id(&typed.get_untracked()) {
+        // What the box holds, also when it was typed before the page was interactive (no
+        // input event reached `typed` then).
+        let name = input
+            .get_untracked()
+            .map(|input| input.value())
+            .unwrap_or_else(|| typed.get_untracked());
+        match room_name_to_id(&name) {
             Ok(id) => {
                 error.set(None);
                 navigate(&format!("/rooms/{id}"), Default::default());
@@ -246,6 +253,7 @@ pub fn OpenRoomForm(
             <div class="row">
                 <input
                     id=input_id
+                    node_ref=input
                     name="room"
                     placeholder="e.g. general or Book Club"
                     maxlength="64"

@@ -47,7 +47,8 @@ use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 /// this response's nonce (the hydration scripts Leptos writes carry it), WebAssembly
 /// compiled from our own bundle, network only to this origin (its WebSocket included),
 /// styles and images only our own, no plugins, no `<base>`, forms only to us, and no framing
-/// by anyone (clickjacking). `cargo leptos watch` also needs its reload socket.
+/// by anyone (clickjacking). `cargo leptos watch` also needs its reload socket. The server's
+/// security-headers layer sends it on every page, with the nonce it gave the page.
 #[cfg(feature = "ssr")]
 pub fn page_security_policy(nonce: &str, reload_port: Option<u32>) -> String {
     let reload = reload_port
@@ -58,22 +59,6 @@ pub fn page_security_policy(nonce: &str, reload_port: Option<u32>) -> String {
          style-src 'self'; img-src 'self' data:; connect-src 'self'{reload}; \
          object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
-}
-
-/// Sends the page's Content-Security-Policy with this response's nonce.
-#[cfg(feature = "ssr")]
-fn send_security_policy(options: &LeptosOptions) {
-    let Some(nonce) = leptos::nonce::use_nonce() else {
-        return;
-    };
-    let watching = std::env::var_os("LEPTOS_WATCH").is_some();
-    let policy = page_security_policy(&nonce, watching.then_some(options.reload_port));
-    if let (Some(response), Ok(value)) = (
-        use_context::<leptos_axum::ResponseOptions>(),
-        http::HeaderValue::from_str(&policy),
-    ) {
-        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
-    }
 }
 
 /// The stylesheet's address: fingerprinted (`confab.<hash>.css`) when the optimized build
@@ -107,8 +92,6 @@ fn stylesheet_href(options: &LeptosOptions) -> String {
 
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    send_security_policy(&options);
     #[cfg(feature = "ssr")]
     let stylesheet = stylesheet_href(&options);
     #[cfg(not(feature = "ssr"))]
@@ -146,13 +129,19 @@ pub fn App() -> impl IntoView {
             drawer.set(false);
         }
     });
-    // The tab title carries the unread count of every room: "(3) #general · Confab".
+    // The tab title carries the unread count of every room: "(3) #general · Confab". Only in
+    // the browser: the server writes the title after rendering the page's start, outside the
+    // page's reactive scope, where reading a signal can find it gone (a panic, seen with
+    // concurrent requests); see `pages::room` too. The count appears once the page is live.
     let unread = move || workspace.rooms.with(unread::RoomList::total_unread);
+    #[cfg(not(feature = "ssr"))]
     let formatter = move |title: String| match unread() {
         0 => title,
         n if n >= protocol::UNREAD_COUNT_MAX => format!("(99+) {title}"),
         n => format!("({n}) {title}"),
     };
+    #[cfg(feature = "ssr")]
+    let formatter = |title: String| title;
     view! {
         <Title formatter text="Confab"/>
         <Router>

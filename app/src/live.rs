@@ -331,10 +331,22 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
     // Whatever queued up while offline: joins are redone below, messages are resent from
     // `pending` after each join, stale typing and reads are dropped.
     while rx.try_recv().is_ok() {}
+    // A socket that never opens, or opens but never tells who we are (nor answers the ping),
+    // is given up on and replaced, instead of showing "Connecting…" for ever. The deadline
+    // covers the opening handshake too: sending waits for the socket to open, and a
+    // handshake the browser holds back (or a server that accepted the TCP connection but
+    // never answers the upgrade) would otherwise wait without end.
+    let mut greeting = Box::pin(gloo_timers::future::sleep(GREETING_TIMEOUT));
     // Signed in by cookie, the server says `authenticated` before it answers this ping; a
     // `pong` first means the session is gone.
-    if send(&mut write, &ClientMsg::Ping).await.is_err() {
-        return Outcome::Dropped { signed_in: false };
+    let ping = Box::pin(send(&mut write, &ClientMsg::Ping));
+    match future::select(ping, greeting.as_mut()).await {
+        future::Either::Left((Ok(()), _)) => {}
+        future::Either::Left((Err(_), _)) => return Outcome::Dropped { signed_in: false },
+        future::Either::Right(((), _)) => {
+            leptos::logging::warn!("the socket did not open in time; reconnecting");
+            return Outcome::Dropped { signed_in: false };
+        }
     }
     let mut signed_in = false;
     let mut joined: HashSet<String> = HashSet::new();
@@ -346,9 +358,6 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
         .map(Event::Outgoing)
         .chain(stream::once(future::ready(Event::Stop)));
     let mut events = stream::select(incoming, outgoing);
-    // A socket that opened but never tells who we are (nor answers the ping) is given up on
-    // and replaced, instead of showing "Connecting…" for ever.
-    let mut greeting = Box::pin(gloo_timers::future::sleep(GREETING_TIMEOUT));
     loop {
         let event = if signed_in {
             events.next().await

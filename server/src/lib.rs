@@ -66,7 +66,7 @@ use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
+use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -189,7 +189,15 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
 pub fn app(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let backend: SharedBackend = Arc::new(state.clone());
-    let context = move || provide_context(backend.clone());
+    // Every page gets the backend, and the nonce the security headers name in its policy.
+    let context = move || {
+        provide_context(backend.clone());
+        let nonce = use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<middleware::PageNonce>().cloned());
+        if let Some(middleware::PageNonce(nonce)) = nonce {
+            provide_context(leptos::nonce::Nonce::from_value(nonce));
+        }
+    };
     let leptos = state.leptos().clone();
     let api = Router::new()
         .route(
@@ -225,7 +233,10 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::csrf))
         .layer(axum::middleware::from_fn(middleware::server_fn_errors))
         .layer(axum::middleware::from_fn(middleware::bare_refusals))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
         .layer(from_fn_with_state(
             state.clone(),
             middleware::identify_client,

@@ -53,18 +53,50 @@ pub async fn identify_client(
     next.run(request).await
 }
 
-/// What a response that is no page may do in a browser: nothing (JSON, files, errors). Pages
-/// send their own policy, with the nonce of their inline scripts (`app::page_security_policy`).
+/// What a response that is no page may do in a browser: nothing (JSON, files, errors).
 const DEFAULT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// Adds the security headers to every response: a Content-Security-Policy (unless the page
-/// sent its own), no framing by other sites, no content-type sniffing, and only the origin
-/// as referrer to other sites (a room's path stays private).
-pub async fn security_headers(request: Request, next: Next) -> Response {
+/// The nonce of a page's inline scripts, made for each request here. Leptos is given it as
+/// the page's [`Nonce`](leptos::nonce::Nonce) (see `lib.rs`), and the page's policy names it.
+///
+/// Why here and not in the page: a header the page set through Leptos's `ResponseOptions`
+/// was, now and then, missing from the response (a signed-in page after a form post went
+/// out with the default policy, which blocks the app's own script: the page never
+/// hydrated). The response's policy is this layer's alone, so it cannot go missing.
+#[derive(Clone)]
+pub struct PageNonce(pub std::sync::Arc<str>);
+
+/// Adds the security headers to every response: a Content-Security-Policy (a page's allows
+/// the app's own scripts, WebAssembly and WebSocket; anything else's allows nothing), no
+/// framing by other sites, no content-type sniffing, and only the origin as referrer to other
+/// sites (a room's path stays private).
+pub async fn security_headers(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let nonce = leptos::nonce::Nonce::new();
+    request
+        .extensions_mut()
+        .insert(PageNonce(nonce.as_inner().clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let page_policy = html
+        .then(|| {
+            let watching = std::env::var_os("LEPTOS_WATCH").is_some();
+            let reload = watching.then_some(state.leptos().reload_port);
+            HeaderValue::from_str(&app::page_security_policy(&nonce, reload)).ok()
+        })
+        .flatten();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        page_policy.unwrap_or(HeaderValue::from_static(DEFAULT_POLICY)),
+    );
     let defaults = [
-        (header::CONTENT_SECURITY_POLICY, DEFAULT_POLICY),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
@@ -75,10 +107,6 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
             .or_insert(HeaderValue::from_static(value));
     }
     // Pages are always revalidated: they name the current assets and carry the user's data.
-    let html = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
     if html {
         headers
             .entry(header::CACHE_CONTROL)

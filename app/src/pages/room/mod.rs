@@ -33,8 +33,16 @@ pub fn RoomPage() -> impl IntoView {
         move || (room(), session.version()),
         |(room, _)| load_room(room),
     );
+    // The server's title is plain text (see `App`'s title): its signals are read now, in scope.
+    #[cfg(feature = "ssr")]
+    let title = format!(
+        "#{} · Confab",
+        params.with_untracked(|p| p.get("room").unwrap_or_default())
+    );
+    #[cfg(not(feature = "ssr"))]
+    let title = move || format!("#{} · Confab", room());
     view! {
-        <Title text=move || format!("#{} · Confab", room())/>
+        <Title text=title/>
         <Suspense fallback=|| view! { <p class="muted">"Loading the room…"</p> }>
             {move || Suspend::new(async move {
                 match snapshot.await {
