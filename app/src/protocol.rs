@@ -145,12 +145,15 @@ pub enum ClientMsg {
     },
     Ping,
     /// Start receiving a channel's publications (any real-time data, not chat). With `since`
-    /// (an offset from a publication) the answer says whether what came after it can be had
-    /// (`recovered`); channels without history never can.
+    /// (the `offset` of the last publication received) and `epoch` (from `subscribed`), the
+    /// answer holds exactly what came after it (`recovered: true`) or says it cannot be had
+    /// (`recovered: false`, with the newest instead); channels without history never can.
     Subscribe {
         channel: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     Unsubscribe {
         channel: String,
@@ -160,6 +163,13 @@ pub enum ClientMsg {
         channel: String,
         data: serde_json::Value,
     },
+}
+
+/// A publication from a channel's history, in a `subscribed` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptPublication {
+    pub data: serde_json::Value,
+    pub offset: String,
 }
 
 /// Events the server sends.
@@ -230,11 +240,17 @@ pub enum ServerMsg {
         name: String,
         is_typing: bool,
     },
-    /// The answer to `subscribe`: publications follow. `recovered` answers a `since`.
+    /// The answer to `subscribe`: live publications follow it. In a namespace that keeps
+    /// history, it holds the newest kept publications (oldest first), or with `since` the
+    /// ones after it, and the history's `epoch`. `recovered` answers a `since`.
     Subscribed {
         channel: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        publications: Vec<KeptPublication>,
     },
     Unsubscribed {
         channel: String,

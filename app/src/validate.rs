@@ -250,6 +250,16 @@ impl MessageId {
         })
     }
 
+    /// A channel publication's offset (the same shape as a message id).
+    pub fn parse_offset(text: &str) -> Result<Self, Invalid> {
+        MessageId::parse(text).map_err(|_| {
+            Invalid::new(
+                ErrorCode::InvalidSince,
+                format!("“{}” is not a publication offset", truncate(text)),
+            )
+        })
+    }
+
     /// Orders two id strings; unparsable ones sort first so they never hide real messages.
     pub fn compare(a: &str, b: &str) -> Ordering {
         match (MessageId::parse(a), MessageId::parse(b)) {

@@ -357,18 +357,23 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         crate::node::check_data(&publication.data, max).map_err(invalid)?;
     }
     let total = publications.len();
+    let mut offsets = Vec::with_capacity(total);
     for (published, publication) in publications.into_iter().enumerate() {
-        if let Err(err) = state
+        let keep = state.namespaces().retention(&publication.channel);
+        match state
             .node()
-            .publish(&publication.channel, publication.data)
+            .publish(&publication.channel, publication.data, keep)
             .await
         {
-            tracing::warn!(error = %err, key = name, "publish failed");
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable.as_str(),
-                format!("the service is unavailable: {published} of {total} published"),
-            ));
+            Ok(offset) => offsets.push(offset.map(|id| id.to_string())),
+            Err(err) => {
+                tracing::warn!(error = %err, key = name, "publish failed");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable.as_str(),
+                    format!("the service is unavailable: {published} of {total} published"),
+                ));
+            }
         }
     }
     tracing::debug!(
@@ -376,5 +381,5 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         publications = total,
         "published through the server API"
     );
-    Ok(Json(json!({"published": total})).into_response())
+    Ok(Json(json!({"published": total, "offsets": offsets})).into_response())
 }

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub joins: Counter,
     /// Messages stored and published through this instance.
     pub messages_posted: Counter,
+    /// Channel publications sent through this instance (from connections and the server API).
+    pub publications: Counter,
     /// Frames written to clients, and their bytes.
     pub deliveries: Counter,
     pub bytes_out: Counter,
@@ -59,6 +61,7 @@ impl Metrics {
             rooms: Gauge::noop(),
             joins: Counter::noop(),
             messages_posted: Counter::noop(),
+            publications: Counter::noop(),
             deliveries: Counter::noop(),
             bytes_out: Counter::noop(),
             queue_drops: Counter::noop(),
@@ -81,6 +84,7 @@ impl Metrics {
             rooms: metrics::gauge!("confab_rooms"),
             joins: metrics::counter!("confab_joins_total"),
             messages_posted: metrics::counter!("confab_messages_posted_total"),
+            publications: metrics::counter!("confab_publications_total"),
             deliveries: metrics::counter!("confab_deliveries_total"),
             bytes_out: metrics::counter!("confab_bytes_out_total"),
             queue_drops: metrics::counter!("confab_outbound_queue_drops_total"),

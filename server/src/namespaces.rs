@@ -14,6 +14,9 @@
 //!   the rest of the name: `user:<id>`), or `nobody`.
 //! - `publish` from a connection: `signed_in`, `owner`, or `server` (only through the server
 //!   API, with an API key). The server API may publish on any known namespace.
+//! - `history_size` and `history_ttl` (together, or neither): each channel keeps its newest
+//!   `history_size` publications (at most 10,000), for `history_ttl` seconds after the last
+//!   one. A subscriber is given them, and resumes with `since` and `epoch` exactly.
 //!
 //! Without a file, the default namespace behaves as the articles' generic server (any
 //! signed-in client subscribes and publishes) and every other namespace is unknown. A channel
@@ -21,10 +24,12 @@
 //! do not allow, with `forbidden`. Unknown fields in the file stop the start (a typo must not
 //! silently open a namespace).
 
+use crate::engine::Retention;
 use app::protocol::{ErrorCode, User};
 use app::validate::{self, Invalid};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,13 +52,52 @@ pub enum Publishers {
 pub struct Rules {
     pub subscribe: Subscribers,
     pub publish: Publishers,
+    /// Publications kept per channel (0: none, no history).
+    #[serde(default)]
+    pub history_size: usize,
+    /// Seconds a channel's history is kept after its last publication.
+    #[serde(default)]
+    pub history_ttl: u64,
 }
 
-/// The generic default: anyone signed in subscribes and publishes.
+/// Most publications a namespace may keep per channel.
+pub const HISTORY_SIZE_MAX: usize = 10_000;
+
+/// The generic default: anyone signed in subscribes and publishes, nothing is kept.
 const OPEN: Rules = Rules {
     subscribe: Subscribers::SignedIn,
     publish: Publishers::SignedIn,
+    history_size: 0,
+    history_ttl: 0,
 };
+
+impl Rules {
+    fn retention(&self) -> Option<Retention> {
+        (self.history_size > 0).then(|| Retention {
+            size: self.history_size,
+            ttl: Duration::from_secs(self.history_ttl),
+        })
+    }
+
+    fn check(&self, namespace: &str) -> Result<(), String> {
+        let name = if namespace.is_empty() {
+            "the default namespace"
+        } else {
+            namespace
+        };
+        if (self.history_size > 0) != (self.history_ttl > 0) {
+            return Err(format!(
+                "{name}: history_size and history_ttl (seconds) are set together"
+            ));
+        }
+        if self.history_size > HISTORY_SIZE_MAX {
+            return Err(format!(
+                "{name}: history_size is at most {HISTORY_SIZE_MAX}"
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Namespaces {
@@ -98,7 +142,16 @@ impl Namespaces {
                 "“{bad}” is not a namespace name (letters, digits, _ - . @ =)"
             ));
         }
+        for (name, namespace) in &rules {
+            namespace.check(name)?;
+        }
         Ok(Namespaces { rules })
+    }
+
+    /// What `channel`'s namespace keeps of its publications (none: no history, or no such
+    /// namespace).
+    pub fn retention(&self, channel: &str) -> Option<Retention> {
+        self.rules.get(split(channel).0).and_then(Rules::retention)
     }
 
     /// A valid channel in a known namespace, with its rules.
@@ -214,6 +267,25 @@ mod tests {
     }
 
     #[test]
+    fn history_is_kept_where_the_namespace_says() {
+        let namespaces = Namespaces::parse(
+            r#"{"stats": {"subscribe": "signed_in", "publish": "server",
+                          "history_size": 100, "history_ttl": 300},
+                "": {"subscribe": "signed_in", "publish": "signed_in"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            namespaces.retention("stats:eu"),
+            Some(Retention {
+                size: 100,
+                ttl: Duration::from_secs(300)
+            })
+        );
+        assert_eq!(namespaces.retention("news"), None);
+        assert_eq!(namespaces.retention("other:x"), None);
+    }
+
+    #[test]
     fn a_bad_file_says_what_is_wrong() {
         for (text, error) in [
             (
@@ -231,6 +303,18 @@ mod tests {
             (
                 r#"{"a:b": {"subscribe": "owner", "publish": "server"}}"#,
                 "is not a namespace name",
+            ),
+            (
+                r#"{"stats": {"subscribe": "signed_in", "publish": "server", "history_size": 10}}"#,
+                "stats: history_size and history_ttl (seconds) are set together",
+            ),
+            (
+                r#"{"": {"subscribe": "signed_in", "publish": "server", "history_ttl": 60}}"#,
+                "the default namespace: history_size and history_ttl",
+            ),
+            (
+                r#"{"s": {"subscribe": "signed_in", "publish": "server", "history_size": 10001, "history_ttl": 1}}"#,
+                "s: history_size is at most 10000",
             ),
         ] {
             let err = Namespaces::parse(text).unwrap_err();

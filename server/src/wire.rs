@@ -15,6 +15,48 @@ pub fn encode(msg: &ServerMsg) -> Frame {
     Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
 }
 
+/// The hub and engine key of a channel. Room ids never hold `#`, so the two never meet.
+pub fn channel_key(channel: &str) -> String {
+    format!("#{channel}")
+}
+
+/// The channel a hub key names, if it names one (not a room).
+pub fn channel_of(key: &str) -> Option<&str> {
+    key.strip_prefix('#')
+}
+
+/// A publication as its subscribers receive it: `{"type":"publication","channel",...}`.
+/// Borrowed, so publishing does not copy the data to encode it once.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename = "publication")]
+struct PublicationFrame<'a> {
+    channel: &'a str,
+    data: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<String>,
+}
+
+/// Encodes a publication (with its offset in history, when kept), as
+/// [`ServerMsg::Publication`] does.
+pub fn publication(channel: &str, data: &serde_json::Value, offset: Option<MessageId>) -> Frame {
+    let frame = PublicationFrame {
+        channel,
+        data,
+        offset: offset.map(|id| id.to_string()),
+    };
+    Frame::from(serde_json::to_string(&frame).expect("publications always serialize"))
+}
+
+/// A publication's frame cut where its offset goes, for a store that assigns the offset
+/// while it publishes (the Redis script): `prefix + offset + suffix` is the frame.
+pub fn publication_around_offset(channel: &str, data: &serde_json::Value) -> (String, String) {
+    let mut prefix = publication(channel, data, None).to_string();
+    // The offset is the last field: drop the closing brace and open it.
+    prefix.pop();
+    prefix.push_str(r#","offset":""#);
+    (prefix, "\"}".to_string())
+}
+
 /// A connection's id, unique within this instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
@@ -176,6 +218,24 @@ mod tests {
         assert_eq!(envelope.skip_on("s1"), Some(ConnectionId(4)));
         assert_eq!(envelope.message, None);
         assert_eq!(Envelope::decode(b"-\n{}").unwrap().origin, None);
+    }
+
+    #[test]
+    fn a_publication_frame_is_the_protocols_with_or_without_offset() {
+        let data = serde_json::json!({"cpu": 0.5, "tags": ["a", "\"b\""]});
+        let id = MessageId { ms: 17, seq: 4 };
+        let event = |offset: Option<String>| ServerMsg::Publication {
+            channel: "stats:eu".into(),
+            data: data.clone(),
+            offset,
+        };
+        assert_eq!(publication("stats:eu", &data, None), encode(&event(None)));
+        let with_offset = encode(&event(Some(id.to_string())));
+        assert_eq!(publication("stats:eu", &data, Some(id)), with_offset);
+        let (prefix, suffix) = publication_around_offset("stats:eu", &data);
+        assert_eq!(format!("{prefix}{id}{suffix}"), with_offset.as_str());
+        assert_eq!(channel_of(&channel_key("stats:eu")), Some("stats:eu"));
+        assert_eq!(channel_of("general"), None);
     }
 
     #[test]

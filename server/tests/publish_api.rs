@@ -77,6 +77,8 @@ async fn a_backend_publishes_with_its_key_one_or_a_batch() {
     .await;
     assert_eq!(one.status, 200, "{}", one.body);
     assert_eq!(one.json()["published"], 1);
+    // No history in the default namespace: no offset.
+    assert_eq!(one.json()["offsets"], serde_json::json!([null]));
     assert_eq!(
         dashboard.expect("publication").await["data"],
         json!({"eur": 12})

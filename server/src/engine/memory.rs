@@ -49,6 +49,8 @@ pub struct MemoryEngine {
     accounts: Mutex<HashMap<String, AccountRecord>>,
     reading: Mutex<Expiring<String, RoomList>>,
     counters: Mutex<Expiring<String, u64>>,
+    /// Held, like `history`, while a kept publication is delivered.
+    channels: Mutex<super::memory_channels::ChannelLogs>,
 }
 
 /// A user's followed rooms in the order they came, each with its read position.
@@ -136,7 +138,16 @@ impl MemoryEngine {
             accounts: Mutex::default(),
             reading: Mutex::default(),
             counters: Mutex::default(),
+            channels: Mutex::default(),
         }
+    }
+
+    pub(super) fn channel_logs(&self) -> MutexGuard<'_, super::memory_channels::ChannelLogs> {
+        lock(&self.channels)
+    }
+
+    pub(super) fn delivery(&self) -> &Arc<dyn LocalDelivery> {
+        &self.delivery
     }
 }
 

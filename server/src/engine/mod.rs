@@ -4,6 +4,7 @@
 //! [`shards`] routes each room and key to one of several Redis engines:
 //! - [`Broker`]: ephemeral room events (typing, joins) to every instance with members there.
 //! - [`History`]: stored messages; `post` stores and publishes in one atomic step.
+//! - [`ChannelHistory`]: the kept publications of channels whose namespace keeps history.
 //! - [`Presence`]: who is connected, per room and overall, aggregated per user.
 //! - [`Sessions`]: session records by id (the hash of the token), and ending them everywhere.
 //! - [`Accounts`]: registered users and their password hashes.
@@ -20,6 +21,7 @@
 //! queue, so dependencies run one way (wire → engine → hub/node → ws/http).
 
 pub mod memory;
+mod memory_channels;
 pub mod redis;
 pub mod rules;
 pub mod shards;
@@ -137,11 +139,11 @@ pub struct Position {
     pub id: MessageId,
 }
 
-/// What `since` found.
+/// What `since` found (in a room's messages, or a channel's kept publications).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resume {
+pub enum Resume<T = ChatMessage> {
     /// Exactly the messages after the given position (possibly none).
-    Recovered(Vec<ChatMessage>),
+    Recovered(Vec<T>),
     /// History was trimmed past the position, more than the resume window was missed, or
     /// the position is from another epoch (the store lost its data since).
     Lost,
@@ -176,6 +178,61 @@ pub trait History: Send + Sync {
     ) -> EngineResult<Vec<ChatMessage>>;
     /// Every room with stored history: its id and the id of its newest message.
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>>;
+}
+
+/// How much of a channel's publications its namespace keeps: the newest `size`, for `ttl`
+/// after the last publication (then the history expires, with its epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub size: usize,
+    pub ttl: Duration,
+}
+
+/// A publication in a channel's history: its offset (the same `<ms>-<seq>` shape as a message
+/// id, so the hub delivers it once, as it does messages) and its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub offset: MessageId,
+    pub data: serde_json::Value,
+}
+
+/// A read of a channel's history: its epoch and what was asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptRead<T> {
+    pub epoch: String,
+    pub found: T,
+}
+
+/// The history of channels whose namespace keeps one. Channels are named by their hub key
+/// ([`crate::wire::channel_key`]); the publication frames carry the name.
+#[async_trait]
+pub trait ChannelHistory: Send + Sync {
+    /// Stores `data` in the channel's history (cut to `keep`) and delivers it, with its
+    /// offset, to the channel's subscribers on every instance, in one atomic step. The
+    /// offset is returned.
+    async fn publish_kept(
+        &self,
+        channel: &str,
+        data: &serde_json::Value,
+        keep: Retention,
+    ) -> EngineResult<MessageId>;
+    /// The newest `limit` publications kept, oldest first, with the history's epoch (made,
+    /// to expire with the history, when it has none).
+    async fn recent(
+        &self,
+        channel: &str,
+        limit: usize,
+        keep: Retention,
+    ) -> EngineResult<KeptRead<Vec<Kept>>>;
+    /// The publications after `after`, if there are at most `max`, none expired or was
+    /// trimmed, and the epoch is the history's.
+    async fn kept_since(
+        &self,
+        channel: &str,
+        after: &Position,
+        max: usize,
+        keep: Retention,
+    ) -> EngineResult<KeptRead<Resume<Kept>>>;
 }
 
 /// Who is here. Entries are per connection; readers see one [`Member`] per user.
@@ -345,6 +402,7 @@ pub trait Lifecycle: Send + Sync {
 pub struct Engine {
     pub broker: Arc<dyn Broker>,
     pub history: Arc<dyn History>,
+    pub channels: Arc<dyn ChannelHistory>,
     pub presence: Arc<dyn Presence>,
     pub sessions: Arc<dyn Sessions>,
     pub accounts: Arc<dyn Accounts>,
@@ -380,6 +438,7 @@ impl Engine {
     where
         E: Broker
             + History
+            + ChannelHistory
             + Presence
             + Sessions
             + Accounts
@@ -391,6 +450,7 @@ impl Engine {
         Engine {
             broker: engine.clone(),
             history: engine.clone(),
+            channels: engine.clone(),
             presence: engine.clone(),
             sessions: engine.clone(),
             accounts: engine.clone(),

@@ -73,19 +73,42 @@ pub fn page(
 /// still holds everything after it, once it was trimmed (the memory engine knows the newest
 /// trimmed id; Redis only its first retained one, which is one message stricter).
 /// `newer`: the messages after `after`, oldest first, at most `max + 1`.
-pub fn resume(
+pub fn resume<T>(
     after: &Position,
     epoch: &str,
     resumable_from: Option<MessageId>,
-    newer: Vec<ChatMessage>,
+    newer: Vec<T>,
     max: usize,
-) -> Resume {
+) -> Resume<T> {
     let other_epoch = after.epoch.as_deref().is_some_and(|theirs| theirs != epoch);
     let trimmed_past = resumable_from.is_some_and(|oldest| after.id < oldest);
     if other_epoch || trimmed_past || newer.len() > max {
         Resume::Lost
     } else {
         Resume::Recovered(newer)
+    }
+}
+
+/// Whether a subscriber at `after` can be given exactly the channel publications it missed:
+/// as [`resume`], and never from an offset the history did not give: one newer than its
+/// newest, or any but the start (`0-0`) of a history that holds nothing (`newest` none: it
+/// expired, or was never written). Both mean the position is from another incarnation.
+pub fn kept_resume<T>(
+    after: &Position,
+    epoch: &str,
+    newest: Option<MessageId>,
+    resumable_from: Option<MessageId>,
+    newer: Vec<T>,
+    max: usize,
+) -> Resume<T> {
+    let given = match newest {
+        Some(newest) => after.id <= newest,
+        None => after.id == MessageId { ms: 0, seq: 0 },
+    };
+    if given {
+        resume(after, epoch, resumable_from, newer, max)
+    } else {
+        Resume::Lost
     }
 }
 
@@ -129,6 +152,38 @@ mod tests {
         assert_eq!(ids, ["2-0", "3-0"]);
         assert!(page.has_more);
         assert_eq!(page.epoch, "e");
+    }
+
+    #[test]
+    fn a_channel_resume_needs_a_history_that_gave_the_offset() {
+        let newer = vec![5u8];
+        let at_4 = at(Some("e"), "4-0");
+        let newest = Some(MessageId { ms: 5, seq: 0 });
+        assert_eq!(
+            kept_resume(&at_4, "e", newest, None, newer.clone(), 1),
+            Resume::Recovered(newer.clone())
+        );
+        assert_eq!(
+            kept_resume(&at_4, "e", None, None, Vec::<u8>::new(), 1),
+            Resume::Lost,
+            "an empty history"
+        );
+        assert_eq!(
+            kept_resume(&at(Some("e"), "0-0"), "e", None, None, Vec::<u8>::new(), 1),
+            Resume::Recovered(Vec::new()),
+            "from the start of an empty history, nothing was missed"
+        );
+        let older_newest = Some(MessageId { ms: 3, seq: 0 });
+        assert_eq!(
+            kept_resume(&at_4, "e", older_newest, None, Vec::<u8>::new(), 1),
+            Resume::Lost,
+            "an offset this history never gave"
+        );
+        assert_eq!(
+            kept_resume(&at(Some("old"), "4-0"), "e", newest, None, newer, 1),
+            Resume::Lost,
+            "another epoch"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! holds per shard, and a shard that is down takes down only its own rooms.
 //!
 //! What goes where:
-//! - per room (history, pub/sub, room presence): the room's shard;
+//! - per room (history, pub/sub, room presence): the room's shard; per channel (its pub/sub
+//!   and kept history) the channel's, by its hub key;
 //! - sessions, accounts, counters, a user's room list and read positions: the shard their
 //!   key hashes to, so that load spreads too;
 //! - online users: the first shard (the *home* shard), which every instance registers its
@@ -29,9 +30,9 @@
 
 use super::redis::RedisEngine;
 use super::{
-    AccountRecord, Accounts, Broker, CatchUpFrom, Counters, Draft, EngineResult, Follow, History,
-    Lifecycle, LocalDelivery, Position, Posted, Presence, Reading, Resume, SessionId,
-    SessionRecord, Sessions, WindowCount,
+    AccountRecord, Accounts, Broker, CatchUpFrom, ChannelHistory, Counters, Draft, EngineResult,
+    Follow, History, Kept, KeptRead, Lifecycle, LocalDelivery, Position, Posted, Presence, Reading,
+    Resume, Retention, SessionId, SessionRecord, Sessions, WindowCount,
 };
 use crate::wire::{ConnectionId, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
@@ -193,6 +194,35 @@ impl History for ShardedEngine {
     async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
         let per_shard = try_join_all(self.shards.iter().map(|shard| shard.rooms())).await?;
         Ok(per_shard.into_iter().flatten().collect())
+    }
+}
+
+#[async_trait]
+impl ChannelHistory for ShardedEngine {
+    async fn publish_kept(
+        &self,
+        channel: &str,
+        data: &serde_json::Value,
+        keep: Retention,
+    ) -> EngineResult<MessageId> {
+        self.of(channel).publish_kept(channel, data, keep).await
+    }
+    async fn recent(
+        &self,
+        channel: &str,
+        limit: usize,
+        keep: Retention,
+    ) -> EngineResult<KeptRead<Vec<Kept>>> {
+        self.of(channel).recent(channel, limit, keep).await
+    }
+    async fn kept_since(
+        &self,
+        channel: &str,
+        after: &Position,
+        max: usize,
+        keep: Retention,
+    ) -> EngineResult<KeptRead<Resume<Kept>>> {
+        self.of(channel).kept_since(channel, after, max, keep).await
     }
 }
 

@@ -8,16 +8,21 @@
 //! here too: bounded queues, per-instance fan-out, the subscriber's catch-up and probe, and
 //! the placement of "past one Redis" (a channel lands on a shard or cluster slot by its key).
 //!
-//! What a room has and a channel does not (yet): history, presence, typing, read positions.
-//! Who may subscribe and publish is the namespaces' business ([`crate::namespaces`]), checked
-//! before the node is asked.
+//! A channel whose namespace keeps history is carried like a room's messages too: each
+//! publication is stored (with an offset of the same shape as a message id) and published in
+//! one step, delivered once per subscriber, caught up after a pub/sub gap, and resumed with
+//! `since` + `epoch` exactly or answered `recovered: false`.
+//!
+//! What a room has and a channel does not (yet): presence, typing, read positions. Who may
+//! subscribe and publish, and what is kept, is the namespaces' business
+//! ([`crate::namespaces`]), checked before the node is asked.
 
 use super::Node;
-use crate::engine::EngineResult;
+use crate::engine::{EngineResult, Kept, Position, Resume, Retention};
 use crate::hub::Outbox;
-use crate::wire::{encode, ConnectionId};
-use app::protocol::{ErrorCode, ServerMsg, User};
-use app::validate::Invalid;
+use crate::wire::{channel_key, encode, publication, ConnectionId};
+use app::protocol::{ErrorCode, KeptPublication, ServerMsg, User};
+use app::validate::{Invalid, MessageId};
 
 /// Publication data within `max` bytes of JSON.
 pub fn check_data(data: &serde_json::Value, max: usize) -> Result<(), Invalid> {
@@ -51,23 +56,32 @@ fn json_len(data: &serde_json::Value) -> usize {
     }
 }
 
-/// The hub and engine key of a channel. Room ids never hold `#`, so the two never meet.
-pub fn channel_key(channel: &str) -> String {
-    format!("#{channel}")
+/// A channel's subscription request, as the node needs it.
+pub struct SubscribeRequest<'a> {
+    pub conn: ConnectionId,
+    pub outbox: &'a Outbox,
+    pub user: &'a User,
+    pub channel: &'a str,
+    /// Where the subscriber stands in the channel's history (`since` and `epoch`).
+    pub since: Option<Position>,
+    /// What the channel's namespace keeps (none: no history).
+    pub keep: Option<Retention>,
 }
 
 impl Node {
-    /// Subscribes the connection to `channel` and queues the `subscribed` answer; the
-    /// publications that follow reach it after the answer. With `since`, the answer says the
-    /// publications after it cannot be had (no history is kept).
-    pub async fn subscribe_channel(
-        &self,
-        conn: ConnectionId,
-        outbox: &Outbox,
-        user: &User,
-        channel: &str,
-        since: bool,
-    ) -> EngineResult<()> {
+    /// Subscribes the connection to a channel and queues the `subscribed` answer (with the
+    /// kept history, where the namespace keeps one); the publications that follow reach it
+    /// after the answer, each once: like a room's join, the subscription is held until the
+    /// answer is queued, and held publications already in the answer are dropped.
+    pub async fn subscribe_channel(&self, request: SubscribeRequest<'_>) -> EngineResult<()> {
+        let SubscribeRequest {
+            conn,
+            outbox,
+            user,
+            channel,
+            since,
+            keep,
+        } = request;
         let key = channel_key(channel);
         if self.hub.join(&key, conn, &user.id, outbox) {
             if let Err(err) = self.engine.broker.subscribe(&key).await {
@@ -75,12 +89,73 @@ impl Node {
                 return Err(err);
             }
         }
-        let answer = encode(&ServerMsg::Subscribed {
+        let answer = match keep {
+            Some(keep) => self.kept_answer(&key, since, keep).await,
+            None => Ok(KeptAnswer {
+                recovered: since.map(|_| false),
+                ..KeptAnswer::default()
+            }),
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                if let Err(cleanup) = self.unsubscribe_channel(conn, channel).await {
+                    tracing::warn!(channel, error = %cleanup, "could not undo a failed subscribe");
+                }
+                return Err(err);
+            }
+        };
+        let floor = answer.floor;
+        let frame = encode(&ServerMsg::Subscribed {
             channel: channel.to_string(),
-            recovered: since.then_some(false),
+            recovered: answer.recovered,
+            epoch: answer.epoch,
+            publications: answer
+                .publications
+                .into_iter()
+                .map(|kept| KeptPublication {
+                    data: kept.data,
+                    offset: kept.offset.to_string(),
+                })
+                .collect(),
         });
-        self.hub.admit(&key, conn, answer, None);
+        self.hub.admit(&key, conn, frame, floor);
         Ok(())
+    }
+
+    /// What a subscriber to a channel with history is given: exactly what came after `since`
+    /// if that can be had, else the newest kept publications.
+    async fn kept_answer(
+        &self,
+        key: &str,
+        since: Option<Position>,
+        keep: Retention,
+    ) -> EngineResult<KeptAnswer> {
+        let channels = &self.engine.channels;
+        if let Some(since) = &since {
+            let read = channels
+                .kept_since(key, since, self.settings.resume_max, keep)
+                .await?;
+            if let Resume::Recovered(publications) = read.found {
+                return Ok(KeptAnswer {
+                    floor: publications
+                        .last()
+                        .map(|kept| kept.offset)
+                        .or(Some(since.id)),
+                    publications,
+                    recovered: Some(true),
+                    epoch: Some(read.epoch),
+                });
+            }
+        }
+        let limit = self.settings.history_page.min(keep.size);
+        let read = channels.recent(key, limit, keep).await?;
+        Ok(KeptAnswer {
+            floor: read.found.last().map(|kept| kept.offset),
+            publications: read.found,
+            recovered: since.map(|_| false),
+            epoch: Some(read.epoch),
+        })
     }
 
     /// Ends the connection's subscription; the last local subscriber unsubscribes the instance.
@@ -93,16 +168,35 @@ impl Node {
     }
 
     /// Delivers `data` to every subscriber of `channel` on every instance (the publisher too,
-    /// when it is one).
-    pub async fn publish(&self, channel: &str, data: serde_json::Value) -> EngineResult<()> {
-        let publication = encode(&ServerMsg::Publication {
-            channel: channel.to_string(),
-            data,
-            offset: None,
-        });
-        self.engine
-            .broker
-            .publish(&channel_key(channel), publication, None)
-            .await
+    /// when it is one), kept in the channel's history first when its namespace keeps one.
+    /// Returns the publication's offset in that history.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        data: serde_json::Value,
+        keep: Option<Retention>,
+    ) -> EngineResult<Option<MessageId>> {
+        let key = channel_key(channel);
+        let metrics = self.hub.metrics();
+        let offset = match keep {
+            Some(keep) => Some(self.engine.channels.publish_kept(&key, &data, keep).await?),
+            None => {
+                let frame = publication(channel, &data, None);
+                self.engine.broker.publish(&key, frame, None).await?;
+                None
+            }
+        };
+        metrics.publications.increment(1);
+        Ok(offset)
     }
+}
+
+/// A `subscribed` answer, before it is encoded.
+#[derive(Default)]
+struct KeptAnswer {
+    publications: Vec<Kept>,
+    recovered: Option<bool>,
+    epoch: Option<String>,
+    /// The newest publication the subscriber has once it read the answer.
+    floor: Option<MessageId>,
 }

@@ -6,7 +6,7 @@
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
 use crate::limits::{ConnectionSlot, Limited};
-use crate::node::{check_data, JoinRequest};
+use crate::node::{check_data, JoinRequest, SubscribeRequest};
 use crate::state::AppState;
 use crate::wire::{encode, ConnectionId};
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
@@ -240,9 +240,18 @@ impl Dispatch {
                 let id = MessageId::parse(&id)?;
                 Ok(self.state.node().mark_read(&user, &room, id).await?)
             }
-            ClientMsg::Subscribe { channel, since } => {
+            ClientMsg::Subscribe {
+                channel,
+                since,
+                epoch,
+            } => {
                 let user = self.user()?;
-                self.subscribe(user, &channel, since.is_some()).await
+                let since = since
+                    .as_deref()
+                    .map(MessageId::parse_offset)
+                    .transpose()?
+                    .map(|id| Position { epoch, id });
+                self.subscribe(user, &channel, since).await
             }
             ClientMsg::Unsubscribe { channel } => {
                 self.user()?;
@@ -269,7 +278,12 @@ impl Dispatch {
         }
     }
 
-    async fn subscribe(&mut self, user: User, channel: &str, since: bool) -> Result<(), Refusal> {
+    async fn subscribe(
+        &mut self,
+        user: User,
+        channel: &str,
+        since: Option<Position>,
+    ) -> Result<(), Refusal> {
         let channel = self.state.namespaces().may_subscribe(channel, &user)?;
         let limit = self.state.config().max_rooms_per_connection;
         if !self.channels.contains(channel) && self.rooms.len() + self.channels.len() >= limit {
@@ -278,9 +292,17 @@ impl Dispatch {
                 format!("a connection may join at most {limit} rooms and channels"),
             ));
         }
+        let keep = self.state.namespaces().retention(channel);
         self.state
             .node()
-            .subscribe_channel(self.id, &self.outbox, &user, channel, since)
+            .subscribe_channel(SubscribeRequest {
+                conn: self.id,
+                outbox: &self.outbox,
+                user: &user,
+                channel,
+                since,
+                keep,
+            })
             .await?;
         self.channels.insert(channel.to_string());
         Ok(())
@@ -295,7 +317,9 @@ impl Dispatch {
         let channel = self.state.namespaces().may_publish(channel, &user)?;
         check_data(&data, self.state.config().max_publication_bytes)?;
         self.state.limits().send(&user.id, channel)?;
-        Ok(self.state.node().publish(channel, data).await?)
+        let keep = self.state.namespaces().retention(channel);
+        self.state.node().publish(channel, data, keep).await?;
+        Ok(())
     }
 
     fn user(&self) -> Result<User, Refusal> {

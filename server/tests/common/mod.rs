@@ -681,18 +681,28 @@ impl Deployment for Redises {
 
 /// A server instance using `redis`, with short presence leases for tests.
 pub async fn redis_instance(redis: &impl RedisTarget, prefix: &str) -> TestServer {
-    redis_instance_in(&redis.url(), redis.mode(), prefix).await
+    redis_instance_in(&redis.url(), redis.mode(), prefix, |_| {}).await
+}
+
+/// [`redis_instance`] with more of the configuration changed by `adjust`.
+pub async fn redis_instance_with(
+    redis: &impl RedisTarget,
+    prefix: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> TestServer {
+    redis_instance_in(&redis.url(), redis.mode(), prefix, adjust).await
 }
 
 /// A server instance using the Redis at `url` (e.g. through a proxy).
 pub async fn redis_instance_at(url: &str, prefix: &str) -> TestServer {
-    redis_instance_in(url, None, prefix).await
+    redis_instance_in(url, None, prefix, |_| {}).await
 }
 
 async fn redis_instance_in(
     url: &str,
     mode: Option<server::config::RedisMode>,
     prefix: &str,
+    adjust: impl FnOnce(&mut Config),
 ) -> TestServer {
     let url = url.to_string();
     let prefix = prefix.to_string();
@@ -703,6 +713,7 @@ async fn redis_instance_in(
         c.presence_lease_secs = 2;
         c.presence_refresh_secs = 1;
         c.redis_timeout_ms = 500;
+        adjust(c);
     })
     .await
 }

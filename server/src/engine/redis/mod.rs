@@ -18,6 +18,10 @@
 //! - `P:room:{room}:sent:{user}:{clientMsgId}`: the id a `clientMsgId` was stored as, for the
 //!   idempotency window (a retry is answered with it);
 //! - `P:room:{room}:ch`: the room's pub/sub channel (one per room, never a pattern);
+//! - a channel with history has the same three keys under its hub key `#name`
+//!   (`P:room:{#name}:log`, `:epoch`, `:ch`): a Stream of publications (`d`: the data),
+//!   capped at the namespace's size, and both it and the epoch expire together, the
+//!   namespace's retention after the last publication ([`channels`]);
 //! - `P:room:{room}:members`: connection (`sid/n`) → `user\tname`, for presence in the room;
 //! - `P:online`: the same for every authenticated connection;
 //! - `P:rooms`: room → newest message id (the room directory); `P:active-rooms`: rooms with
@@ -43,6 +47,7 @@
 //! receiving instance forwards the bytes to its members without decoding them; the
 //! [`subscriber`] catches up from the Stream whenever its subscription may have missed some.
 
+mod channels;
 mod commands;
 mod keys;
 mod lease;
@@ -125,8 +130,11 @@ pub struct RedisEngine {
 
 /// The operations whose Redis latency is measured: every engine call that reaches Redis
 /// (the trait methods' names), `post` being the one on every message's path.
-const TIMED: [&str; 25] = [
+const TIMED: [&str; 28] = [
     "post",
+    "publish_kept",
+    "recent",
+    "kept_since",
     "publish",
     "publish_to_user",
     "page",

@@ -98,6 +98,74 @@ return out
     ))
 });
 
+/// Keeps a channel publication and publishes it, atomically: appends the data to the
+/// channel's stream (capped at exactly ARGV[1] entries), gives the stream and the epoch (made
+/// if missing) the same expiry, ARGV[4] ms from now (one script, one clock: they expire
+/// together, so a position is never resumed from a later incarnation of the history), and
+/// publishes the envelope `<head><id>\n<prefix><id><suffix>`. Reply: the offset.
+/// KEYS: stream, pub/sub channel, epoch. ARGV: size, data (JSON), envelope head, ttl (ms),
+/// epoch proposal, publish command, frame prefix, frame suffix.
+pub static PUBLISH_KEPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[4])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call(ARGV[6], KEYS[2], ARGV[3] .. id .. '\n' .. ARGV[7] .. id .. ARGV[8])
+return id
+"#,
+    )
+});
+
+/// The epoch of a channel's history (made with expiry ARGV[2] ms when missing), then its
+/// newest ARGV[1] publications, newest first: `epoch, id, data, id, data, ...`.
+/// KEYS: stream, epoch. ARGV[3]: epoch proposal.
+pub static KEPT_RECENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2])
+local out = {redis.call('GET', KEYS[2])}
+if tonumber(ARGV[1]) == 0 then return out end
+for _, e in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])) do
+  out[#out + 1] = e[1]; out[#out + 1] = e[2][2]
+end
+return out
+"#,
+    )
+});
+
+/// A channel's publications after ARGV[1], at most ARGV[2]. The epoch is made (expiring in
+/// ARGV[3] ms) when missing, unless ARGV[3] is 0 (a catch-up reads, it never makes one):
+/// then the reply is `{''}`. A history that holds nothing is `{epoch}`. Otherwise:
+/// `epoch, boundary (as SINCE), the newest offset given, id, data, ...`.
+/// KEYS: stream, epoch. ARGV[4]: epoch proposal.
+pub static KEPT_SINCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  if ARGV[3] == '0' then return {''} end
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
+  epoch = ARGV[4]
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local fields = {}
+for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+local boundary = '0-0'
+if tonumber(fields['entries-added']) > tonumber(fields['length']) and fields['first-entry'] then
+  boundary = fields['first-entry'][1]
+end
+local out = {epoch, boundary, fields['last-generated-id']}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])) do
+  out[#out + 1] = e[1]; out[#out + 1] = e[2][2]
+end
+return out
+"#,
+    )
+});
+
 /// The room's epoch (created when missing). KEYS: epoch. ARGV: epoch proposal.
 pub static EPOCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(epoch_lua!("1", "1"), "return epoch\n")));

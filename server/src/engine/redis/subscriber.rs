@@ -35,13 +35,14 @@
 //! local sockets of a session that was ended on any instance. Orders sent while the
 //! connection was down are caught up after reconnecting, from the ended sessions' tombstones.
 
+use super::channels::read_kept_since;
 use super::commands::Commands;
 use super::pubsub::{Event, Session, Source};
 use super::{read_since, scripts, Keys};
 use crate::engine::{
     CatchUpFrom, EngineError, EngineResult, LocalDelivery, Position, Resume, SessionId,
 };
-use crate::wire::{encode, skip_for, Envelope};
+use crate::wire::{channel_of, encode, publication, skip_for, Envelope};
 use app::protocol::ServerMsg;
 use app::validate::MessageId;
 use std::collections::{HashMap, HashSet};
@@ -395,8 +396,22 @@ impl Task {
         Ok(())
     }
 
-    /// Records the room's epoch now (created if the room has none yet).
+    /// Records the room's epoch now (created if the room has none yet). A channel's is only
+    /// read: a channel's history makes its own epoch, to expire with it, and a channel
+    /// without history has none.
     async fn learn_epoch(&mut self, room: &str) -> EngineResult<()> {
+        if channel_of(room).is_some() {
+            let epoch: Option<String> = redis::cmd("GET")
+                .arg(self.link.keys.epoch(room))
+                .query_async(&mut self.link.commands.clone())
+                .await
+                .map_err(super::unavailable)?;
+            match epoch {
+                Some(epoch) => self.epochs.insert(room.to_string(), epoch),
+                None => self.epochs.remove(room),
+            };
+            return Ok(());
+        }
         let epoch: String = scripts::EPOCH
             .key(self.link.keys.epoch(room))
             .arg(super::epoch_proposal())
@@ -410,6 +425,9 @@ impl Task {
     /// Delivers, in order, what the room's members missed while the subscription was not
     /// delivering, or has them resync when that cannot be exact.
     async fn catch_up(&mut self, room: &str) -> EngineResult<()> {
+        if let Some(name) = channel_of(room) {
+            return self.catch_up_channel(room, name).await;
+        }
         let from = match self.delivery.catch_up_from(room) {
             CatchUpFrom::Nothing => return self.learn_epoch(room).await,
             CatchUpFrom::Start => MessageId { ms: 0, seq: 0 },
@@ -453,6 +471,67 @@ impl Task {
             Resume::Lost => {
                 self.status.resyncs.fetch_add(1, Ordering::Relaxed);
                 self.delivery.resync(room);
+            }
+        }
+        Ok(())
+    }
+
+    /// A channel's catch-up: as a room's, from the channel's kept publications. A channel
+    /// that keeps nothing has nothing to catch up, unless its subscribers were given
+    /// publications from a history that is gone since: they resync.
+    async fn catch_up_channel(&mut self, key: &str, name: &str) -> EngineResult<()> {
+        let from = match self.delivery.catch_up_from(key) {
+            CatchUpFrom::Nothing => return self.learn_epoch(key).await,
+            CatchUpFrom::Start => None,
+            CatchUpFrom::After(id) => Some(id),
+        };
+        let position = Position {
+            epoch: self.epochs.get(key).cloned(),
+            id: from.unwrap_or(MessageId { ms: 0, seq: 0 }),
+        };
+        let mut commands = self.link.commands.clone();
+        let read = read_kept_since(
+            &mut commands,
+            &self.link.keys,
+            key,
+            &position,
+            self.settings.resume_max,
+            None,
+        )
+        .await?;
+        let resume = match read {
+            Some(read) => {
+                self.epochs.insert(key.to_string(), read.epoch);
+                read.found
+            }
+            None => {
+                self.epochs.remove(key);
+                Resume::Recovered(Vec::new())
+            }
+        };
+        match resume {
+            Resume::Recovered(kept) => {
+                let mut delivered = 0u64;
+                for kept in kept {
+                    let frame = publication(name, &kept.data, Some(kept.offset));
+                    if self.delivery.deliver(key, &frame, Some(kept.offset), None) > 0 {
+                        delivered += 1;
+                    }
+                }
+                if delivered > 0 {
+                    tracing::info!(
+                        channel = name,
+                        publications = delivered,
+                        "caught up after a pub/sub gap"
+                    );
+                    self.status
+                        .caught_up
+                        .fetch_add(delivered, Ordering::Relaxed);
+                }
+            }
+            Resume::Lost => {
+                self.status.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.delivery.resync(key);
             }
         }
         Ok(())
