@@ -129,19 +129,13 @@ pub fn App() -> impl IntoView {
             drawer.set(false);
         }
     });
-    // The tab title carries the unread count of every room: "(3) #general · Confab". Only in
-    // the browser: the server writes the title after rendering the page's start, outside the
-    // page's reactive scope, where reading a signal can find it gone (a panic, seen with
-    // concurrent requests); see `pages::room` too. The count appears once the page is live.
+    // The tab title carries the unread count of every room: "(3) #general · Confab".
     let unread = move || workspace.rooms.with(unread::RoomList::total_unread);
-    #[cfg(not(feature = "ssr"))]
     let formatter = move |title: String| match unread() {
         0 => title,
         n if n >= protocol::UNREAD_COUNT_MAX => format!("(99+) {title}"),
         n => format!("({n}) {title}"),
     };
-    #[cfg(feature = "ssr")]
-    let formatter = |title: String| title;
     view! {
         <Title formatter text="Confab"/>
         <Router>

@@ -45,44 +45,6 @@ async fn pages_allow_only_their_own_scripts_with_this_responses_nonce() {
     );
 }
 
-/// Every page, signed in or not, rendered by a route or by the not-found fallback, many at a
-/// time: its policy names exactly its scripts' nonce. (A signed-in page after a form post
-/// once went out with the policy that allows nothing, and never hydrated.) On worker threads,
-/// as the server runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_page_names_its_own_nonce_under_load() {
-    let server = TestServer::start().await;
-    let (token, _) = server.guest("Ana").await;
-    let cookie = format!("confab_session={token}");
-    let pages = (0..40).map(|n| {
-        let (server, cookie) = (&server, cookie.clone());
-        async move {
-            let path = match n % 4 {
-                0 => format!("/rooms/r{n}"),
-                1 => "/".to_string(),
-                2 => format!("/no-such-page-{n}"),
-                _ => "/signin".to_string(),
-            };
-            let signed_in = n % 3 != 0;
-            let headers: Vec<(&str, &str)> = if signed_in {
-                vec![("cookie", cookie.as_str())]
-            } else {
-                vec![]
-            };
-            let page = server.http("GET", &path, None, &headers).await;
-            (path, page)
-        }
-    });
-    for (path, page) in futures::future::join_all(pages).await {
-        let policy = page.header("content-security-policy").expect("a CSP");
-        let nonce = script_nonce(&page.body);
-        assert!(
-            policy.contains(&format!("'nonce-{nonce}'")),
-            "{path}: {policy}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn every_response_forbids_framing_and_sniffing() {
     let server = TestServer::start().await;

@@ -33,16 +33,8 @@ pub fn RoomPage() -> impl IntoView {
         move || (room(), session.version()),
         |(room, _)| load_room(room),
     );
-    // The server's title is plain text (see `App`'s title): its signals are read now, in scope.
-    #[cfg(feature = "ssr")]
-    let title = format!(
-        "#{} · Confab",
-        params.with_untracked(|p| p.get("room").unwrap_or_default())
-    );
-    #[cfg(not(feature = "ssr"))]
-    let title = move || format!("#{} · Confab", room());
     view! {
-        <Title text=title/>
+        <Title text=move || format!("#{} · Confab", room())/>
         <Suspense fallback=|| view! { <p class="muted">"Loading the room…"</p> }>
             {move || Suspend::new(async move {
                 match snapshot.await {
@@ -570,8 +562,12 @@ mod read_marking {
             }
             let Some(list) = list.get() else { return };
             let room_id = room_id.clone();
-            // After layout: the newest message may only just have been added.
+            // After layout: the newest message may only just have been added. Checked again
+            // then: the reader may have left meanwhile, and what arrived after is unseen.
             request_animation_frame(move || {
+                if !page_seen() {
+                    return;
+                }
                 let Some(id) = newest_on_screen(&list) else {
                     return;
                 };
