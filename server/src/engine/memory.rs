@@ -186,18 +186,6 @@ impl Broker for MemoryEngine {
     }
 }
 
-impl RoomLog {
-    fn next_id(&self, now: u64) -> MessageId {
-        match self.last {
-            Some(last) if now <= last.ms => MessageId {
-                ms: last.ms,
-                seq: last.seq + 1,
-            },
-            _ => MessageId { ms: now, seq: 0 },
-        }
-    }
-}
-
 #[async_trait]
 impl History for MemoryEngine {
     async fn post(&self, draft: Draft, origin: Option<ConnectionId>) -> EngineResult<Posted> {
@@ -217,7 +205,7 @@ impl History for MemoryEngine {
                 });
             }
         }
-        let id = log.next_id(now_ms());
+        let id = rules::next_id(log.last, now_ms());
         let message = MessageBody::from_draft(draft, &self.config.server_id).into_message(id);
         let frame = encode(&ServerMsg::Message(message.clone()));
         log.last = Some(id);

@@ -46,16 +46,6 @@ impl ChannelLog {
         }
         log
     }
-
-    fn next_offset(&self, now: u64) -> MessageId {
-        match self.last {
-            Some(last) if now <= last.ms => MessageId {
-                ms: last.ms,
-                seq: last.seq + 1,
-            },
-            _ => MessageId { ms: now, seq: 0 },
-        }
-    }
 }
 
 #[async_trait]
@@ -68,7 +58,7 @@ impl ChannelHistory for MemoryEngine {
     ) -> EngineResult<MessageId> {
         let mut logs = self.channel_logs();
         let log = ChannelLog::live(&mut logs, channel, keep);
-        let offset = log.next_offset(now_ms());
+        let offset = rules::next_id(log.last, now_ms());
         log.last = Some(offset);
         log.expires = Instant::now() + keep.ttl;
         log.kept.push_back(Kept {

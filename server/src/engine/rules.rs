@@ -48,6 +48,18 @@ impl MessageBody {
     }
 }
 
+/// The id after `last` at `now` (ms): the shape and order Redis gives stream entries
+/// (`<ms>-<seq>`, never backwards, also when the clock is).
+pub fn next_id(last: Option<MessageId>, now: u64) -> MessageId {
+    match last {
+        Some(last) if now <= last.ms => MessageId {
+            ms: last.ms,
+            seq: last.seq + 1,
+        },
+        _ => MessageId { ms: now, seq: 0 },
+    }
+}
+
 /// A page from up to `limit + 1` messages, newest first: the newest `limit`, oldest first,
 /// and whether older ones exist.
 pub fn page(

@@ -21,6 +21,23 @@ macro_rules! epoch_lua {
     };
 }
 
+/// The stream KEYS[1]'s `fields` (XINFO STREAM) and its resume `boundary`: `0-0` while it
+/// never lost an entry (`entries-added == length`), else its first retained id (`MAXLEN`
+/// trimming records nothing of what it removed). Shared by SINCE and KEPT_SINCE.
+macro_rules! boundary_lua {
+    () => {
+        r#"
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local fields = {}
+for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+local boundary = '0-0'
+if tonumber(fields['entries-added']) > tonumber(fields['length']) and fields['first-entry'] then
+  boundary = fields['first-entry'][1]
+end
+"#
+    };
+}
+
 /// Stores a message and publishes it, atomically; a retry is answered with the original.
 ///
 /// With a `clientMsgId` (ARGV[9] = 1, its key KEYS[4]) a message this user already posted in
@@ -81,13 +98,9 @@ pub static SINCE: LazyLock<Script> = LazyLock::new(|| {
         epoch_lua!("2", "3"),
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch, '0-0'} end
-local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local fields = {}
-for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-local boundary = '0-0'
-if tonumber(fields['entries-added']) > tonumber(fields['length']) and fields['first-entry'] then
-  boundary = fields['first-entry'][1]
-end
+"#,
+        boundary_lua!(),
+        r#"
 local out = {epoch, boundary}
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 for _, e in ipairs(entries) do
@@ -141,7 +154,7 @@ return out
 /// `epoch, boundary (as SINCE), the newest offset given, id, data, ...`.
 /// KEYS: stream, epoch. ARGV[4]: epoch proposal.
 pub static KEPT_SINCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
         r#"
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -150,20 +163,16 @@ if not epoch then
   epoch = ARGV[4]
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch} end
-local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local fields = {}
-for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-local boundary = '0-0'
-if tonumber(fields['entries-added']) > tonumber(fields['length']) and fields['first-entry'] then
-  boundary = fields['first-entry'][1]
-end
+"#,
+        boundary_lua!(),
+        r#"
 local out = {epoch, boundary, fields['last-generated-id']}
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])) do
   out[#out + 1] = e[1]; out[#out + 1] = e[2][2]
 end
 return out
-"#,
-    )
+"#
+    ))
 });
 
 /// The room's epoch (created when missing). KEYS: epoch. ARGV: epoch proposal.
