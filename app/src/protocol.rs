@@ -251,6 +251,22 @@ pub enum ServerMsg {
         epoch: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         publications: Vec<KeptPublication>,
+        /// Who is subscribed now (one entry per user), where the namespace tracks presence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        presence: Option<Vec<Member>>,
+    },
+    /// A user subscribed to a channel (their first connection there), where the namespace
+    /// announces joins and leaves.
+    Joined {
+        channel: String,
+        user_id: String,
+        name: String,
+    },
+    /// A user's last connection left a channel.
+    Left {
+        channel: String,
+        user_id: String,
+        name: String,
     },
     Unsubscribed {
         channel: String,

@@ -359,7 +359,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     let total = publications.len();
     let mut offsets = Vec::with_capacity(total);
     for (published, publication) in publications.into_iter().enumerate() {
-        let keep = state.namespaces().retention(&publication.channel);
+        let keep = state.namespaces().features(&publication.channel).keep;
         match state
             .node()
             .publish(&publication.channel, publication.data, keep)

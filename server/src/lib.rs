@@ -101,6 +101,9 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         None => metrics::Metrics::off(),
     });
     let hub = Arc::new(Hub::with_metrics(config.outbound_queue, metrics.clone()));
+    let namespaces = namespaces::Namespaces::load(config.namespaces_file.as_deref())
+        .map_err(|err| StartError::Config(format!("--namespaces-file: {err}")))?;
+    let channel_leaves = Arc::new(namespaces.announcing_leaves());
     let topology = config.redis_topology().map_err(StartError::Config)?;
     let engine = match topology {
         Some((mode, urls)) => {
@@ -119,6 +122,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
                 probe_timeout: config.probe_timeout(),
                 home,
                 metrics: metrics.clone(),
+                channel_leaves: channel_leaves.clone(),
             };
             let start = |urls: &[String], home: bool, delivery: Arc<dyn LocalDelivery>| {
                 RedisEngine::start(redis_config(urls, home), delivery).map_err(|err| {
@@ -170,8 +174,6 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         .build();
     let api_keys = api_keys::ApiKeys::load(config.api_keys_file.clone().map(Into::into))
         .map_err(|err| StartError::Config(format!("--api-keys-file: {err}")))?;
-    let namespaces = namespaces::Namespaces::load(config.namespaces_file.as_deref())
-        .map_err(|err| StartError::Config(format!("--namespaces-file: {err}")))?;
     Ok(AppState::new(
         config,
         server_id,

@@ -1,5 +1,6 @@
-//! Per-user limits on this instance: chat messages and typing events (token buckets),
-//! open connections, and the typing throttle per room.
+//! Per-user limits on this instance: chat messages, typing events and channel publications
+//! in namespaces with a rate of their own (token buckets), open connections, and the typing
+//! throttle per room.
 //!
 //! A user's state lives while they have a connection here, and a little longer: an entry
 //! whose buckets are not yet full again is kept (and swept later), so reconnecting does not
@@ -77,6 +78,8 @@ struct Rates {
     typing: TokenBucket,
     /// When `typing: true` was last forwarded, per room.
     typing_forwarded: HashMap<String, Instant>,
+    /// Channel publications, per namespace with a rate of its own.
+    publishes: HashMap<String, (Rate, TokenBucket)>,
 }
 
 impl UserState {
@@ -87,6 +90,7 @@ impl UserState {
                 sends: TokenBucket::full(sends, now),
                 typing: TokenBucket::full(typing, now),
                 typing_forwarded: HashMap::new(),
+                publishes: HashMap::new(),
             })
         })
     }
@@ -95,7 +99,12 @@ impl UserState {
     fn is_idle(&mut self, sends: Rate, typing: Rate, now: Instant) -> bool {
         self.connections == 0
             && self.rates.as_mut().is_none_or(|rates| {
-                rates.sends.is_full(sends, now) && rates.typing.is_full(typing, now)
+                rates.sends.is_full(sends, now)
+                    && rates.typing.is_full(typing, now)
+                    && rates
+                        .publishes
+                        .values_mut()
+                        .all(|(rate, bucket)| bucket.is_full(*rate, now))
             })
     }
 }
@@ -218,6 +227,24 @@ impl UserLimits {
         Ok(())
     }
 
+    /// Spends one channel publication of the user's budget in `namespace`, which has a rate
+    /// of its own.
+    pub fn publish(&self, user_id: &str, namespace: &str, rate: Rate) -> Result<(), Limited> {
+        let now = Instant::now();
+        let mut users = self.lock();
+        let Some(state) = users.by_id.get_mut(user_id) else {
+            return Ok(());
+        };
+        let rates = state.rates(self.sends, self.typing, now);
+        let (_, bucket) = rates
+            .publishes
+            .entry(namespace.to_string())
+            .or_insert_with(|| (rate, TokenBucket::full(rate, now)));
+        bucket
+            .take(rate, now)
+            .map_err(|retry_after| Limited { retry_after })
+    }
+
     /// Spends one typing event; Ok(true) when it should be forwarded: `typing: true` at most
     /// once per throttle interval per room (across the user's tabs), `false` always.
     pub fn typing(&self, user_id: &str, room: &str, is_typing: bool) -> Result<bool, Limited> {
@@ -295,6 +322,32 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(limits.send("u", "r").is_ok());
         assert!(limits.send("u", "r").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_namespace_rate_is_its_own_budget() {
+        let limits = limits(
+            Rate {
+                per_sec: 1.0,
+                burst: 1,
+            },
+            4,
+        );
+        let _slot = limits.connect("u").unwrap();
+        let ticks = Rate {
+            per_sec: 10.0,
+            burst: 2,
+        };
+        for _ in 0..2 {
+            assert!(limits.publish("u", "ticks", ticks).is_ok());
+        }
+        let refused = limits.publish("u", "ticks", ticks).unwrap_err();
+        assert!(refused.retry_after <= Duration::from_millis(100));
+        // Chat and other namespaces keep their own budgets.
+        assert!(limits.send("u", "r").is_ok());
+        assert!(limits.publish("u", "other", ticks).is_ok());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(limits.publish("u", "ticks", ticks).is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,6 +17,12 @@
 //! - `history_size` and `history_ttl` (together, or neither): each channel keeps its newest
 //!   `history_size` publications (at most 10,000), for `history_ttl` seconds after the last
 //!   one. A subscriber is given them, and resumes with `since` and `epoch` exactly.
+//! - `presence`: who is subscribed is tracked (per user, across instances) and given with
+//!   `subscribed`; `join_leave` (needs `presence`) announces a user's first subscription and
+//!   last unsubscription as `joined` / `left`.
+//! - `publish_rate` (per second, per user) and `publish_burst`: the namespace's own budget for
+//!   publications from connections (the server API is not limited); without, a user's
+//!   publications share their chat send rate.
 //!
 //! Without a file, the default namespace behaves as the articles' generic server (any
 //! signed-in client subscribes and publishes) and every other namespace is unknown. A channel
@@ -25,6 +31,9 @@
 //! silently open a namespace).
 
 use crate::engine::Retention;
+use crate::limits::Rate;
+use crate::node::ChannelFeatures;
+use crate::wire::namespace_of;
 use app::protocol::{ErrorCode, User};
 use app::validate::{self, Invalid};
 use serde::Deserialize;
@@ -47,7 +56,7 @@ pub enum Publishers {
     Server,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     pub subscribe: Subscribers,
@@ -58,6 +67,19 @@ pub struct Rules {
     /// Seconds a channel's history is kept after its last publication.
     #[serde(default)]
     pub history_ttl: u64,
+    /// Who is subscribed is tracked and given with `subscribed`.
+    #[serde(default)]
+    pub presence: bool,
+    /// Users' first subscription and last unsubscription are announced (needs `presence`).
+    #[serde(default)]
+    pub join_leave: bool,
+    /// Publications per second a user may send from connections in this namespace (its own
+    /// budget, refilled at this rate); 0: the user's chat send rate applies.
+    #[serde(default)]
+    pub publish_rate: f64,
+    /// How many of them at once (default: the rate, at least 1).
+    #[serde(default)]
+    pub publish_burst: Option<u32>,
 }
 
 /// Most publications a namespace may keep per channel.
@@ -69,13 +91,31 @@ const OPEN: Rules = Rules {
     publish: Publishers::SignedIn,
     history_size: 0,
     history_ttl: 0,
+    presence: false,
+    join_leave: false,
+    publish_rate: 0.0,
+    publish_burst: None,
 };
 
 impl Rules {
-    fn retention(&self) -> Option<Retention> {
-        (self.history_size > 0).then(|| Retention {
-            size: self.history_size,
-            ttl: Duration::from_secs(self.history_ttl),
+    fn features(&self) -> ChannelFeatures {
+        ChannelFeatures {
+            keep: (self.history_size > 0).then(|| Retention {
+                size: self.history_size,
+                ttl: Duration::from_secs(self.history_ttl),
+            }),
+            presence: self.presence,
+            join_leave: self.join_leave,
+        }
+    }
+
+    fn publish_rate(&self) -> Option<Rate> {
+        (self.publish_rate > 0.0).then(|| Rate {
+            per_sec: self.publish_rate,
+            burst: self
+                .publish_burst
+                .unwrap_or(self.publish_rate.ceil() as u32)
+                .max(1),
         })
     }
 
@@ -89,6 +129,17 @@ impl Rules {
             return Err(format!(
                 "{name}: history_size and history_ttl (seconds) are set together"
             ));
+        }
+        if self.join_leave && !self.presence {
+            return Err(format!("{name}: join_leave needs presence"));
+        }
+        if !self.publish_rate.is_finite() || self.publish_rate < 0.0 {
+            return Err(format!(
+                "{name}: publish_rate is a number of publications per second, 0 or more"
+            ));
+        }
+        if self.publish_burst == Some(0) {
+            return Err(format!("{name}: publish_burst is at least 1"));
         }
         if self.history_size > HISTORY_SIZE_MAX {
             return Err(format!(
@@ -112,9 +163,14 @@ impl Default for Namespaces {
     }
 }
 
-/// A channel split into its namespace and the rest.
+/// A channel split into its namespace ([`namespace_of`]) and the rest.
 fn split(channel: &str) -> (&str, &str) {
-    channel.split_once(':').unwrap_or(("", channel))
+    let namespace = namespace_of(channel);
+    let rest = match namespace {
+        "" => channel,
+        _ => &channel[namespace.len() + 1..],
+    };
+    (namespace, rest)
 }
 
 fn forbidden(why: String) -> Invalid {
@@ -148,10 +204,28 @@ impl Namespaces {
         Ok(Namespaces { rules })
     }
 
-    /// What `channel`'s namespace keeps of its publications (none: no history, or no such
-    /// namespace).
-    pub fn retention(&self, channel: &str) -> Option<Retention> {
-        self.rules.get(split(channel).0).and_then(Rules::retention)
+    /// What `channel`'s namespace turns on (nothing for an unknown namespace).
+    pub fn features(&self, channel: &str) -> ChannelFeatures {
+        self.rules
+            .get(split(channel).0)
+            .map(Rules::features)
+            .unwrap_or_default()
+    }
+
+    /// The namespaces that announce joins and leaves.
+    pub fn announcing_leaves(&self) -> std::collections::HashSet<String> {
+        self.rules
+            .iter()
+            .filter(|(_, rules)| rules.join_leave)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The namespace of `channel` and its own publish rate, if it has one.
+    pub fn publish_rate<'a>(&self, channel: &'a str) -> Option<(&'a str, Rate)> {
+        let namespace = split(channel).0;
+        let rate = self.rules.get(namespace)?.publish_rate()?;
+        Some((namespace, rate))
     }
 
     /// A valid channel in a known namespace, with its rules.
@@ -275,14 +349,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            namespaces.retention("stats:eu"),
+            namespaces.features("stats:eu").keep,
             Some(Retention {
                 size: 100,
                 ttl: Duration::from_secs(300)
             })
         );
-        assert_eq!(namespaces.retention("news"), None);
-        assert_eq!(namespaces.retention("other:x"), None);
+        assert_eq!(namespaces.features("news"), ChannelFeatures::default());
+        assert_eq!(namespaces.features("other:x"), ChannelFeatures::default());
+    }
+
+    #[test]
+    fn presence_and_rates_are_per_namespace() {
+        let namespaces = Namespaces::parse(
+            r#"{"live": {"subscribe": "signed_in", "publish": "signed_in",
+                         "presence": true, "join_leave": true, "publish_rate": 2.5},
+                "ticks": {"subscribe": "signed_in", "publish": "signed_in",
+                          "publish_rate": 10, "publish_burst": 20}}"#,
+        )
+        .unwrap();
+        let live = namespaces.features("live:room");
+        assert!(live.presence && live.join_leave && live.keep.is_none());
+        let (namespace, rate) = namespaces.publish_rate("live:room").unwrap();
+        assert_eq!((namespace, rate.per_sec, rate.burst), ("live", 2.5, 3));
+        let (_, ticks) = namespaces.publish_rate("ticks:a").unwrap();
+        assert_eq!(ticks.burst, 20);
+        assert!(namespaces.publish_rate("other:x").is_none());
     }
 
     #[test]
@@ -315,6 +407,18 @@ mod tests {
             (
                 r#"{"s": {"subscribe": "signed_in", "publish": "server", "history_size": 10001, "history_ttl": 1}}"#,
                 "s: history_size is at most 10000",
+            ),
+            (
+                r#"{"p": {"subscribe": "signed_in", "publish": "server", "join_leave": true}}"#,
+                "p: join_leave needs presence",
+            ),
+            (
+                r#"{"p": {"subscribe": "signed_in", "publish": "signed_in", "publish_rate": -1}}"#,
+                "p: publish_rate is a number",
+            ),
+            (
+                r#"{"p": {"subscribe": "signed_in", "publish": "signed_in", "publish_rate": 2, "publish_burst": 0}}"#,
+                "p: publish_burst is at least 1",
             ),
         ] {
             let err = Namespaces::parse(text).unwrap_err();

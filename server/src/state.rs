@@ -237,7 +237,12 @@ impl Backend for AppState {
                 },
             );
         }
-        for (room_id, count) in engine.presence.room_counts().await? {
+        // Channels with presence are counted under their hub key (`#name`): not rooms.
+        let room_counts = engine.presence.room_counts().await?;
+        let room_counts = room_counts
+            .into_iter()
+            .filter(|(key, _)| crate::wire::channel_of(key).is_none());
+        for (room_id, count) in room_counts {
             rooms
                 .entry(room_id.clone())
                 .or_insert_with(|| RoomSummary {

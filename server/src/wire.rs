@@ -25,6 +25,14 @@ pub fn channel_of(key: &str) -> Option<&str> {
     key.strip_prefix('#')
 }
 
+/// A channel's namespace: the part of its name before the first `:` (none: `""`). The
+/// namespaces' rules ([`crate::namespaces`]) are looked up by it.
+pub fn namespace_of(channel: &str) -> &str {
+    channel
+        .split_once(':')
+        .map_or("", |(namespace, _)| namespace)
+}
+
 /// A publication as its subscribers receive it: `{"type":"publication","channel",...}`.
 /// Borrowed, so publishing does not copy the data to encode it once.
 #[derive(serde::Serialize)]

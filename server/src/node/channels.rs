@@ -13,15 +13,17 @@
 //! one step, delivered once per subscriber, caught up after a pub/sub gap, and resumed with
 //! `since` + `epoch` exactly or answered `recovered: false`.
 //!
-//! What a room has and a channel does not (yet): presence, typing, read positions. Who may
-//! subscribe and publish, and what is kept, is the namespaces' business
+//! Where the namespace says so, a channel has presence like a room (the same engine calls,
+//! under its hub key) and announces users' first subscription and last unsubscription
+//! (`joined`, `left`). What a room has and a channel does not: typing, read positions. Who
+//! may subscribe and publish, and what is kept, is the namespaces' business
 //! ([`crate::namespaces`]), checked before the node is asked.
 
 use super::Node;
 use crate::engine::{EngineResult, Kept, Position, Resume, Retention};
 use crate::hub::Outbox;
-use crate::wire::{channel_key, encode, publication, ConnectionId};
-use app::protocol::{ErrorCode, KeptPublication, ServerMsg, User};
+use crate::wire::{channel_key, channel_of, encode, publication, ConnectionId};
+use app::protocol::{ErrorCode, KeptPublication, Member, ServerMsg, User};
 use app::validate::{Invalid, MessageId};
 
 /// Publication data within `max` bytes of JSON.
@@ -56,6 +58,17 @@ fn json_len(data: &serde_json::Value) -> usize {
     }
 }
 
+/// What a channel's namespace turns on (see [`crate::namespaces`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelFeatures {
+    /// What is kept of its publications (none: no history).
+    pub keep: Option<Retention>,
+    /// Who is subscribed is tracked, and given with `subscribed`.
+    pub presence: bool,
+    /// A user's first subscription and last unsubscription are announced (needs presence).
+    pub join_leave: bool,
+}
+
 /// A channel's subscription request, as the node needs it.
 pub struct SubscribeRequest<'a> {
     pub conn: ConnectionId,
@@ -64,8 +77,9 @@ pub struct SubscribeRequest<'a> {
     pub channel: &'a str,
     /// Where the subscriber stands in the channel's history (`since` and `epoch`).
     pub since: Option<Position>,
-    /// What the channel's namespace keeps (none: no history).
-    pub keep: Option<Retention>,
+    pub features: ChannelFeatures,
+    /// The connection is subscribed already (subscribing again, to resume): it is present.
+    pub again: bool,
 }
 
 impl Node {
@@ -80,7 +94,8 @@ impl Node {
             user,
             channel,
             since,
-            keep,
+            features,
+            again,
         } = request;
         let key = channel_key(channel);
         if self.hub.join(&key, conn, &user.id, outbox) {
@@ -89,17 +104,17 @@ impl Node {
                 return Err(err);
             }
         }
-        let answer = match keep {
-            Some(keep) => self.kept_answer(&key, since, keep).await,
-            None => Ok(KeptAnswer {
-                recovered: since.map(|_| false),
-                ..KeptAnswer::default()
-            }),
-        };
-        let answer = match answer {
+        let answer = match self
+            .subscribed_answer(&key, conn, user, since, features, again)
+            .await
+        {
             Ok(answer) => answer,
             Err(err) => {
-                if let Err(cleanup) = self.unsubscribe_channel(conn, channel).await {
+                let user = Some(user);
+                if let Err(cleanup) = self
+                    .unsubscribe_channel(conn, user, channel, features)
+                    .await
+                {
                     tracing::warn!(channel, error = %cleanup, "could not undo a failed subscribe");
                 }
                 return Err(err);
@@ -118,9 +133,47 @@ impl Node {
                     offset: kept.offset.to_string(),
                 })
                 .collect(),
+            presence: answer.presence,
         });
         self.hub.admit(&key, conn, frame, floor);
         Ok(())
+    }
+
+    /// Registers the subscriber's presence (announcing a user new to the channel) and reads
+    /// what the answer holds: the kept history and who is here.
+    async fn subscribed_answer(
+        &self,
+        key: &str,
+        conn: ConnectionId,
+        user: &User,
+        since: Option<Position>,
+        features: ChannelFeatures,
+        again: bool,
+    ) -> EngineResult<KeptAnswer> {
+        let presence = &self.engine.presence;
+        let new_here = features.presence && !again && presence.join(key, conn, user).await?;
+        if new_here && features.join_leave {
+            let joined = ServerMsg::Joined {
+                channel: channel_of(key).unwrap_or(key).to_string(),
+                user_id: user.id.clone(),
+                name: user.name.clone(),
+            };
+            self.engine
+                .broker
+                .publish(key, encode(&joined), Some(conn))
+                .await?;
+        }
+        let mut answer = match features.keep {
+            Some(keep) => self.kept_answer(key, since, keep).await?,
+            None => KeptAnswer {
+                recovered: since.map(|_| false),
+                ..KeptAnswer::default()
+            },
+        };
+        if features.presence {
+            answer.presence = Some(presence.members(key).await?);
+        }
+        Ok(answer)
     }
 
     /// What a subscriber to a channel with history is given: exactly what came after `since`
@@ -145,6 +198,7 @@ impl Node {
                     publications,
                     recovered: Some(true),
                     epoch: Some(read.epoch),
+                    presence: None,
                 });
             }
         }
@@ -155,14 +209,38 @@ impl Node {
             publications: read.found,
             recovered: since.map(|_| false),
             epoch: Some(read.epoch),
+            presence: None,
         })
     }
 
-    /// Ends the connection's subscription; the last local subscriber unsubscribes the instance.
-    pub async fn unsubscribe_channel(&self, conn: ConnectionId, channel: &str) -> EngineResult<()> {
+    /// Ends the connection's subscription: the last local subscriber unsubscribes the
+    /// instance; where presence is tracked, the connection leaves it, and a user with no other
+    /// connection there is announced as gone (`user` is None for a connection that never
+    /// signed in).
+    pub async fn unsubscribe_channel(
+        &self,
+        conn: ConnectionId,
+        user: Option<&User>,
+        channel: &str,
+        features: ChannelFeatures,
+    ) -> EngineResult<()> {
         let key = channel_key(channel);
         if self.hub.leave(&key, conn) {
             self.engine.broker.unsubscribe(&key).await?;
+        }
+        let Some(user) = user.filter(|_| features.presence) else {
+            return Ok(());
+        };
+        if self.engine.presence.leave(&key, conn, user).await? && features.join_leave {
+            let left = ServerMsg::Left {
+                channel: channel.to_string(),
+                user_id: user.id.clone(),
+                name: user.name.clone(),
+            };
+            self.engine
+                .broker
+                .publish(&key, encode(&left), None)
+                .await?;
         }
         Ok(())
     }
@@ -199,4 +277,5 @@ struct KeptAnswer {
     epoch: Option<String>,
     /// The newest publication the subscriber has once it read the answer.
     floor: Option<MessageId>,
+    presence: Option<Vec<Member>>,
 }

@@ -15,7 +15,7 @@
 //! a room or not.
 
 mod channels;
-pub use channels::{check_data, SubscribeRequest};
+pub use channels::{check_data, ChannelFeatures, SubscribeRequest};
 mod reading;
 
 use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};

@@ -141,10 +141,11 @@ impl Dispatch {
             }
         }
         for channel in std::mem::take(&mut self.channels) {
+            let features = self.state.namespaces().features(&channel);
             if let Err(err) = self
                 .state
                 .node()
-                .unsubscribe_channel(self.id, &channel)
+                .unsubscribe_channel(self.id, self.user.as_ref(), &channel, features)
                 .await
             {
                 tracing::warn!(channel, error = %err, "could not unsubscribe on disconnect");
@@ -254,7 +255,7 @@ impl Dispatch {
                 self.subscribe(user, &channel, since).await
             }
             ClientMsg::Unsubscribe { channel } => {
-                self.user()?;
+                let user = self.user()?;
                 let channel = validate::channel(&channel)?;
                 if !self.channels.remove(channel) {
                     return Err(refuse(
@@ -262,9 +263,10 @@ impl Dispatch {
                         format!("subscribe to “{channel}” first"),
                     ));
                 }
+                let features = self.state.namespaces().features(channel);
                 self.state
                     .node()
-                    .unsubscribe_channel(self.id, channel)
+                    .unsubscribe_channel(self.id, Some(&user), channel, features)
                     .await?;
                 self.send(&ServerMsg::Unsubscribed {
                     channel: channel.to_string(),
@@ -292,8 +294,9 @@ impl Dispatch {
                 format!("a connection may join at most {limit} rooms and channels"),
             ));
         }
-        let keep = self.state.namespaces().retention(channel);
-        self.state
+        let again = self.channels.contains(channel);
+        let subscribed = self
+            .state
             .node()
             .subscribe_channel(SubscribeRequest {
                 conn: self.id,
@@ -301,11 +304,21 @@ impl Dispatch {
                 user: &user,
                 channel,
                 since,
-                keep,
+                features: self.state.namespaces().features(channel),
+                again,
             })
-            .await?;
-        self.channels.insert(channel.to_string());
-        Ok(())
+            .await;
+        match subscribed {
+            Ok(()) => {
+                self.channels.insert(channel.to_string());
+                Ok(())
+            }
+            // A subscription that fails is undone: also one that was there before.
+            Err(err) => {
+                self.channels.remove(channel);
+                Err(err.into())
+            }
+        }
     }
 
     async fn publish(
@@ -316,8 +329,12 @@ impl Dispatch {
     ) -> Result<(), Refusal> {
         let channel = self.state.namespaces().may_publish(channel, &user)?;
         check_data(&data, self.state.config().max_publication_bytes)?;
-        self.state.limits().send(&user.id, channel)?;
-        let keep = self.state.namespaces().retention(channel);
+        let namespaces = self.state.namespaces();
+        match namespaces.publish_rate(channel) {
+            Some((namespace, rate)) => self.state.limits().publish(&user.id, namespace, rate)?,
+            None => self.state.limits().send(&user.id, channel)?,
+        }
+        let keep = namespaces.features(channel).keep;
         self.state.node().publish(channel, data, keep).await?;
         Ok(())
     }

@@ -10,7 +10,7 @@
 
 use super::RedisEngine;
 use crate::engine::now_ms;
-use crate::wire::{encode, Envelope};
+use crate::wire::{channel_of, encode, namespace_of, Envelope};
 use app::protocol::ServerMsg;
 use redis::AsyncCommands;
 use std::collections::{HashMap, HashSet};
@@ -139,12 +139,27 @@ async fn clean_up(engine: &RedisEngine, dead: &str) -> redis::RedisResult<()> {
                 }
             }
         }
-        for (user_id, name) in gone {
-            let left = ServerMsg::UserLeft {
+        let left_event = |user_id: &str, name: &str| match channel_of(room) {
+            None => Some(ServerMsg::UserLeft {
                 room_id: room.clone(),
                 user_id: user_id.to_string(),
                 name: name.to_string(),
                 timestamp: now_ms(),
+            }),
+            // A channel's, where its namespace announces departures.
+            Some(channel) => engine
+                .config
+                .channel_leaves
+                .contains(namespace_of(channel))
+                .then(|| ServerMsg::Left {
+                    channel: channel.to_string(),
+                    user_id: user_id.to_string(),
+                    name: name.to_string(),
+                }),
+        };
+        for (user_id, name) in gone {
+            let Some(left) = left_event(user_id, name) else {
+                continue;
             };
             let payload = Envelope {
                 origin: None,

@@ -104,6 +104,9 @@ pub struct RedisConfig {
     /// How long a probe may take before the subscriber connection counts as wedged.
     pub probe_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Channel namespaces that announce departures (`join_leave`): the users of a dead
+    /// instance are announced as `left` there, as they are in rooms.
+    pub channel_leaves: Arc<HashSet<String>>,
 }
 
 /// What this instance has registered in presence, to register it again after its lease was
