@@ -158,10 +158,25 @@ pub enum ClientMsg {
     Unsubscribe {
         channel: String,
     },
-    /// Sends `data` (any JSON value) to every subscriber of the channel, on every instance.
+    /// Sends `data` (any JSON value) to every subscriber of the channel, on every instance;
+    /// in a queue namespace, adds it as a job for the channel's worker groups.
     Publish {
         channel: String,
         data: serde_json::Value,
+    },
+    /// Become a worker of `group` on the queue `channel`: its jobs are pushed as `job`, at most
+    /// `prefetch` (default 1) unfinished at a time; each goes to one worker of the group.
+    Work {
+        channel: String,
+        group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefetch: Option<u32>,
+    },
+    /// A job of this connection's is finished: it is acknowledged and never given again.
+    Done {
+        channel: String,
+        group: String,
+        id: String,
     },
 }
 
@@ -268,6 +283,26 @@ pub enum ServerMsg {
         user_id: String,
         name: String,
     },
+    /// The answer to `work`: jobs follow.
+    Working {
+        channel: String,
+        group: String,
+    },
+    /// A job for this worker. `attempt` counts its deliveries (more than 1: an earlier worker
+    /// did not finish it in time); `id` is the same every time, for deduplication.
+    Job {
+        channel: String,
+        group: String,
+        id: String,
+        data: serde_json::Value,
+        attempt: u32,
+    },
+    /// The answer to `done`: the job is acknowledged.
+    Done {
+        channel: String,
+        group: String,
+        id: String,
+    },
     Unsubscribed {
         channel: String,
     },
@@ -370,6 +405,11 @@ pub enum ErrorCode {
     /// The channel's namespace does not allow this (subscribe to another user's channel,
     /// publish where only the server may).
     Forbidden,
+    /// `work` or `done` on a channel whose namespace is no queue.
+    NotAQueue,
+    /// `done` for a job this connection does not hold (never given, finished, or given to
+    /// another worker after its time ran out).
+    UnknownJob,
 }
 
 impl ErrorCode {
@@ -402,6 +442,8 @@ impl ErrorCode {
             ErrorCode::DataTooLarge => "data_too_large",
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotAQueue => "not_a_queue",
+            ErrorCode::UnknownJob => "unknown_job",
         }
     }
 }
@@ -640,6 +682,8 @@ mod tests {
             ErrorCode::InvalidJson,
             ErrorCode::TooManyRooms,
             ErrorCode::InvalidClientMsgId,
+            ErrorCode::NotAQueue,
+            ErrorCode::UnknownJob,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

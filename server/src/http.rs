@@ -49,7 +49,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, code.as_str(), message)
     }
 }
@@ -93,10 +93,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub type ApiResult = Result<Response, ApiError>;
 
 /// Parses a JSON body, answering a clear 400 (not axum's plain-text rejection) when it is bad.
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| {
         let message = err.to_string();
         let message = message.split(" at line ").next().unwrap_or_default();
@@ -293,6 +293,31 @@ struct PublishBody {
 /// Most publications in one batch request.
 pub const PUBLISH_BATCH_MAX: usize = 100;
 
+/// The name of the valid API key the request presents, or 401 `invalid_api_key`.
+pub fn api_key_name(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let unauthorized = |message: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidApiKey.as_str(),
+            message,
+        )
+    };
+    if !state.api_keys().configured() {
+        return Err(unauthorized(
+            "no API keys are configured on this server (--api-keys-file)",
+        ));
+    }
+    let Some(key) = presented_key(headers) else {
+        return Err(unauthorized(
+            "send the API key as `Authorization: Bearer <key>`",
+        ));
+    };
+    state
+        .api_keys()
+        .verify(key)
+        .ok_or_else(|| unauthorized("unknown or revoked API key"))
+}
+
 /// The API key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
@@ -307,26 +332,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 /// The server API: a backend publishes to channels with an API key, without a WebSocket.
 /// Every publication is checked before any is sent; `{"published": n}` answers.
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let unauthorized = |message: &str| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::InvalidApiKey.as_str(),
-            message,
-        )
-    };
-    if !state.api_keys().configured() {
-        return Err(unauthorized(
-            "no API keys are configured on this server (--api-keys-file)",
-        ));
-    }
-    let Some(key) = presented_key(&headers) else {
-        return Err(unauthorized(
-            "send the API key as `Authorization: Bearer <key>`",
-        ));
-    };
-    let Some(name) = state.api_keys().verify(key) else {
-        return Err(unauthorized("unknown or revoked API key"));
-    };
+    let name = api_key_name(&state, &headers)?;
     let request: PublishBody = parse_body(&body)?;
     let publications = match request {
         PublishBody {
@@ -359,12 +365,22 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     let total = publications.len();
     let mut offsets = Vec::with_capacity(total);
     for (published, publication) in publications.into_iter().enumerate() {
-        let keep = state.namespaces().features(&publication.channel).keep;
-        match state
-            .node()
-            .publish(&publication.channel, publication.data, keep)
-            .await
-        {
+        let namespaces = state.namespaces();
+        let sent = match namespaces.queue(&publication.channel) {
+            Some(rules) => state
+                .node()
+                .enqueue(&publication.channel, &publication.data, rules)
+                .await
+                .map(Some),
+            None => {
+                let keep = namespaces.features(&publication.channel).keep;
+                state
+                    .node()
+                    .publish(&publication.channel, publication.data, keep)
+                    .await
+            }
+        };
+        match sent {
             Ok(offset) => offsets.push(offset.map(|id| id.to_string())),
             Err(err) => {
                 tracing::warn!(error = %err, key = name, "publish failed");

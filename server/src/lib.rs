@@ -40,6 +40,7 @@ pub mod engine;
 pub mod guard;
 pub mod http;
 pub mod hub;
+pub mod jobs_api;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
@@ -165,6 +166,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
             max_rooms: config.max_rooms_per_connection,
             guest_rooms_ttl: std::time::Duration::from_secs(config.session_max_age_secs),
         },
+        &server_id,
     );
     let leptos = LeptosOptions::builder()
         .output_name("confab")
@@ -210,6 +212,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/accounts", post(http::register))
         .route("/api/publish", post(http::publish))
+        .route("/api/jobs/claim", post(jobs_api::claim))
+        .route("/api/jobs/done", post(jobs_api::done))
         .route("/api/login", post(http::login))
         .route("/api/online-users", get(http::online_users))
         .route("/api/rooms", get(http::rooms))

@@ -20,6 +20,10 @@
 //! - `presence`: who is subscribed is tracked (per user, across instances) and given with
 //!   `subscribed`; `join_leave` (needs `presence`) announces a user's first subscription and
 //!   last unsubscription as `joined` / `left`.
+//! - `queue: {ack_timeout, max_deliveries, size}`: a queue namespace. Publishing adds a job;
+//!   `work` (allowed by the `subscribe` rule) takes jobs as one worker of a group, each job
+//!   going to one worker of every group (see [`crate::node`]'s workers). Defaults: 30 s,
+//!   5 deliveries, 100,000 jobs kept.
 //! - `publish_rate` (per second, per user) and `publish_burst`: the namespace's own budget for
 //!   publications from connections (the server API is not limited); without, a user's
 //!   publications share their chat send rate.
@@ -30,7 +34,7 @@
 //! do not allow, with `forbidden`. Unknown fields in the file stop the start (a typo must not
 //! silently open a namespace).
 
-use crate::engine::Retention;
+use crate::engine::{QueueRules, Retention};
 use crate::limits::Rate;
 use crate::node::ChannelFeatures;
 use crate::wire::namespace_of;
@@ -80,6 +84,36 @@ pub struct Rules {
     /// How many of them at once (default: the rate, at least 1).
     #[serde(default)]
     pub publish_burst: Option<u32>,
+    /// A queue namespace: its channels hold jobs for worker groups instead of publications.
+    #[serde(default)]
+    pub queue: Option<QueueSettings>,
+}
+
+/// A queue namespace's settings, as the file gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Seconds a worker has to finish a job before it is given to another.
+    #[serde(default = "QueueSettings::default_ack_timeout")]
+    pub ack_timeout: u64,
+    /// Deliveries before an unfinished job is dropped.
+    #[serde(default = "QueueSettings::default_max_deliveries")]
+    pub max_deliveries: u32,
+    /// Jobs kept per queue (the oldest beyond it are trimmed, done or not).
+    #[serde(default = "QueueSettings::default_size")]
+    pub size: usize,
+}
+
+impl QueueSettings {
+    fn default_ack_timeout() -> u64 {
+        30
+    }
+    fn default_max_deliveries() -> u32 {
+        5
+    }
+    fn default_size() -> usize {
+        100_000
+    }
 }
 
 /// Most publications a namespace may keep per channel.
@@ -95,6 +129,7 @@ const OPEN: Rules = Rules {
     join_leave: false,
     publish_rate: 0.0,
     publish_burst: None,
+    queue: None,
 };
 
 impl Rules {
@@ -129,6 +164,18 @@ impl Rules {
             return Err(format!(
                 "{name}: history_size and history_ttl (seconds) are set together"
             ));
+        }
+        if let Some(queue) = self.queue {
+            if self.history_size > 0 || self.presence {
+                return Err(format!(
+                    "{name}: a queue keeps jobs, not history or presence"
+                ));
+            }
+            if queue.ack_timeout == 0 || queue.max_deliveries == 0 || queue.size == 0 {
+                return Err(format!(
+                    "{name}: a queue's ack_timeout, max_deliveries and size are at least 1"
+                ));
+            }
         }
         if self.join_leave && !self.presence {
             return Err(format!("{name}: join_leave needs presence"));
@@ -212,6 +259,32 @@ impl Namespaces {
             .unwrap_or_default()
     }
 
+    /// The queue rules of `channel`'s namespace, if it is a queue namespace.
+    pub fn queue(&self, channel: &str) -> Option<QueueRules> {
+        let queue = self.rules.get(split(channel).0)?.queue?;
+        Some(QueueRules {
+            ack_timeout: Duration::from_secs(queue.ack_timeout),
+            max_deliveries: queue.max_deliveries,
+            size: queue.size,
+        })
+    }
+
+    /// Whether `user` may work on the queue `channel` (a subscriber's rules); its rules.
+    pub fn may_work<'a>(
+        &self,
+        channel: &'a str,
+        user: &User,
+    ) -> Result<(&'a str, QueueRules), Invalid> {
+        let channel = self.may_subscribe_to_any(channel, user)?;
+        match self.queue(channel) {
+            Some(rules) => Ok((channel, rules)),
+            None => Err(Invalid::new(
+                ErrorCode::NotAQueue,
+                format!("“{channel}” is not in a queue namespace"),
+            )),
+        }
+    }
+
     /// The namespaces that announce joins and leaves.
     pub fn announcing_leaves(&self) -> std::collections::HashSet<String> {
         self.rules
@@ -250,8 +323,20 @@ impl Namespaces {
         !namespace.is_empty() && rest == user.id
     }
 
-    /// Whether `user` may subscribe to `channel`; the channel, checked.
+    /// Whether `user` may subscribe to `channel`; the channel, checked. A queue's channel is
+    /// worked on, not subscribed to.
     pub fn may_subscribe<'a>(&self, channel: &'a str, user: &User) -> Result<&'a str, Invalid> {
+        let channel = self.may_subscribe_to_any(channel, user)?;
+        if self.queue(channel).is_some() {
+            return Err(forbidden(format!(
+                "“{channel}” is a queue: take its jobs with `work`"
+            )));
+        }
+        Ok(channel)
+    }
+
+    /// The subscribe rule alone (it also decides who may work on a queue).
+    fn may_subscribe_to_any<'a>(&self, channel: &'a str, user: &User) -> Result<&'a str, Invalid> {
         let (channel, rules) = self.rules(channel)?;
         match rules.subscribe {
             Subscribers::SignedIn => Ok(channel),

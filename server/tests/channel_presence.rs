@@ -158,24 +158,8 @@ async fn a_killed_instances_subscribers_leave_presence() {
     let redis = Redises::standalone().await;
     let file = namespaces();
     let survivor = redis_instance_with(&redis, "kill", |c| with_namespaces(c, &file)).await;
-    let port = common::free_port();
-    let mut victim = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("REDIS_URL", common::RedisTarget::url(&redis))
-        .env("CONFAB_REDIS_PREFIX", "kill")
-        .env("CONFAB_PRESENCE_LEASE_SECS", "2")
-        .env("CONFAB_PRESENCE_REFRESH_SECS", "1")
-        .env("CONFAB_NAMESPACES_FILE", file.path())
-        .env("CONFAB_LOG", "warn")
-        .spawn()
-        .expect("confab starts");
-    common::eventually(Duration::from_secs(20), "victim listening", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
+    let namespaces = ("CONFAB_NAMESPACES_FILE", file.path());
+    let (mut victim, port) = common::spawn_instance(&redis, "kill", &[namespaces]).await;
 
     let mut ana = survivor.client("Ana").await;
     subscribe(&mut ana, "live:match").await;

@@ -51,6 +51,7 @@ pub struct MemoryEngine {
     counters: Mutex<Expiring<String, u64>>,
     /// Held, like `history`, while a kept publication is delivered.
     channels: Mutex<super::memory_channels::ChannelLogs>,
+    queues: Mutex<super::memory_queues::QueueMap>,
 }
 
 /// A user's followed rooms in the order they came, each with its read position.
@@ -139,11 +140,16 @@ impl MemoryEngine {
             reading: Mutex::default(),
             counters: Mutex::default(),
             channels: Mutex::default(),
+            queues: Mutex::default(),
         }
     }
 
     pub(super) fn channel_logs(&self) -> MutexGuard<'_, super::memory_channels::ChannelLogs> {
         lock(&self.channels)
+    }
+
+    pub(super) fn queues(&self) -> MutexGuard<'_, super::memory_queues::QueueMap> {
+        lock(&self.queues)
     }
 
     pub(super) fn delivery(&self) -> &Arc<dyn LocalDelivery> {

@@ -5,6 +5,7 @@
 //! - [`Broker`]: ephemeral room events (typing, joins) to every instance with members there.
 //! - [`History`]: stored messages; `post` stores and publishes in one atomic step.
 //! - [`ChannelHistory`]: the kept publications of channels whose namespace keeps history.
+//! - [`Queues`]: jobs for worker groups, each acknowledged by one worker (at least once).
 //! - [`Presence`]: who is connected, per room and overall, aggregated per user.
 //! - [`Sessions`]: session records by id (the hash of the token), and ending them everywhere.
 //! - [`Accounts`]: registered users and their password hashes.
@@ -22,6 +23,7 @@
 
 pub mod memory;
 mod memory_channels;
+mod memory_queues;
 pub mod redis;
 pub mod rules;
 pub mod shards;
@@ -235,6 +237,61 @@ pub trait ChannelHistory: Send + Sync {
     ) -> EngineResult<KeptRead<Resume<Kept>>>;
 }
 
+/// A queue namespace's settings (see [`crate::namespaces`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueRules {
+    /// A job not done this long after it was given is given again (to any worker).
+    pub ack_timeout: Duration,
+    /// A job given this many times without being done is dropped (and logged).
+    pub max_deliveries: u32,
+    /// Jobs kept per queue; the oldest beyond it are trimmed, done or not.
+    pub size: usize,
+}
+
+/// A job as a worker gets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub id: MessageId,
+    pub data: serde_json::Value,
+    /// How many times it was given, this one included.
+    pub attempt: u32,
+}
+
+/// Work queues: each job goes to one consumer of each group, and again after `ack_timeout`
+/// until it is acknowledged (at least once). Queues are named by their channel.
+#[async_trait]
+pub trait Queues: Send + Sync {
+    /// Adds a job; its id.
+    async fn enqueue(
+        &self,
+        queue: &str,
+        data: &serde_json::Value,
+        rules: QueueRules,
+    ) -> EngineResult<MessageId>;
+    /// Up to `count` jobs for `consumer` in `group`: first those whose time ran out (given
+    /// again), then new ones. Jobs past `max_deliveries` are dropped on the way.
+    async fn claim(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        rules: QueueRules,
+    ) -> EngineResult<Vec<Job>>;
+    /// Acknowledges a job of `group`: false when it was not pending (done already, or trimmed).
+    async fn ack(&self, queue: &str, group: &str, id: MessageId) -> EngineResult<bool>;
+    /// Gives jobs that `consumer` holds back at once (their worker went away), without waiting
+    /// for their time to run out.
+    async fn release(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[MessageId],
+        rules: QueueRules,
+    ) -> EngineResult<()>;
+}
+
 /// Who is here. Entries are per connection; readers see one [`Member`] per user.
 #[async_trait]
 pub trait Presence: Send + Sync {
@@ -403,6 +460,7 @@ pub struct Engine {
     pub broker: Arc<dyn Broker>,
     pub history: Arc<dyn History>,
     pub channels: Arc<dyn ChannelHistory>,
+    pub queues: Arc<dyn Queues>,
     pub presence: Arc<dyn Presence>,
     pub sessions: Arc<dyn Sessions>,
     pub accounts: Arc<dyn Accounts>,
@@ -439,6 +497,7 @@ impl Engine {
         E: Broker
             + History
             + ChannelHistory
+            + Queues
             + Presence
             + Sessions
             + Accounts
@@ -451,6 +510,7 @@ impl Engine {
             broker: engine.clone(),
             history: engine.clone(),
             channels: engine.clone(),
+            queues: engine.clone(),
             presence: engine.clone(),
             sessions: engine.clone(),
             accounts: engine.clone(),

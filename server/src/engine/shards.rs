@@ -31,8 +31,9 @@
 use super::redis::RedisEngine;
 use super::{
     AccountRecord, Accounts, Broker, CatchUpFrom, ChannelHistory, Counters, Draft, EngineResult,
-    Follow, History, Kept, KeptRead, Lifecycle, LocalDelivery, Position, Posted, Presence, Reading,
-    Resume, Retention, SessionId, SessionRecord, Sessions, WindowCount,
+    Follow, History, Job, Kept, KeptRead, Lifecycle, LocalDelivery, Position, Posted, Presence,
+    QueueRules, Queues, Reading, Resume, Retention, SessionId, SessionRecord, Sessions,
+    WindowCount,
 };
 use crate::wire::{ConnectionId, Frame};
 use app::protocol::{ChatMessage, HistoryPage, Member, User};
@@ -223,6 +224,45 @@ impl ChannelHistory for ShardedEngine {
         keep: Retention,
     ) -> EngineResult<KeptRead<Resume<Kept>>> {
         self.of(channel).kept_since(channel, after, max, keep).await
+    }
+}
+
+#[async_trait]
+impl Queues for ShardedEngine {
+    async fn enqueue(
+        &self,
+        queue: &str,
+        data: &serde_json::Value,
+        rules: QueueRules,
+    ) -> EngineResult<MessageId> {
+        self.of(queue).enqueue(queue, data, rules).await
+    }
+    async fn claim(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        rules: QueueRules,
+    ) -> EngineResult<Vec<Job>> {
+        self.of(queue)
+            .claim(queue, group, consumer, count, rules)
+            .await
+    }
+    async fn ack(&self, queue: &str, group: &str, id: MessageId) -> EngineResult<bool> {
+        self.of(queue).ack(queue, group, id).await
+    }
+    async fn release(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[MessageId],
+        rules: QueueRules,
+    ) -> EngineResult<()> {
+        self.of(queue)
+            .release(queue, group, consumer, ids, rules)
+            .await
     }
 }
 

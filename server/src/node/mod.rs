@@ -17,6 +17,8 @@
 mod channels;
 pub use channels::{check_data, ChannelFeatures, SubscribeRequest};
 mod reading;
+mod workers;
+pub use workers::PREFETCH_MAX;
 
 use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};
 use crate::hub::{Hub, Outbox};
@@ -43,6 +45,7 @@ pub struct Node {
     hub: Arc<Hub>,
     engine: Engine,
     settings: NodeSettings,
+    workers: Arc<workers::Workers>,
 }
 
 /// A connection asking to join a room.
@@ -67,8 +70,10 @@ struct Answer {
 }
 
 impl Node {
-    pub fn new(hub: Arc<Hub>, engine: Engine, settings: NodeSettings) -> Self {
+    /// `server_id`: this instance's consumer name in worker groups.
+    pub fn new(hub: Arc<Hub>, engine: Engine, settings: NodeSettings, server_id: &str) -> Self {
         Node {
+            workers: workers::Workers::new(engine.queues.clone(), server_id.to_string()),
             hub,
             engine,
             settings,

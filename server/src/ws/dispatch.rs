@@ -6,7 +6,7 @@
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
 use crate::limits::{ConnectionSlot, Limited};
-use crate::node::{check_data, JoinRequest, SubscribeRequest};
+use crate::node::{check_data, JoinRequest, SubscribeRequest, PREFETCH_MAX};
 use crate::state::AppState;
 use crate::wire::{encode, ConnectionId};
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
@@ -28,6 +28,8 @@ pub struct Dispatch {
     rooms: HashSet<String>,
     /// Channels subscribed on this connection ([`crate::node`]'s channels).
     channels: HashSet<String>,
+    /// The worker groups this connection works in: (queue, group).
+    working: HashSet<(String, String)>,
     errors_window_start: Instant,
     errors_in_window: u32,
 }
@@ -106,6 +108,7 @@ impl Dispatch {
             slot: None,
             rooms: HashSet::new(),
             channels: HashSet::new(),
+            working: HashSet::new(),
             errors_window_start: Instant::now(),
             errors_in_window: 0,
         }
@@ -151,6 +154,9 @@ impl Dispatch {
                 tracing::warn!(channel, error = %err, "could not unsubscribe on disconnect");
             }
         }
+        if !std::mem::take(&mut self.working).is_empty() {
+            self.state.node().stop_working(self.id).await;
+        }
         if self.user.is_some() {
             if let Err(err) = self.state.node().disconnect(self.id).await {
                 tracing::warn!(error = %err, "could not remove connection from presence");
@@ -190,7 +196,9 @@ impl Dispatch {
             },
             ClientMsg::Subscribe { channel, .. }
             | ClientMsg::Unsubscribe { channel }
-            | ClientMsg::Publish { channel, .. } => About {
+            | ClientMsg::Publish { channel, .. }
+            | ClientMsg::Work { channel, .. }
+            | ClientMsg::Done { channel, .. } => About {
                 channel: Some(channel.clone()),
                 ..About::default()
             },
@@ -277,6 +285,43 @@ impl Dispatch {
                 let user = self.user()?;
                 self.publish(user, &channel, data).await
             }
+            ClientMsg::Work {
+                channel,
+                group,
+                prefetch,
+            } => {
+                let user = self.user()?;
+                self.work(user, &channel, &group, prefetch.unwrap_or(1))
+            }
+            ClientMsg::Done { channel, group, id } => {
+                let user = self.user()?;
+                let (channel, _) = self.state.namespaces().may_work(&channel, &user)?;
+                let group = validate::channel(&group)?;
+                let unknown = || {
+                    refuse(
+                        ErrorCode::UnknownJob,
+                        format!(
+                            "this connection holds no job “{}” of {group}",
+                            id.chars().take(40).collect::<String>()
+                        ),
+                    )
+                };
+                let id = MessageId::parse(&id).map_err(|_| unknown())?;
+                if !self
+                    .state
+                    .node()
+                    .job_done(self.id, channel, group, id)
+                    .await?
+                {
+                    return Err(unknown());
+                }
+                self.send(&ServerMsg::Done {
+                    channel: channel.to_string(),
+                    group: group.to_string(),
+                    id: id.to_string(),
+                });
+                Ok(())
+            }
         }
     }
 
@@ -288,7 +333,8 @@ impl Dispatch {
     ) -> Result<(), Refusal> {
         let channel = self.state.namespaces().may_subscribe(channel, &user)?;
         let limit = self.state.config().max_rooms_per_connection;
-        if !self.channels.contains(channel) && self.rooms.len() + self.channels.len() >= limit {
+        let taken = self.rooms.len() + self.channels.len() + self.working.len();
+        if !self.channels.contains(channel) && taken >= limit {
             return Err(refuse(
                 ErrorCode::TooManyRooms,
                 format!("a connection may join at most {limit} rooms and channels"),
@@ -321,6 +367,43 @@ impl Dispatch {
         }
     }
 
+    /// Becomes a worker of `group` on the queue `channel`.
+    fn work(
+        &mut self,
+        user: User,
+        channel: &str,
+        group: &str,
+        prefetch: u32,
+    ) -> Result<(), Refusal> {
+        let (channel, rules) = self.state.namespaces().may_work(channel, &user)?;
+        let group = validate::channel(group)?;
+        if !(1..=PREFETCH_MAX).contains(&prefetch) {
+            return Err(refuse(
+                ErrorCode::InvalidMessage,
+                format!("prefetch is 1 to {PREFETCH_MAX} jobs"),
+            ));
+        }
+        let key = (channel.to_string(), group.to_string());
+        let limit = self.state.config().max_rooms_per_connection;
+        if !self.working.contains(&key)
+            && self.rooms.len() + self.channels.len() + self.working.len() >= limit
+        {
+            return Err(refuse(
+                ErrorCode::TooManyRooms,
+                format!("a connection may join at most {limit} rooms, channels and worker groups"),
+            ));
+        }
+        self.state
+            .node()
+            .work(self.id, &self.outbox, channel, group, prefetch, rules);
+        self.working.insert(key);
+        self.send(&ServerMsg::Working {
+            channel: channel.to_string(),
+            group: group.to_string(),
+        });
+        Ok(())
+    }
+
     async fn publish(
         &mut self,
         user: User,
@@ -333,6 +416,10 @@ impl Dispatch {
         match namespaces.publish_rate(channel) {
             Some((namespace, rate)) => self.state.limits().publish(&user.id, namespace, rate)?,
             None => self.state.limits().send(&user.id, channel)?,
+        }
+        if let Some(rules) = namespaces.queue(channel) {
+            self.state.node().enqueue(channel, &data, rules).await?;
+            return Ok(());
         }
         let keep = namespaces.features(channel).keep;
         self.state.node().publish(channel, data, keep).await?;

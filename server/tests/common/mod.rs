@@ -733,3 +733,33 @@ where
     }
     panic!("not within {limit:?}: {what}");
 }
+
+/// The real binary on a free port against `redis` (one Redis), with short presence leases and
+/// `env` on top, once it listens: an instance a test can kill with SIGKILL. Its port too.
+pub async fn spawn_instance(
+    redis: &impl RedisTarget,
+    prefix: &str,
+    env: &[(&str, String)],
+) -> (std::process::Child, u16) {
+    let port = free_port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_confab"));
+    command
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("REDIS_URL", redis.url())
+        .env("CONFAB_REDIS_PREFIX", prefix)
+        .env("CONFAB_PRESENCE_LEASE_SECS", "2")
+        .env("CONFAB_PRESENCE_REFRESH_SECS", "1")
+        .env("CONFAB_LOG", "warn");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("confab starts");
+    eventually(
+        Duration::from_secs(20),
+        "the instance listening",
+        || async { TcpStream::connect(("127.0.0.1", port)).await.is_ok() },
+    )
+    .await;
+    (child, port)
+}

@@ -106,6 +106,10 @@ impl Keys {
     pub fn control(&self) -> String {
         format!("{}:control", self.prefix)
     }
+    /// A work queue's jobs (a Stream with a consumer group per worker group).
+    pub fn queue(&self, queue: &str) -> String {
+        format!("{}:queue:{}:jobs", self.prefix, self.tag(queue))
+    }
 }
 
 #[cfg(test)]

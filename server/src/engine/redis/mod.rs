@@ -22,6 +22,8 @@
 //!   (`P:room:{#name}:log`, `:epoch`, `:ch`): a Stream of publications (`d`: the data),
 //!   capped at the namespace's size, and both it and the epoch expire together, the
 //!   namespace's retention after the last publication ([`channels`]);
+//! - `P:queue:{name}:jobs`: a work queue's jobs, a Stream capped at the namespace's size,
+//!   with a consumer group per worker group and a consumer per instance ([`queues`]);
 //! - `P:room:{room}:members`: connection (`sid/n`) → `user\tname`, for presence in the room;
 //! - `P:online`: the same for every authenticated connection;
 //! - `P:rooms`: room → newest message id (the room directory); `P:active-rooms`: rooms with
@@ -52,6 +54,7 @@ mod commands;
 mod keys;
 mod lease;
 mod pubsub;
+mod queues;
 mod records;
 mod room_index;
 mod scripts;
@@ -133,8 +136,12 @@ pub struct RedisEngine {
 
 /// The operations whose Redis latency is measured: every engine call that reaches Redis
 /// (the trait methods' names), `post` being the one on every message's path.
-const TIMED: [&str; 28] = [
+const TIMED: [&str; 32] = [
     "post",
+    "enqueue",
+    "claim",
+    "ack",
+    "release",
     "publish_kept",
     "recent",
     "kept_since",

@@ -175,6 +175,50 @@ return out
     ))
 });
 
+/// Up to ARGV[3] jobs of the queue KEYS[1] for consumer ARGV[2] of group ARGV[1] (made, from
+/// the oldest job kept, if missing): first those pending longer than ARGV[4] ms (XAUTOCLAIM,
+/// which counts the delivery), then new ones (XREADGROUP, not blocking). A job delivered more
+/// than ARGV[5] times is acknowledged unfinished, i.e. dropped. Reply: `dropped, id, data,
+/// deliveries, id, data, deliveries, ...` (all strings).
+pub static QUEUE_CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+local count = tonumber(ARGV[3])
+local out = {'0'}
+local dropped = 0
+local given = 0
+local start = '0-0'
+repeat
+  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], start, 'COUNT', count - given)
+  start = r[1]
+  for _, e in ipairs(r[2]) do
+    local id = e[1]
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    local deliveries = pending[1] and pending[1][4] or 1
+    if deliveries > tonumber(ARGV[5]) then
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+      dropped = dropped + 1
+    else
+      out[#out + 1] = id; out[#out + 1] = e[2][2]; out[#out + 1] = tostring(deliveries)
+      given = given + 1
+    end
+  end
+until start == '0-0' or given >= count
+if given < count then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - given, 'STREAMS', KEYS[1], '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do
+      out[#out + 1] = e[1]; out[#out + 1] = e[2][2]; out[#out + 1] = '1'
+    end
+  end
+end
+out[1] = tostring(dropped)
+return out
+"#,
+    )
+});
+
 /// The room's epoch (created when missing). KEYS: epoch. ARGV: epoch proposal.
 pub static EPOCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(epoch_lua!("1", "1"), "return epoch\n")));
