@@ -98,6 +98,25 @@ mod ssr {
 }
 
 /// The signed-in user, if any.
+/// Who may see the live dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Clearance {
+    SignedOut,
+    /// Signed in, but not as an operator (`--operators`).
+    NotOperator,
+    Operator,
+}
+
+#[server(prefix = "/fn", endpoint = "dashboard_access")]
+pub async fn dashboard_access() -> Result<Clearance, ServerFnError> {
+    let backend = ssr::backend()?;
+    Ok(match ssr::me(&backend).await? {
+        None => Clearance::SignedOut,
+        Some(user) if backend.is_operator(&user) => Clearance::Operator,
+        Some(_) => Clearance::NotOperator,
+    })
+}
+
 #[server(prefix = "/fn", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<User>, ServerFnError> {
     let backend = ssr::backend()?;

@@ -104,6 +104,9 @@ pub trait Backend: Send + Sync + 'static {
         room: &str,
         content: &str,
     ) -> Result<ChatMessage, BackendError>;
+    /// Whether the user may see the live dashboard (a registered account named in
+    /// `--operators`).
+    fn is_operator(&self, user: &User) -> bool;
     /// The longest message accepted, in bytes of UTF-8 (`--max-content-bytes`).
     fn max_content_bytes(&self) -> usize;
     /// Takes a room off the user's list.

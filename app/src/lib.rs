@@ -161,6 +161,7 @@ pub fn App() -> impl IntoView {
                     // reads without JavaScript (streamed chunks would need a script to show).
                     <Route path=StaticSegment("") view=pages::HomePage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("signin") view=pages::AccountPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("dashboard") view=pages::DashboardPage ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("rooms"), ParamSegment("room"))
                         view=pages::RoomPage

@@ -114,6 +114,11 @@ pub struct Config {
     #[arg(long, env = "CONFAB_GUESTS_PER_ADDRESS", default_value_t = 200)]
     pub guests_per_address: u64,
 
+    /// Usernames of the registered accounts that may see the live dashboard (`/dashboard`)
+    /// and subscribe to its channel. Comma separated; none: nobody.
+    #[arg(long, env = "CONFAB_OPERATORS", value_delimiter = ',')]
+    pub operators: Vec<String>,
+
     /// Origins (e.g. `https://chat.example.com`) allowed besides the server's own, for
     /// WebSocket upgrades and state-changing requests from browsers. Comma separated.
     #[arg(long, env = "CONFAB_ALLOWED_ORIGINS", value_delimiter = ',')]

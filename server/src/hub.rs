@@ -177,6 +177,7 @@ pub struct Hub {
     // await. Deliveries (the hot path) take the read side and run in parallel.
     registry: RwLock<Registry>,
     metrics: Arc<Metrics>,
+    stats: crate::stats::Stats,
 }
 
 impl Hub {
@@ -192,7 +193,13 @@ impl Hub {
             queue_frames: queue_frames.max(1),
             registry: RwLock::default(),
             metrics,
+            stats: crate::stats::Stats::default(),
         }
+    }
+
+    /// What the live dashboard shows of this instance.
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
     }
 
     /// What this instance counts for operators.
@@ -430,6 +437,8 @@ impl LocalDelivery for Hub {
                 reached += 1;
             }
         }
+        let age = message.map(|id| crate::engine::now_ms().saturating_sub(id.ms));
+        self.stats.delivered(reached, age);
         reached
     }
 

@@ -47,6 +47,7 @@ pub mod middleware;
 pub mod namespaces;
 pub mod node;
 pub mod state;
+pub mod stats;
 pub mod wire;
 pub mod ws;
 
@@ -305,6 +306,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let router = app(state.clone());
     let serve_state = state.clone();
+    let figures = tokio::spawn(stats::publish_every_second(state.clone()));
     let task = tokio::spawn(async move {
         let mut drained = stopped.clone();
         // Chat frames are small and latency-bound: send them at once (no Nagle delay).
@@ -322,6 +324,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         });
         let served = tokio::spawn(async move { serve.await });
         let _ = drained.wait_for(|stop| *stop).await;
+        figures.abort();
         drain(&serve_state).await;
         served
             .await

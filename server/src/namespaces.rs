@@ -116,6 +116,9 @@ impl QueueSettings {
     }
 }
 
+/// Confab's own namespace (the dashboard's channel, `confab:stats`): never configured.
+const RESERVED: &str = "confab";
+
 /// Most publications a namespace may keep per channel.
 pub const HISTORY_SIZE_MAX: usize = 10_000;
 
@@ -243,6 +246,11 @@ impl Namespaces {
         }) {
             return Err(format!(
                 "“{bad}” is not a namespace name (letters, digits, _ - . @ =)"
+            ));
+        }
+        if rules.contains_key(RESERVED) {
+            return Err(format!(
+                "the namespace “{RESERVED}” is Confab's own (its dashboard's figures)"
             ));
         }
         for (name, namespace) in &rules {
@@ -496,6 +504,10 @@ mod tests {
             (
                 r#"{"p": {"subscribe": "signed_in", "publish": "server", "join_leave": true}}"#,
                 "p: join_leave needs presence",
+            ),
+            (
+                r#"{"confab": {"subscribe": "signed_in", "publish": "server"}}"#,
+                "is Confab's own",
             ),
             (
                 r#"{"p": {"subscribe": "signed_in", "publish": "signed_in", "publish_rate": -1}}"#,

@@ -214,6 +214,15 @@ impl Backend for AppState {
         self.config().max_content_bytes
     }
 
+    fn is_operator(&self, user: &User) -> bool {
+        !user.guest
+            && self
+                .config()
+                .operators
+                .iter()
+                .any(|name| name.trim().eq_ignore_ascii_case(&user.name))
+    }
+
     async fn unfollow(&self, user: &User, room: &str) -> Result<(), BackendError> {
         let room = validate::room_id(room)?;
         Ok(self.node().unfollow(user, room).await?)

@@ -293,3 +293,33 @@ async fn a_bad_namespaces_file_stops_the_start() {
     };
     assert!(err.to_string().contains("unknown field `histroy`"), "{err}");
 }
+
+#[tokio::test]
+async fn operators_get_every_instances_figures_each_second_and_nobody_else_does() {
+    let server = TestServer::start_with(|c| c.operators = vec!["Boss".into()]).await;
+    let registered = server.register("boss", "correct horse").await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let token = registered.json()["token"].as_str().unwrap().to_string();
+    let mut boss = Client::signed_in(&server.ws_url(), &token).await;
+    subscribe(&mut boss, "confab:stats").await;
+    let figures = tokio::time::timeout(Duration::from_secs(3), boss.expect("publication"))
+        .await
+        .expect("figures within a second or two");
+    let data = &figures["data"];
+    assert_eq!(data["engine"], "memory");
+    assert_eq!(data["healthy"], true);
+    assert!(data["connections"].as_u64().unwrap() >= 1, "{data}");
+    assert!(data["serverId"].as_str().is_some_and(|id| !id.is_empty()));
+
+    // Anyone else is refused (a guest cannot even take an operator's name).
+    let mut guest = server.client("Visitor").await;
+    guest
+        .send(json!({"type": "subscribe", "channel": "confab:stats"}))
+        .await;
+    let refused = guest.expect_error("forbidden").await;
+    assert_eq!(refused["channel"], "confab:stats");
+    guest
+        .send(json!({"type": "publish", "channel": "confab:stats", "data": 1}))
+        .await;
+    guest.expect_error("unknown_namespace").await;
+}

@@ -2,10 +2,12 @@
 //! page (sign in, create an account).
 
 mod account;
+mod dashboard;
 mod home;
 mod room;
 
 pub use account::AccountPage;
+pub use dashboard::DashboardPage;
 pub use home::HomePage;
 pub use room::RoomPage;
 

@@ -224,6 +224,7 @@ impl Node {
         let posted = self.engine.history.post(draft, origin).await?;
         if !posted.duplicate {
             self.hub.metrics().messages_posted.increment(1);
+            self.hub.stats().posted();
         }
         Ok(posted)
     }

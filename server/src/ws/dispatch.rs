@@ -8,7 +8,9 @@ use crate::hub::Outbox;
 use crate::limits::{ConnectionSlot, Limited};
 use crate::node::{check_data, JoinRequest, SubscribeRequest, PREFETCH_MAX};
 use crate::state::AppState;
+use crate::stats::STATS_CHANNEL;
 use crate::wire::{encode, ConnectionId};
+use app::backend::Backend;
 use app::protocol::{close, decode_client_msg, ClientMsg, ErrorCode, ServerMsg, User};
 use app::validate::{self, Invalid, MessageId};
 use std::collections::HashSet;
@@ -331,7 +333,18 @@ impl Dispatch {
         channel: &str,
         since: Option<Position>,
     ) -> Result<(), Refusal> {
-        let channel = self.state.namespaces().may_subscribe(channel, &user)?;
+        // The dashboard's channel is Confab's own: operators only, whatever the namespaces say.
+        let channel = if channel == STATS_CHANNEL {
+            if !self.state.is_operator(&user) {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!("only operators may subscribe to “{STATS_CHANNEL}”"),
+                ));
+            }
+            STATS_CHANNEL
+        } else {
+            self.state.namespaces().may_subscribe(channel, &user)?
+        };
         let limit = self.state.config().max_rooms_per_connection;
         let taken = self.rooms.len() + self.channels.len() + self.working.len();
         if !self.channels.contains(channel) && taken >= limit {
