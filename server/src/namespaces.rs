@@ -10,7 +10,8 @@
 //!   "alerts": { "subscribe": "signed_in", "publish": "server" } }
 //! ```
 //!
-//! - `subscribe`: `signed_in` (any signed-in connection), `owner` (only the user whose id is
+//! - `subscribe`: `anyone` (also connections that never sign in: they are not counted in
+//!   presence), `signed_in` (any signed-in connection), `owner` (only the user whose id is
 //!   the rest of the name: `user:<id>`), or `nobody`.
 //! - `publish` from a connection: `signed_in`, `owner`, or `server` (only through the server
 //!   API, with an API key). The server API may publish on any known namespace.
@@ -47,6 +48,8 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Subscribers {
+    /// Any connection, signed in or not (public data: prices, scores).
+    Anyone,
     SignedIn,
     Owner,
     Nobody,
@@ -347,13 +350,19 @@ impl Namespaces {
     fn may_subscribe_to_any<'a>(&self, channel: &'a str, user: &User) -> Result<&'a str, Invalid> {
         let (channel, rules) = self.rules(channel)?;
         match rules.subscribe {
-            Subscribers::SignedIn => Ok(channel),
+            Subscribers::Anyone | Subscribers::SignedIn => Ok(channel),
             Subscribers::Owner if Self::owns(channel, user) => Ok(channel),
             Subscribers::Owner => Err(forbidden(format!(
                 "only the user named in “{channel}” may subscribe to it"
             ))),
             Subscribers::Nobody => Err(forbidden(format!("nobody may subscribe to “{channel}”"))),
         }
+    }
+
+    /// Whether connections that did not sign in may subscribe to `channel`.
+    pub fn open_to_anyone(&self, channel: &str) -> bool {
+        let open = |rules: &Rules| rules.subscribe == Subscribers::Anyone && rules.queue.is_none();
+        self.rules.get(split(channel).0).is_some_and(open)
     }
 
     /// Whether `user`'s connection may publish on `channel`; the channel, checked.

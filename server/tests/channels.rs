@@ -18,6 +18,25 @@ async fn subscribe(client: &mut Client, channel: &str) -> Value {
     answer
 }
 
+/// A server with these namespaces (JSON) and an API key for the server API; the files live
+/// as long as the returned guards.
+async fn with_namespaces(
+    namespaces: &str,
+    adjust: impl FnOnce(&mut server::config::Config),
+) -> (TestServer, String, [TempFile; 2]) {
+    let namespaces = TempFile::with(namespaces);
+    let key = server::api_keys::new_key();
+    let keys = TempFile::with(&server::api_keys::file_line("backend", &key));
+    let (namespaces_path, keys_path) = (namespaces.path(), keys.path());
+    let server = TestServer::start_with(move |c| {
+        c.namespaces_file = Some(namespaces_path);
+        c.api_keys_file = Some(keys_path);
+        adjust(c);
+    })
+    .await;
+    (server, key, [namespaces, keys])
+}
+
 async fn publish(client: &mut Client, channel: &str, data: Value) {
     client
         .send(json!({"type": "publish", "channel": channel, "data": data}))
@@ -204,18 +223,12 @@ async fn rooms_and_channels_share_the_per_connection_limit() {
 
 #[tokio::test]
 async fn namespaces_decide_who_subscribes_and_publishes() {
-    let namespaces = TempFile::with(
+    let (server, key, _files) = with_namespaces(
         r#"{"user":   {"subscribe": "owner",     "publish": "server"},
             "alerts": {"subscribe": "signed_in", "publish": "server"},
             "ops":    {"subscribe": "nobody",    "publish": "signed_in"}}"#,
-    );
-    let key = server::api_keys::new_key();
-    let keys = TempFile::with(&server::api_keys::file_line("backend", &key));
-    let (namespaces_path, keys_path) = (namespaces.path(), keys.path());
-    let server = TestServer::start_with(move |c| {
-        c.namespaces_file = Some(namespaces_path);
-        c.api_keys_file = Some(keys_path);
-    })
+        |_| {},
+    )
     .await;
     let mut ana = server.client("Ana").await;
     let mut ben = server.client("Ben").await;
@@ -322,4 +335,56 @@ async fn operators_get_every_instances_figures_each_second_and_nobody_else_does(
         .send(json!({"type": "publish", "channel": "confab:stats", "data": 1}))
         .await;
     guest.expect_error("unknown_namespace").await;
+}
+
+#[tokio::test]
+async fn a_namespace_open_to_anyone_needs_no_sign_in() {
+    let (server, key, _files) = with_namespaces(
+        r#"{"public": {"subscribe": "anyone", "publish": "server", "presence": true},
+            "":       {"subscribe": "signed_in", "publish": "signed_in"}}"#,
+        |c| c.auth_timeout_secs = 1,
+    )
+    .await;
+    let mut viewer = Client::connect(&server.ws_url(), &[]).await;
+    viewer.expect("connected").await;
+    subscribe(&mut viewer, "public:scores").await;
+    // Other channels still need a sign-in; publishing too.
+    viewer
+        .send(json!({"type": "subscribe", "channel": "news"}))
+        .await;
+    viewer.expect_error("not_authenticated").await;
+    viewer
+        .send(json!({"type": "publish", "channel": "public:scores", "data": 1}))
+        .await;
+    viewer.expect_error("not_authenticated").await;
+    // Past the sign-in deadline, the subscribed viewer stays and gets what is published.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let bearer = format!("Bearer {key}");
+    let published = server
+        .http(
+            "POST",
+            "/api/publish",
+            Some(json!({"channel": "public:scores", "data": {"home": 2}})),
+            &[("authorization", bearer.as_str())],
+        )
+        .await;
+    assert_eq!(published.status, 200, "{}", published.body);
+    assert_eq!(
+        viewer.expect("publication").await["data"],
+        json!({"home": 2})
+    );
+    // Anonymous viewers are nobody in presence.
+    let mut ana = server.client("Ana").await;
+    let answer = subscribe(&mut ana, "public:scores").await;
+    let names: Vec<&str> = answer["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Ana"]);
+    // A connection that neither signs in nor subscribes is still closed.
+    let mut idle = Client::connect(&server.ws_url(), &[]).await;
+    idle.expect("connected").await;
+    assert_eq!(idle.expect_close().await.0, 4500);
 }

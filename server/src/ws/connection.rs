@@ -112,7 +112,7 @@ pub async fn run(socket: Socket, state: AppState, session: Option<(SessionId, Us
                     }
                 }
             }
-            () = &mut auth_deadline, if !dispatch.is_authenticated() => {
+            () = &mut auth_deadline, if !dispatch.is_admitted() => {
                 tracing::info!(connection = id.0, "closing unauthenticated connection");
                 kick.kick(close::AUTH_TIMEOUT, "authentication timeout");
                 break;

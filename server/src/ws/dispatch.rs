@@ -116,8 +116,19 @@ impl Dispatch {
         }
     }
 
-    pub fn is_authenticated(&self) -> bool {
-        self.user.is_some()
+    /// Signed in, or subscribed to a channel open to anyone: the connection may stay.
+    pub fn is_admitted(&self) -> bool {
+        self.user.is_some() || !self.channels.is_empty()
+    }
+
+    /// Who a connection that did not sign in is on a channel open to anyone: nobody in
+    /// particular (never in presence), unique per connection.
+    fn anonymous(&self) -> User {
+        User {
+            id: format!("anonymous/{}/{}", self.state.server_id(), self.id.0),
+            name: "anonymous".into(),
+            guest: true,
+        }
     }
 
     /// Greets the client; a user known from the upgrade (cookie or bearer) is signed in at once.
@@ -256,7 +267,11 @@ impl Dispatch {
                 since,
                 epoch,
             } => {
-                let user = self.user()?;
+                let user = match self.user() {
+                    Ok(user) => user,
+                    Err(_) if self.state.namespaces().open_to_anyone(&channel) => self.anonymous(),
+                    Err(refusal) => return Err(refusal),
+                };
                 let since = since
                     .as_deref()
                     .map(MessageId::parse_offset)
@@ -265,7 +280,7 @@ impl Dispatch {
                 self.subscribe(user, &channel, since).await
             }
             ClientMsg::Unsubscribe { channel } => {
-                let user = self.user()?;
+                let user = self.user.clone();
                 let channel = validate::channel(&channel)?;
                 if !self.channels.remove(channel) {
                     return Err(refuse(
@@ -276,7 +291,7 @@ impl Dispatch {
                 let features = self.state.namespaces().features(channel);
                 self.state
                     .node()
-                    .unsubscribe_channel(self.id, Some(&user), channel, features)
+                    .unsubscribe_channel(self.id, user.as_ref(), channel, features)
                     .await?;
                 self.send(&ServerMsg::Unsubscribed {
                     channel: channel.to_string(),
@@ -354,6 +369,12 @@ impl Dispatch {
             ));
         }
         let again = self.channels.contains(channel);
+        let mut features = self.state.namespaces().features(channel);
+        if self.user.is_none() {
+            // Nobody in particular: not counted in presence, never announced.
+            features.presence = false;
+            features.join_leave = false;
+        }
         let subscribed = self
             .state
             .node()
@@ -363,7 +384,7 @@ impl Dispatch {
                 user: &user,
                 channel,
                 since,
-                features: self.state.namespaces().features(channel),
+                features,
                 again,
             })
             .await;
