@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`config`]: the clap [`Config`](config::Config), also read from the environment.
 //! - [`wire`]: encoded events, connection ids, the pub/sub envelope (imports nothing of ours).
-//! - [`engine`]: the Broker / History / Presence / Sessions / Accounts / Counters traits, with
+//! - [`engine`]: the Broker / History / ChannelHistory / Queues / Presence / Sessions /
+//!   Accounts / Counters traits, with
 //!   a memory and a Redis implementation (one Redis or a Redis Cluster), the router over
 //!   Redis shards, and `LocalDelivery`, what an engine needs of the instance (the hub
 //!   implements it).
@@ -14,16 +15,18 @@
 //!   [`middleware`]: the axum layers that apply them.
 //! - [`hub`]: this instance's local rooms → connections, with bounded outbound queues;
 //!   delivers each message once per connection.
-//! - [`node`]: the one owner of membership and delivery: join, leave, post, typing, and the
-//!   channels' subscribe, unsubscribe and publish.
-//! - [`namespaces`]: who may subscribe and publish on which channels; [`api_keys`]: the keys
-//!   of the server API.
+//! - [`node`]: the one owner of membership and delivery: join, leave, post, typing, the
+//!   channels' subscribe, unsubscribe and publish (history, presence), and the worker pools.
+//! - [`namespaces`]: who may subscribe and publish on which channels, and what each keeps;
+//!   [`api_keys`]: the keys of the server API.
 //! - [`ws`]: the `/ws` endpoint; a reader and a writer task per connection, and the protocol.
 //!
 //! Dependencies run one way (each imports only those before it): wire, engine, hub, node,
 //! state, then ws and http (config, guard, auth and limits are leaves beside them).
 //! - [`assets`]: the built site's files, fingerprinted, precompressed and cached.
-//! - [`http`]: the JSON API (`/api/...`, `/api/publish`, `/health`) and its one error type.
+//! - [`http`]: the JSON API (`/api/...`, `/api/publish`, `/health`) and its one error type;
+//!   [`jobs_api`]: workers over HTTP (`/api/jobs/claim`, `/api/jobs/done`).
+//! - [`stats`]: the figures each instance publishes for the live dashboard.
 //! - [`metrics`]: Prometheus metrics on their own listener.
 //! - [`cli`]: the binary's tools besides serving (`confab publish`, `confab api-key new`).
 //! - [`state`]: the shared state, and the `Backend` that server functions read through.
