@@ -277,7 +277,8 @@ impl fmt::Display for MessageId {
     }
 }
 
-fn truncate(text: &str) -> String {
+/// At most the first 40 characters of `text`: how refusals quote what they refuse.
+pub fn truncate(text: &str) -> String {
     text.chars().take(40).collect()
 }
 

@@ -90,7 +90,7 @@ pub async fn done(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             ErrorCode::UnknownJob.as_str(),
             format!(
                 "no pending job “{}” in {group}",
-                request.id.chars().take(40).collect::<String>()
+                validate::truncate(&request.id)
             ),
         )
     };

@@ -26,7 +26,8 @@
 //! - [`assets`]: the built site's files, fingerprinted, precompressed and cached.
 //! - [`http`]: the JSON API (`/api/...`, `/api/publish`, `/health`) and its one error type;
 //!   [`jobs_api`]: workers over HTTP (`/api/jobs/claim`, `/api/jobs/done`).
-//! - [`stats`]: the figures each instance publishes for the live dashboard.
+//! - [`stats`]: what each instance counts for the live dashboard (a leaf the hub writes to);
+//!   [`dashboard`]: the task that publishes it once a second.
 //! - [`metrics`]: Prometheus metrics on their own listener.
 //! - [`cli`]: the binary's tools besides serving (`confab publish`, `confab api-key new`).
 //! - [`state`]: the shared state, and the `Backend` that server functions read through.
@@ -39,6 +40,7 @@ pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod guard;
 pub mod http;
@@ -309,7 +311,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let router = app(state.clone());
     let serve_state = state.clone();
-    let figures = tokio::spawn(stats::publish_every_second(state.clone()));
+    let figures = tokio::spawn(dashboard::publish_every_second(state.clone()));
     let task = tokio::spawn(async move {
         let mut drained = stopped.clone();
         // Chat frames are small and latency-bound: send them at once (no Nagle delay).

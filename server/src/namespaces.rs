@@ -37,7 +37,6 @@
 
 use crate::engine::{QueueRules, Retention};
 use crate::limits::Rate;
-use crate::node::ChannelFeatures;
 use crate::wire::namespace_of;
 use app::protocol::{ErrorCode, User};
 use app::validate::{self, Invalid};
@@ -117,6 +116,17 @@ impl QueueSettings {
     fn default_size() -> usize {
         100_000
     }
+}
+
+/// What a channel's namespace turns on (what [`Namespaces::features`] gives the node).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelFeatures {
+    /// What is kept of its publications (none: no history).
+    pub keep: Option<Retention>,
+    /// Who is subscribed is tracked, and given with `subscribed`.
+    pub presence: bool,
+    /// A user's first subscription and last unsubscription are announced (needs presence).
+    pub join_leave: bool,
 }
 
 /// Confab's own namespace (the dashboard's channel, `confab:stats`): never configured.
@@ -517,6 +527,18 @@ mod tests {
             (
                 r#"{"confab": {"subscribe": "signed_in", "publish": "server"}}"#,
                 "is Confab's own",
+            ),
+            (
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"ack_timeout": 0}}}"#,
+                "q: a queue's ack_timeout, max_deliveries and size are at least 1",
+            ),
+            (
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "presence": true, "queue": {}}}"#,
+                "q: a queue keeps jobs, not history or presence",
+            ),
+            (
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"ack_timout": 5}}}"#,
+                "unknown field `ack_timout`",
             ),
             (
                 r#"{"p": {"subscribe": "signed_in", "publish": "signed_in", "publish_rate": -1}}"#,

@@ -1,34 +1,18 @@
 //! What the live dashboard shows of this instance, counted on the hot paths with plain
-//! atomics (the Prometheus metrics may be off), and the task that publishes it once a second
-//! on the operators' channel [`STATS_CHANNEL`].
+//! atomics (the Prometheus metrics may be off). A leaf: the hub counts here, and
+//! the `dashboard` module publishes the figures once a second on [`STATS_CHANNEL`].
 //!
 //! Latency is a message's age when the hub queues it for its readers: the time from the
 //! post (its id's milliseconds, given by the store) to this instance's fan-out, which is what
 //! the instance and Redis add; the last hop (the socket write) is the client's network.
 
-use crate::state::AppState;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 /// The channel every instance publishes its figures on, once a second. Only operators may
 /// subscribe (see `--operators`); the namespace `confab` is Confab's own.
 pub const STATS_CHANNEL: &str = "confab:stats";
-/// Upper bounds of the latency buckets, in ms (the last one takes the rest).
-const BUCKETS_MS: [u64; 13] = [
-    1,
-    2,
-    3,
-    5,
-    10,
-    20,
-    50,
-    100,
-    200,
-    500,
-    1_000,
-    5_000,
-    u64::MAX,
-];
+/// Upper bounds of the latency buckets, in ms; the last one also takes everything slower.
+const BUCKETS_MS: [u64; 12] = [1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1_000, 5_000];
 
 #[derive(Default)]
 pub struct Stats {
@@ -42,7 +26,8 @@ pub struct Stats {
 pub struct Second {
     pub messages: u64,
     pub deliveries: u64,
-    /// The 99th percentile of the second's delivery latencies (none: nothing delivered).
+    /// The 99th percentile of the second's delivery latencies, as its bucket's upper bound
+    /// (none: nothing delivered).
     pub p99_ms: Option<u64>,
 }
 
@@ -62,7 +47,7 @@ impl Stats {
             let bucket = BUCKETS_MS
                 .iter()
                 .position(|&upper| age <= upper)
-                .unwrap_or(0);
+                .unwrap_or(BUCKETS_MS.len() - 1);
             self.latency[bucket].fetch_add(readers as u64, Ordering::Relaxed);
         }
     }
@@ -85,39 +70,12 @@ impl Stats {
                     seen >= rank
                 })
                 .unwrap_or(counts.len() - 1);
-            BUCKETS_MS[at].min(BUCKETS_MS[BUCKETS_MS.len() - 2] * 2)
+            BUCKETS_MS[at]
         });
         Second {
             messages: self.messages.swap(0, Ordering::Relaxed),
             deliveries: self.deliveries.swap(0, Ordering::Relaxed),
             p99_ms,
-        }
-    }
-}
-
-/// Publishes this instance's figures every second until the task is dropped.
-pub async fn publish_every_second(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let hub = state.hub();
-        let second = hub.stats().take_second();
-        let health = state.engine().lifecycle.health().await;
-        let data = serde_json::json!({
-            "serverId": state.server_id(),
-            "engine": state.engine().kind,
-            "connections": hub.connection_count(),
-            "rooms": hub.room_count(),
-            "messagesPerSec": second.messages,
-            "deliveriesPerSec": second.deliveries,
-            "p99Ms": second.p99_ms,
-            "healthy": health.is_ok(),
-            "problem": health.err(),
-        });
-        if let Err(err) = state.node().publish(STATS_CHANNEL, data, None).await {
-            tracing::debug!(error = %err, "could not publish the dashboard's figures");
         }
     }
 }
@@ -136,6 +94,12 @@ mod tests {
         let second = stats.take_second();
         assert_eq!((second.messages, second.deliveries), (1, 100));
         assert_eq!(second.p99_ms, Some(50));
+        stats.delivered(1, Some(60_000));
+        assert_eq!(
+            stats.take_second().p99_ms,
+            Some(5_000),
+            "slower than every bucket"
+        );
         assert_eq!(
             stats.take_second().p99_ms,
             None,

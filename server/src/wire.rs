@@ -26,7 +26,7 @@ pub fn channel_of(key: &str) -> Option<&str> {
 }
 
 /// A channel's namespace: the part of its name before the first `:` (none: `""`). The
-/// namespaces' rules ([`crate::namespaces`]) are looked up by it.
+/// namespaces' rules are looked up by it.
 pub fn namespace_of(channel: &str) -> &str {
     channel
         .split_once(':')

@@ -22,6 +22,7 @@
 use super::Node;
 use crate::engine::{EngineResult, Kept, Position, Resume, Retention};
 use crate::hub::Outbox;
+use crate::namespaces::ChannelFeatures;
 use crate::wire::{channel_key, channel_of, encode, publication, ConnectionId};
 use app::protocol::{ErrorCode, KeptPublication, Member, ServerMsg, User};
 use app::validate::{Invalid, MessageId};
@@ -56,17 +57,6 @@ fn json_len(data: &serde_json::Value) -> usize {
         Ok(()) => count.0,
         Err(_) => usize::MAX,
     }
-}
-
-/// What a channel's namespace turns on (see [`crate::namespaces`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ChannelFeatures {
-    /// What is kept of its publications (none: no history).
-    pub keep: Option<Retention>,
-    /// Who is subscribed is tracked, and given with `subscribed`.
-    pub presence: bool,
-    /// A user's first subscription and last unsubscription are announced (needs presence).
-    pub join_leave: bool,
 }
 
 /// A channel's subscription request, as the node needs it.

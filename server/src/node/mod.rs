@@ -15,7 +15,7 @@
 //! a room or not.
 
 mod channels;
-pub use channels::{check_data, ChannelFeatures, SubscribeRequest};
+pub use channels::{check_data, SubscribeRequest};
 mod reading;
 mod workers;
 pub use workers::PREFETCH_MAX;

@@ -319,7 +319,7 @@ impl Dispatch {
                         ErrorCode::UnknownJob,
                         format!(
                             "this connection holds no job “{}” of {group}",
-                            id.chars().take(40).collect::<String>()
+                            validate::truncate(&id)
                         ),
                     )
                 };
