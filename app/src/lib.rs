@@ -2,7 +2,8 @@
 //! Leptos UI. Compiled twice: with `ssr` into the server, with `hydrate` into the WASM.
 //!
 //! # Layout
-//! - [`protocol`]: WebSocket messages, error codes, close codes (both sides).
+//! - [`protocol`]: WebSocket messages, error codes, close codes (both sides);
+//!   [`server_events`]: the browser's compact decoder for the server's events.
 //! - [`validate`]: room ids, names, content, message ids (both sides).
 //! - [`api`]: `#[server]` functions the pages load through.
 //! - [`markdown`]: the safe subset of Markdown messages are written in.
@@ -33,6 +34,7 @@ pub mod pages;
 pub mod protocol;
 #[cfg(feature = "hydrate")]
 mod room_list_sync;
+pub mod server_events;
 mod sidebar;
 pub mod unread;
 pub mod validate;

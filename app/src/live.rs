@@ -377,7 +377,7 @@ async fn connection(link: &Link, socket: WebSocket, rx: &mut mpsc::Receiver<Outg
             Event::Outgoing(_) if !signed_in => continue,
             Event::Outgoing(request) => outgoing_request(workspace, &mut joined, request),
             Event::Incoming(Ok(Message::Text(text))) => {
-                let Ok(event) = serde_json::from_str::<ServerMsg>(&text) else {
+                let Ok(event) = crate::server_events::decode(&text) else {
                     continue;
                 };
                 match &event {

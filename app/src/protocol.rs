@@ -413,6 +413,39 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (a test checks it against serde's list).
+    pub const ALL: [ErrorCode; 29] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidMessage,
+        ErrorCode::NotAuthenticated,
+        ErrorCode::InvalidToken,
+        ErrorCode::InvalidRoom,
+        ErrorCode::NotInRoom,
+        ErrorCode::TooManyRooms,
+        ErrorCode::EmptyContent,
+        ErrorCode::ContentTooLong,
+        ErrorCode::InvalidContent,
+        ErrorCode::InvalidClientMsgId,
+        ErrorCode::InvalidSince,
+        ErrorCode::Unavailable,
+        ErrorCode::RateLimited,
+        ErrorCode::InvalidUsername,
+        ErrorCode::InvalidPassword,
+        ErrorCode::UsernameTaken,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::TooManyConnections,
+        ErrorCode::ForbiddenOrigin,
+        ErrorCode::InvalidChannel,
+        ErrorCode::UnknownNamespace,
+        ErrorCode::NotSubscribed,
+        ErrorCode::DataTooLarge,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::Forbidden,
+        ErrorCode::NotAQueue,
+        ErrorCode::UnknownJob,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
@@ -678,13 +711,7 @@ mod tests {
 
     #[test]
     fn error_code_strings_match_serde() {
-        for code in [
-            ErrorCode::InvalidJson,
-            ErrorCode::TooManyRooms,
-            ErrorCode::InvalidClientMsgId,
-            ErrorCode::NotAQueue,
-            ErrorCode::UnknownJob,
-        ] {
+        for code in ErrorCode::ALL {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
     }

@@ -71,7 +71,7 @@ async fn follow(
         let Message::Text(text) = message else {
             continue;
         };
-        match serde_json::from_str::<ServerMsg>(&text) {
+        match crate::server_events::decode(&text) {
             Ok(ServerMsg::Subscribed { .. }) => {
                 live.try_set(true);
             }
