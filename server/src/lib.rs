@@ -384,16 +384,35 @@ async fn serve_metrics(
 
 /// Pages still render without the built site, but unstyled and without live updates: say so.
 fn warn_if_site_missing(leptos: &LeptosOptions) {
-    let wasm = std::path::Path::new(&*leptos.site_root)
-        .join(&*leptos.site_pkg_dir)
-        .join(format!("{}.wasm", leptos.output_name));
-    if !wasm.exists() {
+    let pkg = std::path::Path::new(&*leptos.site_root).join(&*leptos.site_pkg_dir);
+    if !has_wasm_bundle(&pkg, &leptos.output_name) {
         tracing::warn!(
-            path = %wasm.display(),
-            "the built site is missing: run `cargo leptos build` and start confab from the repository \
-             root, or set LEPTOS_SITE_ROOT"
+            path = %pkg.display(),
+            "the built site is missing: build it with `make release` (what `make run` serves) or \
+             `make build`, and start confab from the repository root, or set LEPTOS_SITE_ROOT"
         );
     }
+}
+
+/// Whether `pkg` holds the WASM bundle, named `<name>.wasm`, or `<name>.<hash>.wasm` in the
+/// optimized build, which fingerprints its assets.
+fn has_wasm_bundle(pkg: &std::path::Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(pkg) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        file.strip_prefix(name).is_some_and(|rest| {
+            rest == ".wasm"
+                || rest
+                    .strip_prefix('.')
+                    .and_then(|rest| rest.strip_suffix(".wasm"))
+                    .is_some_and(|hash| {
+                        !hash.is_empty() && hash.chars().all(|c| c.is_ascii_hexdigit())
+                    })
+        })
+    })
 }
 
 /// Tells every client to reconnect elsewhere and waits for the sockets to close.
@@ -410,4 +429,35 @@ async fn drain(state: &AppState) {
     }
     tracing::info!(remaining = hub.connection_count(), "connections drained");
     state.engine().lifecycle.shutdown().await;
+}
+
+#[cfg(test)]
+mod site_tests {
+    use super::has_wasm_bundle;
+
+    #[test]
+    fn finds_the_bundle_plain_or_fingerprinted() {
+        let dir = std::env::temp_dir().join(format!("confab-site-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!has_wasm_bundle(&dir, "confab"), "no directory");
+        std::fs::create_dir_all(&dir).unwrap();
+        for other in [
+            "confab.js",
+            "confab.wasm.br",
+            "other.wasm",
+            "confab.x-y.wasm",
+        ] {
+            std::fs::write(dir.join(other), b"").unwrap();
+        }
+        assert!(!has_wasm_bundle(&dir, "confab"), "only other files");
+        std::fs::write(dir.join("confab.d1c40bb4864db37a.wasm"), b"").unwrap();
+        assert!(
+            has_wasm_bundle(&dir, "confab"),
+            "fingerprinted (make release)"
+        );
+        std::fs::remove_file(dir.join("confab.d1c40bb4864db37a.wasm")).unwrap();
+        std::fs::write(dir.join("confab.wasm"), b"").unwrap();
+        assert!(has_wasm_bundle(&dir, "confab"), "plain (make build)");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
