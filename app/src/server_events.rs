@@ -47,7 +47,7 @@ pub fn decode(text: &str) -> Result<ServerMsg, serde_json::Error> {
             has_more: f.bool("hasMore")?,
             recovered: f.opt_bool("recovered")?,
             members: f.parse("members")?,
-            epoch: f.opt_string("epoch")?.unwrap_or_default(),
+            epoch: f.string_or_default("epoch")?,
             read: f.opt_parse("read")?,
         },
         // A newtype variant: the message's own fields sit next to `type`.
@@ -84,7 +84,7 @@ pub fn decode(text: &str) -> Result<ServerMsg, serde_json::Error> {
             channel: f.string("channel")?,
             recovered: f.opt_bool("recovered")?,
             epoch: f.opt_string("epoch")?,
-            publications: f.opt_parse("publications")?.unwrap_or_default(),
+            publications: f.parse_or_default("publications")?,
             presence: f.opt_parse("presence")?,
         },
         "joined" => ServerMsg::Joined {
@@ -173,6 +173,16 @@ impl Fields {
         }
     }
 
+    /// A field serde fills with its default when absent (`#[serde(default)]`): absent is the
+    /// default, but `null` is no string.
+    fn string_or_default(&mut self, key: &str) -> Result<String, serde_json::Error> {
+        if self.0.contains_key(key) {
+            self.string(key)
+        } else {
+            Ok(String::new())
+        }
+    }
+
     fn bool(&mut self, key: &str) -> Result<bool, serde_json::Error> {
         self.value(key)?
             .as_bool()
@@ -204,6 +214,18 @@ impl Fields {
     /// A nested struct or list, through its derived decoder.
     fn parse<T: DeserializeOwned>(&mut self, key: &str) -> Result<T, serde_json::Error> {
         serde_json::from_value(self.value(key)?)
+    }
+
+    /// A nested struct or list that is its default when absent (`#[serde(default)]`).
+    fn parse_or_default<T: DeserializeOwned + Default>(
+        &mut self,
+        key: &str,
+    ) -> Result<T, serde_json::Error> {
+        if self.0.contains_key(key) {
+            self.parse(key)
+        } else {
+            Ok(T::default())
+        }
     }
 
     fn opt_parse<T: DeserializeOwned>(
@@ -451,9 +473,13 @@ mod tests {
             r#"{"type":"room_history","roomId":"r","messages":[{}],"hasMore":false,"members":[]}"#,
             r#"{"type":"room_history","roomId":"r","messages":[],"hasMore":"no","members":[]}"#,
             r#"{"type":"room_history","roomId":"r","messages":[],"hasMore":false,"members":[],"read":null,"recovered":null}"#,
+            r#"{"type":"room_history","roomId":"r","messages":[],"hasMore":false,"members":[],"epoch":null}"#,
+            r#"{"type":"room_history","roomId":"r","messages":[],"hasMore":false,"members":[],"epoch":7}"#,
             r#"{"type":"subscribed","channel":"c"}"#,
             r#"{"type":"subscribed","channel":"c","presence":null,"epoch":null}"#,
             r#"{"type":"subscribed","channel":"c","publications":[{"data":1}]}"#,
+            r#"{"type":"subscribed","channel":"c","publications":null}"#,
+            r#"{"type":"subscribed","channel":"c","publications":[],"recovered":"yes"}"#,
             r#"{"type":"job","channel":"c","group":"g","id":"1","data":null,"attempt":1}"#,
             r#"{"type":"job","channel":"c","group":"g","id":"1","attempt":1}"#,
             r#"{"type":"job","channel":"c","group":"g","id":"1","data":1,"attempt":4294967296}"#,
