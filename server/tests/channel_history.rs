@@ -7,7 +7,7 @@
 mod common;
 
 use common::cluster::RedisCluster;
-use common::{redis_instance_with, Client, Deployment, Redises, TempFile, TestServer};
+use common::{two_redis_instances_with, Client, Deployment, Redises, TempFile, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -231,8 +231,7 @@ async fn kept_history_on_memory() {
 
 async fn on_redis(redis: impl Deployment) {
     let files = files();
-    let a = redis_instance_with(&redis, "kept", |c| kept(c, &files)).await;
-    let b = redis_instance_with(&redis, "kept", |c| kept(c, &files)).await;
+    let (a, b) = two_redis_instances_with(&redis, "kept", |c| kept(c, &files)).await;
     kept_history_is_given_resumed_and_bounded(&a, &b, &files.key).await;
     kept_history_expires_with_its_epoch(&a, &b).await;
 }
@@ -260,8 +259,8 @@ async fn a_pubsub_gap_is_caught_up_from_history(redis: impl Deployment) {
                       "history_size": 1000, "history_ttl": 60}}"#,
     );
     let path = file.path();
-    let a = redis_instance_with(&redis, "gap", |c| c.namespaces_file = Some(path.clone())).await;
-    let b = redis_instance_with(&redis, "gap", |c| c.namespaces_file = Some(path)).await;
+    let (a, b) =
+        two_redis_instances_with(&redis, "gap", |c| c.namespaces_file = Some(path.clone())).await;
     let mut publisher = a.client("Feed").await;
     let mut reader = b.client("Dash").await;
     for client in [&mut publisher, &mut reader] {

@@ -6,7 +6,10 @@
 mod common;
 
 use common::cluster::RedisCluster;
-use common::{redis_instance_with, Client, Deployment, Redises, TempFile, TestServer};
+use common::{
+    redis_instance_with, two_redis_instances_with, Client, Deployment, Redises, TempFile,
+    TestServer,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -99,8 +102,7 @@ async fn presence_on_memory() {
 
 async fn presence_on(redis: impl Deployment) {
     let file = namespaces();
-    let a = redis_instance_with(&redis, "presence", |c| with_namespaces(c, &file)).await;
-    let b = redis_instance_with(&redis, "presence", |c| with_namespaces(c, &file)).await;
+    let (a, b) = two_redis_instances_with(&redis, "presence", |c| with_namespaces(c, &file)).await;
     presence_follows_users_not_connections(&a, &b).await;
 }
 

@@ -6,7 +6,10 @@
 mod common;
 
 use common::cluster::RedisCluster;
-use common::{redis_instance_with, Client, Deployment, Redises, TempFile, TestServer};
+use common::{
+    redis_instance_with, two_redis_instances_with, Client, Deployment, Redises, TempFile,
+    TestServer,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -127,8 +130,7 @@ async fn jobs_are_shared_on_memory() {
 
 async fn jobs_are_shared_across_instances(redis: impl Deployment) {
     let files = files();
-    let a = redis_instance_with(&redis, "work", |c| configure(c, &files)).await;
-    let b = redis_instance_with(&redis, "work", |c| configure(c, &files)).await;
+    let (a, b) = two_redis_instances_with(&redis, "work", |c| configure(c, &files)).await;
     each_job_goes_to_one_worker_of_each_group(&a, &b).await;
 }
 

@@ -693,6 +693,18 @@ pub async fn redis_instance_with(
     redis_instance_in(&redis.url(), redis.mode(), prefix, adjust).await
 }
 
+/// Two instances sharing `redis`, both configured by `adjust`: what every cross-instance
+/// test starts with.
+pub async fn two_redis_instances_with(
+    redis: &impl RedisTarget,
+    prefix: &str,
+    adjust: impl Fn(&mut Config),
+) -> (TestServer, TestServer) {
+    let a = redis_instance_with(redis, prefix, &adjust).await;
+    let b = redis_instance_with(redis, prefix, &adjust).await;
+    (a, b)
+}
+
 /// A server instance using the Redis at `url` (e.g. through a proxy).
 pub async fn redis_instance_at(url: &str, prefix: &str) -> TestServer {
     redis_instance_in(url, None, prefix, |_| {}).await
