@@ -87,8 +87,16 @@ for (const scheme of ["light", "dark"] as const) {
         await page.screenshot({ path: `test-results/looks/drawer-${scheme}-${size}.png` });
       }
 
+      // The sign-in page, with the error a wrong password gets (the form's own dispatch).
       await page.goto(`${server.url}/signin`);
+      const form = page.getByTestId("sign-in-form");
+      await form.getByLabel("Username").fill("nobody_here");
+      await form.getByLabel("Password").fill("not the password");
+      await form.getByRole("button", { name: "Sign in" }).click();
+      await expect(form.getByRole("alert")).toHaveText("wrong username or password");
+      await fitsTheScreen(page);
       expect(await seriousViolations(page)).toEqual([]);
+      await page.screenshot({ path: `test-results/looks/signin-${scheme}-${size}.png`, fullPage: true });
       await context.close();
     });
   }
