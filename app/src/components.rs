@@ -3,10 +3,10 @@
 
 use crate::api::{current_user, error_text, Register, SignIn, SignOut, StartGuestSession};
 use crate::protocol::User;
+use crate::routing::Location;
 use crate::validate::room_name_to_id;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
-use leptos_router::hooks::use_navigate;
 
 /// The signed-in user and the actions that change it, provided once by `App`.
 #[derive(Clone, Copy)]
@@ -75,13 +75,11 @@ fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<String> {
 /// Why the form posting to server function `function` was refused, when the page came back
 /// from a post without JavaScript (`?error=…&form=function`, set by the server).
 pub fn refusal_in_url(function: &'static str) -> impl Fn() -> Option<String> + Copy {
-    let query = leptos_router::hooks::use_query_map();
+    let location = Location::expect();
     move || {
-        query.with(|query| {
-            (query.get("form").as_deref() == Some(function))
-                .then(|| query.get("error"))
-                .flatten()
-        })
+        (location.query_value("form").as_deref() == Some(function))
+            .then(|| location.query_value("error"))
+            .flatten()
     }
 }
 
@@ -129,9 +127,9 @@ pub fn UserBadge(session: Session) -> impl IntoView {
 /// "Sign in", coming back to this page afterwards.
 #[component]
 fn SignInLink() -> impl IntoView {
-    let location = leptos_router::hooks::use_location();
+    let location = Location::expect();
     let href = move || {
-        let path = location.pathname.get();
+        let path = location.path.get();
         if path == "/signin" || path == "/" {
             "/signin".to_string()
         } else {
@@ -285,7 +283,7 @@ pub fn OpenRoomForm(
 ) -> impl IntoView {
     let typed = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let navigate = use_navigate();
+    let location = Location::expect();
     let input = NodeRef::<leptos::html::Input>::new();
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -298,7 +296,7 @@ pub fn OpenRoomForm(
         match room_name_to_id(&name) {
             Ok(id) => {
                 error.set(None);
-                navigate(&format!("/rooms/{id}"), Default::default());
+                location.navigate(&format!("/rooms/{id}"));
             }
             Err(invalid) => error.set(Some(invalid.reason)),
         }

@@ -15,6 +15,7 @@
 //!   connection state and open rooms, provided to every page; `sidebar`: the room list.
 //! - `live` (hydrate): the browser's one WebSocket for every room, with reconnect and resume.
 //! - `notify` (hydrate): browser notifications for mentions while the tab is hidden.
+//! - [`routing`]: which page a path shows, and moving between pages in place.
 //! - `kept` (hydrate): unconfirmed messages kept in browser storage across reloads.
 
 pub mod api;
@@ -34,6 +35,7 @@ pub mod pages;
 pub mod protocol;
 #[cfg(feature = "hydrate")]
 mod room_list_sync;
+pub mod routing;
 pub mod server_events;
 mod sidebar;
 pub mod unread;
@@ -42,8 +44,7 @@ pub mod workspace;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{ParamSegment, SsrMode, StaticSegment};
+use routing::{Location, Page};
 
 /// The Content-Security-Policy of every page: scripts only from this origin or inline with
 /// this response's nonce (the hydration scripts Leptos writes carry it), WebAssembly
@@ -121,6 +122,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let location = Location::provide();
     let session = components::Session::provide();
     let workspace = workspace::Workspace::provide(session.ended);
     let drawer = RwSignal::new(false);
@@ -138,40 +140,35 @@ pub fn App() -> impl IntoView {
         n if n >= protocol::UNREAD_COUNT_MAX => format!("(99+) {title}"),
         n => format!("({n}) {title}"),
     };
+    let page = Memo::new(move |_| location.page());
     view! {
         <Title formatter text="Confab"/>
-        <Router>
-            <header class="topbar">
-                <button
-                    type="button"
-                    class="drawer-toggle"
-                    aria-controls="sidebar"
-                    aria-expanded=move || drawer.get().to_string()
-                    on:click=move |_| drawer.update(|open| *open = !*open)
-                >
-                    "Rooms"
-                    {move || (unread() > 0).then(|| view! { <span class="badge unread">{unread()}</span> })}
-                </button>
-                <a href="/" class="brand">"Confab"</a>
-                <components::UserBadge session/>
-            </header>
-            <div class="layout">
-            <sidebar::Sidebar/>
-            <main>
-                <Routes fallback=|| view! { <pages::NotFound/> }>
-                    // Async: the whole page, history included, is in the first response, so it
-                    // reads without JavaScript (streamed chunks would need a script to show).
-                    <Route path=StaticSegment("") view=pages::HomePage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("signin") view=pages::AccountPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("dashboard") view=pages::DashboardPage ssr=SsrMode::Async/>
-                    <Route
-                        path=(StaticSegment("rooms"), ParamSegment("room"))
-                        view=pages::RoomPage
-                        ssr=SsrMode::Async
-                    />
-                </Routes>
-            </main>
-            </div>
-        </Router>
+        <header class="topbar">
+            <button
+                type="button"
+                class="drawer-toggle"
+                aria-controls="sidebar"
+                aria-expanded=move || drawer.get().to_string()
+                on:click=move |_| drawer.update(|open| *open = !*open)
+            >
+                "Rooms"
+                {move || (unread() > 0).then(|| view! { <span class="badge unread">{unread()}</span> })}
+            </button>
+            <a href="/" class="brand">"Confab"</a>
+            <components::UserBadge session/>
+        </header>
+        <div class="layout">
+        <sidebar::Sidebar/>
+        <main>
+            // A room page stays when another room is opened: it follows the path's room.
+            {move || match page.get() {
+                Page::Home => view! { <pages::HomePage/> }.into_any(),
+                Page::SignIn => view! { <pages::AccountPage/> }.into_any(),
+                Page::Dashboard => view! { <pages::DashboardPage/> }.into_any(),
+                Page::Room => view! { <pages::RoomPage/> }.into_any(),
+                Page::NotFound => view! { <pages::NotFound/> }.into_any(),
+            }}
+        </main>
+        </div>
     }
 }

@@ -7,9 +7,9 @@
 
 use crate::api::{leave_room, my_rooms};
 use crate::components::{OpenRoomForm, Session};
+use crate::routing::Location;
 use crate::workspace::Workspace;
 use leptos::prelude::*;
-use leptos_router::hooks::{use_location, use_navigate};
 
 /// Whether the drawer is open (phones); provided by `App` next to the workspace.
 #[derive(Clone, Copy)]
@@ -42,10 +42,10 @@ pub fn Sidebar() -> impl IntoView {
 fn RoomNav() -> impl IntoView {
     let workspace = Workspace::expect();
     let Drawer(drawer) = expect_context::<Drawer>();
-    let location = use_location();
+    let location = Location::expect();
     // Following a link closes the drawer (phones).
     Effect::new(move |_| {
-        location.pathname.track();
+        location.path.track();
         drawer.set(false);
     });
     keyboard_shortcuts(workspace);
@@ -72,11 +72,15 @@ fn RoomNav() -> impl IntoView {
 #[component]
 fn RoomLink(room_id: String) -> impl IntoView {
     let workspace = Workspace::expect();
-    let location = use_location();
+    let location = Location::expect();
     let href = format!("/rooms/{room_id}");
     let current = {
-        let href = href.clone();
-        move || location.pathname.with(|path| *path == href)
+        let room_id = room_id.clone();
+        move || {
+            location
+                .path
+                .with(|path| crate::routing::room_of(path).as_ref() == Some(&room_id))
+        }
     };
     let badge = {
         let room_id = room_id.clone();
@@ -92,17 +96,15 @@ fn RoomLink(room_id: String) -> impl IntoView {
     let mentions = badge.clone();
     let leave = {
         let room_id = room_id.clone();
-        let navigate = use_navigate();
         let current = current.clone();
         move |_| {
             let room_id = room_id.clone();
             let was_current = current();
-            let navigate = navigate.clone();
             leptos::task::spawn_local(async move {
                 if leave_room(room_id.clone()).await.is_ok() {
                     workspace.left(&room_id);
                     if was_current {
-                        navigate("/", Default::default());
+                        location.navigate("/");
                     }
                 }
             });
@@ -135,8 +137,7 @@ fn RoomLink(room_id: String) -> impl IntoView {
 /// messages; Alt+J: the first unread message of this room. (Physical keys, so that layouts
 /// where Alt types a character work too.)
 fn keyboard_shortcuts(workspace: Workspace) {
-    let location = use_location();
-    let navigate = use_navigate();
+    let location = Location::expect();
     let handle = window_event_listener(leptos::ev::keydown, move |ev| {
         if !ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
             return;
@@ -151,14 +152,15 @@ fn keyboard_shortcuts(workspace: Workspace) {
             }
             _ => return,
         };
-        let path = location.pathname.get_untracked();
-        let current = path.strip_prefix("/rooms/");
+        let current = location
+            .path
+            .with_untracked(|path| crate::routing::room_of(path));
         let target = workspace
             .rooms
-            .with_untracked(|rooms| rooms.neighbour(current, forward, ev.shift_key()));
+            .with_untracked(|rooms| rooms.neighbour(current.as_deref(), forward, ev.shift_key()));
         if let Some(room) = target {
             ev.prevent_default();
-            navigate(&format!("/rooms/{room}"), Default::default());
+            location.navigate(&format!("/rooms/{room}"));
         }
     });
     on_cleanup(move || handle.remove());

@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod namespaces;
 pub mod node;
+pub mod pages;
 pub mod state;
 pub mod stats;
 pub mod wire;
@@ -74,7 +75,6 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
-use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,7 +197,6 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
 
 /// The whole HTTP surface: pages, server functions, JSON API, WebSocket and static files.
 pub fn app(state: AppState) -> Router {
-    let routes = generate_route_list(app::App);
     let backend: SharedBackend = Arc::new(state.clone());
     // Every page gets the backend, and the nonce the security headers name in its policy.
     let context = move || {
@@ -234,14 +233,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .merge(api)
         .merge(assets::pkg_routes(&leptos.site_root, &leptos.site_pkg_dir))
-        .leptos_routes_with_context(&state, routes, context.clone(), {
-            let leptos = leptos.clone();
-            move || app::shell(leptos.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(context, app::shell))
+        .merge(pages::routes(&state, context))
         .layer(from_fn_with_state(state.clone(), middleware::csrf))
         .layer(axum::middleware::from_fn(middleware::server_fn_errors))
         .layer(axum::middleware::from_fn(middleware::bare_refusals))

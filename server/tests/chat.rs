@@ -396,6 +396,32 @@ async fn room_page_is_rendered_with_history_as_text() {
     assert_eq!(missing.status, 404);
 }
 
+/// The app routes in the browser itself (`app::routing`); the server answers exactly the same
+/// paths as pages, and renders the app's 404 page for every other one.
+#[tokio::test]
+async fn the_server_answers_the_pages_the_app_routes() {
+    let server = TestServer::start().await;
+    for (path, status, text) in [
+        ("/", 200, "Talk in real time."),
+        ("/signin", 200, "Your account"),
+        ("/signin?next=/rooms/x", 200, "Your account"),
+        ("/rooms/general", 200, "#general"),
+        ("/rooms/general/", 404, "Not found"),
+        ("/rooms/a/b", 404, "Not found"),
+        ("/rooms/", 404, "Not found"),
+        ("/signin/", 404, "Not found"),
+        ("/no/such/page", 404, "Not found"),
+    ] {
+        let page = server.http("GET", path, None, &[]).await;
+        assert_eq!(page.status, status, "{path}");
+        assert!(page.body.contains(text), "{path}: {}", page.body);
+        assert!(
+            page.body.contains("<!DOCTYPE html>"),
+            "{path}: a whole page"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_room_form_works_without_javascript() {
     let server = TestServer::start().await;

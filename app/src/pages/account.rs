@@ -2,9 +2,9 @@
 //! functions, which answer with a redirect back here, now signed in.
 
 use crate::components::{RegisterForm, Session, SignInForm};
+use crate::routing::Location;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_query_map};
 
 /// `next` if it is a path on this site (never a way off it).
 fn local_next(next: Option<String>) -> Option<String> {
@@ -16,13 +16,12 @@ pub fn AccountPage() -> impl IntoView {
     let session = Session::expect();
     // Signed in here: back to the page the reader came from (`?next=`). Without JavaScript
     // the server's redirect does the same.
-    let query = use_query_map();
-    let navigate = use_navigate();
+    let location = Location::expect();
     Effect::new(move |_| {
         let done = matches!(session.sign_in.value().get(), Some(Ok(_)))
             || matches!(session.register.value().get(), Some(Ok(_)));
-        if let Some(next) = local_next(query.with_untracked(|q| q.get("next"))).filter(|_| done) {
-            navigate(&next, Default::default());
+        if let Some(next) = local_next(untrack(|| location.query_value("next"))).filter(|_| done) {
+            location.navigate(&next);
         }
     });
     view! {

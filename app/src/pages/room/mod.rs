@@ -14,27 +14,27 @@ use crate::api::{error_text, load_room, older_messages, RoomSnapshot};
 use crate::chat::{ChatLog, ConnStatus, Pending};
 use crate::components::{NameForm, Session};
 use crate::protocol::{is_guest_id, ChatMessage};
+use crate::routing::{room_of, Location};
 use crate::validate::MessageId;
 use crate::workspace::Workspace;
 use composer::Composer;
 use content::MessageContent;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 use std::cmp::Ordering;
 use time::{LocalTime, GROUP_WITHIN_MS};
 
 #[component]
 pub fn RoomPage() -> impl IntoView {
     let session = Session::expect();
-    let params = use_params_map();
-    let room = move || params.read().get("room").unwrap_or_default();
+    let location = Location::expect();
+    let room = Memo::new(move |_| location.path.with(|path| room_of(path).unwrap_or_default()));
     let snapshot = Resource::new(
-        move || (room(), session.version()),
+        move || (room.get(), session.version()),
         |(room, _)| load_room(room),
     );
     view! {
-        <Title text=move || format!("#{} · Confab", room())/>
+        <Title text=move || format!("#{} · Confab", room.get())/>
         <Suspense fallback=|| view! { <p class="muted">"Loading the room…"</p> }>
             {move || Suspend::new(async move {
                 match snapshot.await {
