@@ -35,7 +35,7 @@ BINARYEN_VERSION := 132.0.0
 # Writes a Brotli (quality 11) and a gzip (level 9) copy next to each file given.
 PRECOMPRESS := const z = require("zlib"), fs = require("fs"); for (const f of process.argv.slice(1)) { const b = fs.readFileSync(f); fs.writeFileSync(f + ".br", z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } })); fs.writeFileSync(f + ".gz", z.gzipSync(b, { level: 9 })); }
 
-.PHONY: help run test build release site bench-tools bench-first-load test-rust test-e2e lint setup setup-run \
+.PHONY: help run test build release site bench-tools bench-first-load test-rust test-e2e test-release lint setup setup-run \
 	deps-apt-test deps-wasm-target deps-wasm-bindgen deps-binaryen deps-npm dev
 
 help:
@@ -93,6 +93,12 @@ test-rust:
 
 test-e2e:
 	cd end2end && npx playwright test
+
+# The browser tests against the optimized build `make run` serves. Not part of `make test`
+# (the release builds would double its time), but run before changing how pages hydrate:
+# a hydration failure once showed only in the optimized WASM.
+test-release: setup release
+	cd end2end && CONFAB_BIN=$(CURDIR)/target/release/confab npx playwright test
 
 # The release server and the channel fan-out load generator, for server/bench/channel-fanout.sh.
 bench-tools:

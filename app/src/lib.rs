@@ -143,6 +143,22 @@ pub fn App() -> impl IntoView {
     let page = Memo::new(move |_| location.page());
     view! {
         <Title formatter text="Confab"/>
+        <Frame session drawer unread=Signal::derive(unread) page/>
+    }
+}
+
+/// The top bar, the sidebar and the page. A component of its own, not more children of
+/// `App`'s view: with `<Title>` (which renders no element) directly followed by elements, the
+/// optimized WASM failed to hydrate the page (a release build only; found by running the
+/// browser tests against `make release`).
+#[component]
+fn Frame(
+    session: components::Session,
+    drawer: RwSignal<bool>,
+    unread: Signal<u32>,
+    page: Memo<Page>,
+) -> impl IntoView {
+    view! {
         <header class="topbar">
             <button
                 type="button"
@@ -152,7 +168,7 @@ pub fn App() -> impl IntoView {
                 on:click=move |_| drawer.update(|open| *open = !*open)
             >
                 "Rooms"
-                {move || (unread() > 0).then(|| view! { <span class="badge unread">{unread()}</span> })}
+                {move || (unread.get() > 0).then(|| view! { <span class="badge unread">{unread.get()}</span> })}
             </button>
             <a href="/" class="brand">"Confab"</a>
             <components::UserBadge session/>
