@@ -35,7 +35,7 @@ BINARYEN_VERSION := 132.0.0
 # Writes a Brotli (quality 11) and a gzip (level 9) copy next to each file given.
 PRECOMPRESS := const z = require("zlib"), fs = require("fs"); for (const f of process.argv.slice(1)) { const b = fs.readFileSync(f); fs.writeFileSync(f + ".br", z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } })); fs.writeFileSync(f + ".gz", z.gzipSync(b, { level: 9 })); }
 
-.PHONY: help run test build release site bench-tools bench-first-load test-rust test-e2e test-release lint setup setup-run \
+.PHONY: help run test build release site bench-tools bench-first-load test-rust test-e2e test-release-wasm test-release bundles lint setup setup-run \
 	deps-apt-test deps-wasm-target deps-wasm-bindgen deps-binaryen deps-npm dev
 
 help:
@@ -47,46 +47,65 @@ help:
 run: setup-run release
 	./target/release/confab
 
-test: setup build test-rust test-e2e
+test: setup build test-rust test-e2e test-release-wasm
 
-# The build the tests run against: the debug server, then the WASM (the wasm-test profile:
-# optimized without LTO, with debug assertions; see Cargo.toml) and the site around it.
+# The build the tests run against: the debug server, then the WASM bundles (the wasm-test
+# profile: optimized without LTO, with debug assertions; see Cargo.toml) and the site.
 build:
 	$(TEST_ENV) cargo build -p server --bin confab
-	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile wasm-test
-	$(MAKE) --no-print-directory site WASM_FILE=target/$(WASM)/wasm-test/frontend.wasm HASH=
+	$(MAKE) --no-print-directory bundles PROFILE=wasm-test
+	$(MAKE) --no-print-directory site PROFILE=wasm-test HASH=
 
-# The optimized build `make run` serves: a release server, the WASM with the wasm-release
-# profile and wasm-opt, every asset fingerprinted (cached for a year) and precompressed.
+# The optimized build `make run` serves: a release server, the WASM bundles with the
+# wasm-release profile and wasm-opt, every asset fingerprinted (cached for a year) and
+# precompressed.
 release:
 	$(TEST_ENV) cargo build -p server --bin confab --release
-	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile wasm-release
-	$(MAKE) --no-print-directory site WASM_FILE=target/$(WASM)/wasm-release/frontend.wasm HASH=yes
+	$(MAKE) --no-print-directory bundles PROFILE=wasm-release
+	$(MAKE) --no-print-directory site PROFILE=wasm-release HASH=yes
 
-# target/site from a built WASM: wasm-bindgen's JS glue, the stylesheet and public/. With
-# HASH, wasm-opt shrinks the WASM (after wasm-bindgen, which must read it unoptimized), each
-# file is named by its content (confab.<hash>.js) and the hashes are written next
-# to the release server (target/release/hash.txt, where Leptos looks for them); every asset
-# also gets .br and .gz siblings, which the server sends to clients that accept them.
+# The two WASM bundles (app/src/routing.rs, `Bundle`): the readers' (every page but the
+# dashboard) and the operators' dashboard's (every page), each copied to its own name, as
+# the second build writes the same frontend.wasm.
+BUNDLES := confab confab-dashboard
+bundles:
+	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile $(PROFILE)
+	cp target/$(WASM)/$(PROFILE)/frontend.wasm target/$(WASM)/$(PROFILE)/confab.wasm
+	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile $(PROFILE) --features dashboard
+	cp target/$(WASM)/$(PROFILE)/frontend.wasm target/$(WASM)/$(PROFILE)/confab-dashboard.wasm
+
+# target/site from the built bundles: wasm-bindgen's JS glue, the stylesheet and public/.
+# With HASH, wasm-opt shrinks each WASM (after wasm-bindgen, which must read it
+# unoptimized), each file is named by its content (confab.<hash>.js) and the hashes are
+# written next to the release server (target/release/hash.txt and hash-dashboard.txt, where
+# Leptos looks for them); every asset also gets .br and .gz siblings, which the server sends
+# to clients that accept them.
 site:
 	rm -rf $(SITE) && mkdir -p $(SITE)/pkg
-	wasm-bindgen --target web --no-typescript --out-dir $(SITE)/pkg --out-name confab $(WASM_FILE)
-	mv $(SITE)/pkg/confab_bg.wasm $(SITE)/pkg/confab.wasm
+	for bundle in $(BUNDLES); do \
+		wasm-bindgen --target web --no-typescript --out-dir $(SITE)/pkg --out-name $$bundle \
+			target/$(WASM)/$(PROFILE)/$$bundle.wasm && \
+		mv $(SITE)/pkg/$${bundle}_bg.wasm $(SITE)/pkg/$$bundle.wasm; \
+	done
 	cp style/main.css $(SITE)/pkg/confab.css
 	cp -r public/. $(SITE)/
 	@if [ -n "$(HASH)" ]; then \
-		$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-			--enable-mutable-globals -o $(SITE)/pkg/confab.opt.wasm $(SITE)/pkg/confab.wasm && \
-		mv $(SITE)/pkg/confab.opt.wasm $(SITE)/pkg/confab.wasm; \
-		: > target/release/hash.txt; \
-		for kind in js wasm css; do \
-			hash=$$(sha256sum $(SITE)/pkg/confab.$$kind | cut -c1-16); \
-			mv $(SITE)/pkg/confab.$$kind $(SITE)/pkg/confab.$$hash.$$kind; \
-			echo "$$kind: $$hash" >> target/release/hash.txt; \
+		for bundle in $(BUNDLES); do \
+			$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+				--enable-mutable-globals -o $(SITE)/pkg/$$bundle.opt.wasm $(SITE)/pkg/$$bundle.wasm && \
+			mv $(SITE)/pkg/$$bundle.opt.wasm $(SITE)/pkg/$$bundle.wasm; \
+			hashes=target/release/hash$${bundle#confab}.txt; \
+			: > $$hashes; \
+			kinds="js wasm"; [ $$bundle = confab ] && kinds="js wasm css"; \
+			for kind in $$kinds; do \
+				hash=$$(sha256sum $(SITE)/pkg/$$bundle.$$kind | cut -c1-16); \
+				mv $(SITE)/pkg/$$bundle.$$kind $(SITE)/pkg/$$bundle.$$hash.$$kind; \
+				echo "$$kind: $$hash" >> $$hashes; \
+			done; \
 		done; \
 		node -e '$(PRECOMPRESS)' $(SITE)/pkg/*.js $(SITE)/pkg/*.wasm $(SITE)/pkg/*.css; \
 		ls -l $(SITE)/pkg; \
-	else rm -f target/debug/hash.txt; fi
+	else rm -f target/debug/hash.txt target/debug/hash-dashboard.txt; fi
 
 test-rust:
 	$(TEST_ENV) cargo test --workspace --exclude frontend --features app/ssr
@@ -94,9 +113,19 @@ test-rust:
 test-e2e:
 	cd end2end && npx playwright test
 
-# The browser tests against the optimized build `make run` serves. Not part of `make test`
-# (the release builds would double its time), but run before changing how pages hydrate:
-# a hydration failure once showed only in the optimized WASM.
+# The WASM `make run` serves (the wasm-release profile: LTO, opt-level z), hydrated in a
+# browser: a hydration failure once showed only there, while every test passed against the
+# wasm-test build. The debug server serves it from a site of its own (same pages, same
+# markup); the specs that go through every page and between pages run against it.
+RELEASE_WASM_SITE := target/site-release-wasm
+test-release-wasm:
+	$(MAKE) --no-print-directory bundles PROFILE=wasm-release
+	$(MAKE) --no-print-directory site SITE=$(RELEASE_WASM_SITE) PROFILE=wasm-release HASH=
+	cd end2end && LEPTOS_SITE_ROOT=$(CURDIR)/$(RELEASE_WASM_SITE) npx playwright test \
+		--project=desktop-light tests/navigation.spec.ts tests/looks.spec.ts tests/chat.spec.ts
+
+# The whole browser suite against the optimized build `make run` serves (release server and
+# WASM). Not part of `make test`: the release builds would double its time.
 test-release: setup release
 	cd end2end && CONFAB_BIN=$(CURDIR)/target/release/confab npx playwright test
 
@@ -118,6 +147,7 @@ lint:
 	cargo fmt --all -- --check
 	$(TEST_ENV) cargo clippy -p server -p app --features app/ssr --all-targets -- -D warnings
 	$(TEST_ENV) cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+	$(TEST_ENV) cargo clippy -p frontend --target wasm32-unknown-unknown --features dashboard -- -D warnings
 
 # What running needs: the WASM target, the wasm-bindgen CLI and wasm-opt. Testing adds
 # Chromium, redis-server and the Playwright packages.

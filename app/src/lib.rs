@@ -93,6 +93,24 @@ fn stylesheet_href(options: &LeptosOptions) -> String {
     .clone()
 }
 
+/// The options naming the WASM bundle this page loads ([`routing::Bundle`]): the
+/// dashboard's for `/dashboard`, the readers' for every other page.
+#[cfg(feature = "ssr")]
+fn bundle_options(mut options: LeptosOptions) -> LeptosOptions {
+    let path = use_context::<http::request::Parts>()
+        .map(|parts| parts.uri.path().to_string())
+        .unwrap_or_default();
+    let bundle = Page::of(&path).bundle();
+    options.output_name = bundle.name().into();
+    options.hash_file = bundle.hash_file().into();
+    options
+}
+
+#[cfg(not(feature = "ssr"))]
+fn bundle_options(options: LeptosOptions) -> LeptosOptions {
+    options
+}
+
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
@@ -109,7 +127,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <link rel="stylesheet" href=stylesheet/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options=bundle_options(options.clone())/>
                 <MetaTags/>
             </head>
             <body>
@@ -180,11 +198,26 @@ fn Frame(
             {move || match page.get() {
                 Page::Home => view! { <pages::HomePage/> }.into_any(),
                 Page::SignIn => view! { <pages::AccountPage/> }.into_any(),
-                Page::Dashboard => view! { <pages::DashboardPage/> }.into_any(),
+                Page::Dashboard => dashboard_page(),
                 Page::Room => view! { <pages::RoomPage/> }.into_any(),
                 Page::NotFound => view! { <pages::NotFound/> }.into_any(),
             }}
         </main>
         </div>
     }
+}
+
+/// The operators' dashboard, where this build has it (the server, the dashboard's bundle).
+#[cfg(any(feature = "ssr", feature = "dashboard"))]
+fn dashboard_page() -> AnyView {
+    view! { <pages::DashboardPage/> }.into_any()
+}
+
+/// The readers' bundle has no dashboard: the browser loads the page with its own bundle.
+/// (Links and `navigate` already do; this is for any other way of getting here.)
+#[cfg(not(any(feature = "ssr", feature = "dashboard")))]
+fn dashboard_page() -> AnyView {
+    #[cfg(feature = "hydrate")]
+    let _ = window().location().reload();
+    view! { <p class="muted">"Loading the dashboard…"</p> }.into_any()
 }

@@ -12,6 +12,9 @@
 //!   router does: not with a modifier key, another button, `target`, `download` or
 //!   `rel="external"`, and not for a link to another part of this page (`#…`).
 //!
+//! A page of the other WASM bundle ([`Bundle`]) is left to the browser: a link to it or
+//! [`Location::navigate`] loads it.
+//!
 //! The server renders exactly [`Page::SERVER_PATHS`] as pages (`server/src/pages.rs`); any
 //! other path is rendered as [`Page::NotFound`], which sets the 404 status.
 
@@ -42,6 +45,49 @@ impl Page {
 
     /// The paths the server renders as pages (axum's syntax), every other one is a 404.
     pub const SERVER_PATHS: [&'static str; 4] = ["/", "/signin", "/dashboard", "/rooms/{room}"];
+
+    /// The WASM bundle the server sends with this page.
+    pub fn bundle(self) -> Bundle {
+        match self {
+            Page::Dashboard => Bundle::Dashboard,
+            _ => Bundle::Readers,
+        }
+    }
+
+    /// Whether the bundle running here can show this page in place; otherwise the browser
+    /// loads it, with its own bundle.
+    pub fn in_this_bundle(self) -> bool {
+        cfg!(any(feature = "dashboard", not(feature = "hydrate")))
+            || self.bundle() == Bundle::Readers
+    }
+}
+
+/// The two WASM bundles, both built from `frontend/`. The operators' dashboard has a bundle
+/// of its own: its code was 17 KB (Brotli) of the one every reader loaded. The dashboard's
+/// bundle (feature `dashboard`) has every page, so an operator moves on in place; the
+/// readers' bundle leaves `/dashboard` to the browser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bundle {
+    Readers,
+    Dashboard,
+}
+
+impl Bundle {
+    /// The files' name in the site's `pkg` (`confab.js`, `confab.wasm`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bundle::Readers => "confab",
+            Bundle::Dashboard => "confab-dashboard",
+        }
+    }
+
+    /// Where the optimized build writes the bundle's file hashes, next to the server.
+    pub fn hash_file(self) -> &'static str {
+        match self {
+            Bundle::Readers => "hash.txt",
+            Bundle::Dashboard => "hash-dashboard.txt",
+        }
+    }
 }
 
 /// The room of a `/rooms/{room}` path, percent-decoded (whether it is a valid room id is
@@ -225,6 +271,9 @@ mod browser {
             return None;
         }
         let (path, search) = (anchor.pathname(), anchor.search());
+        if !super::Page::of(&path).in_this_bundle() {
+            return None;
+        }
         let same_page = here.pathname().ok()? == path && here.search().ok()? == search;
         if same_page && !anchor.hash().is_empty() {
             return None;
@@ -234,9 +283,14 @@ mod browser {
 
     /// Adds `href` to the history and shows it, from the top of the page.
     pub fn push(location: Location, href: &str) {
+        let path = href.split(['?', '#']).next().unwrap_or_default();
         let Ok(history) = window().history() else {
             return;
         };
+        if !super::Page::of(path).in_this_bundle() {
+            let _ = window().location().set_href(href);
+            return;
+        }
         if history
             .push_state_with_url(&JsValue::NULL, "", Some(href))
             .is_err()
@@ -274,6 +328,16 @@ mod tests {
         ] {
             assert_eq!(Page::of(path), page, "{path}");
         }
+    }
+
+    #[test]
+    fn only_the_dashboard_has_a_bundle_of_its_own() {
+        assert_eq!(Page::Dashboard.bundle(), Bundle::Dashboard);
+        for page in [Page::Home, Page::SignIn, Page::Room, Page::NotFound] {
+            assert_eq!(page.bundle(), Bundle::Readers, "{page:?}");
+        }
+        assert_ne!(Bundle::Readers.name(), Bundle::Dashboard.name());
+        assert_ne!(Bundle::Readers.hash_file(), Bundle::Dashboard.hash_file());
     }
 
     #[test]

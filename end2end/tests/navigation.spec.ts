@@ -1,14 +1,16 @@
 // Moving between pages: the app's own router (app/src/routing.rs) changes the page in place
 // for a plain click on a link of the site and for back and forward, keeps the one live
 // connection, leaves clicks with a modifier to the browser, and shows unknown paths as the
-// 404 page.
+// 404 page. The operators' dashboard has a WASM bundle of its own: the readers' bundle
+// leaves it to the browser, the dashboard's has every page.
 import { expect, Page, test } from "@playwright/test";
 import { ConfabServer } from "./server";
 import { enterRoom, sidebar, uniqueRoom } from "./helpers";
 
+const operator = `navops_${Date.now().toString(36)}`;
 let server: ConfabServer;
 test.beforeAll(async () => {
-  server = await ConfabServer.start();
+  server = await ConfabServer.start({ CONFAB_OPERATORS: operator });
 });
 test.afterAll(async () => {
   await server.stop();
@@ -80,4 +82,33 @@ test("an unknown path is the 404 page, from which the rooms are a click away", a
   await expect(page).toHaveURL(`${server.url}/`);
   await expect(page.getByRole("heading", { name: "Talk in real time." })).toBeVisible();
   expect(await sameDocument(page), "changed in place").toBe(true);
+});
+
+test("the dashboard loads its own bundle, and goes on to the other pages in place", async ({ page }) => {
+  const bundles: string[] = [];
+  page.on("request", (request) => {
+    const file = new URL(request.url()).pathname;
+    if (file.endsWith(".wasm")) bundles.push(file);
+  });
+  // Signing up on the readers' page that should go on to the dashboard.
+  await page.goto(`${server.url}/signin?next=/dashboard`);
+  await expect(page.locator("link[rel=preload][href$='.wasm']")).toHaveAttribute("href", /\/pkg\/confab(\.[0-9a-f]+)?\.wasm$/);
+  const form = page.getByTestId("register-form");
+  await form.getByLabel("Username").fill(operator);
+  await form.getByLabel("Password").fill("correct horse battery");
+  await form.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(`${server.url}/dashboard`);
+  await expect(page.getByRole("heading", { name: "Dashboard" })).toBeVisible();
+  await expect(page.getByTestId("dashboard-status")).toHaveText("Live");
+  expect(bundles.map((file) => file.replace(/\.[0-9a-f]+\.wasm$/, ".wasm"))).toEqual([
+    "/pkg/confab.wasm",
+    "/pkg/confab-dashboard.wasm",
+  ]);
+
+  // From the dashboard's bundle, the rest of the app is in place.
+  await markDocument(page);
+  await page.getByRole("link", { name: "Confab" }).click();
+  await expect(page.getByRole("heading", { name: "Talk in real time." })).toBeVisible();
+  expect(await sameDocument(page), "changed in place").toBe(true);
+  expect(bundles).toHaveLength(2);
 });

@@ -35,6 +35,8 @@ test("a mention in a hidden tab notifies, once allowed", async ({ browser }) => 
 
   await send(bo, "@Ana while you are looking");
   await expect(ana.locator(".message", { hasText: "while you are looking" })).toBeVisible();
+  // Seen: read once the page marked it (after the next frame and the server's answer).
+  await expect(ana).toHaveTitle(`#${room} · Confab`);
 
   // Headless Chromium never hides a page, so the tab reports itself hidden, as it would
   // behind another tab.

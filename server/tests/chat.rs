@@ -411,6 +411,7 @@ async fn the_server_answers_the_pages_the_app_routes() {
         ("/rooms/", 404, "Not found"),
         ("/signin/", 404, "Not found"),
         ("/no/such/page", 404, "Not found"),
+        ("/dashboard", 401, "Operators only"),
     ] {
         let page = server.http("GET", path, None, &[]).await;
         assert_eq!(page.status, status, "{path}");
@@ -418,6 +419,17 @@ async fn the_server_answers_the_pages_the_app_routes() {
         assert!(
             page.body.contains("<!DOCTYPE html>"),
             "{path}: a whole page"
+        );
+        // The dashboard has a WASM bundle of its own; every other page loads the readers'.
+        let bundle = if path == "/dashboard" {
+            "confab-dashboard"
+        } else {
+            "confab"
+        };
+        assert!(
+            page.body.contains(&format!("href=\"/pkg/{bundle}.wasm\"")),
+            "{path} loads {bundle}: {}",
+            page.body
         );
     }
 }
