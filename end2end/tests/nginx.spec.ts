@@ -99,6 +99,9 @@ test("two browsers chat through nginx; an instance stopped mid-conversation lose
     expect(await sockets(stopping)).toBeGreaterThan(0);
     await stopping.stop();
     await send(ana, "three");
+    // Confirmed first (sent again after a reconnect if Ana was on the stopped instance), so
+    // that the order of the two senders' messages is known.
+    await expect(ana.locator(".message:not(.pending) .content").last()).toHaveText("three");
     await send(ben, "four");
     for (const page of [ana, ben]) {
       await expect(page.getByTestId("status")).toHaveText("Live");
