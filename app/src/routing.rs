@@ -271,9 +271,6 @@ mod browser {
             return None;
         }
         let (path, search) = (anchor.pathname(), anchor.search());
-        if !super::Page::of(&path).in_this_bundle() {
-            return None;
-        }
         let same_page = here.pathname().ok()? == path && here.search().ok()? == search;
         if same_page && !anchor.hash().is_empty() {
             return None;
@@ -281,7 +278,8 @@ mod browser {
         Some(format!("{path}{search}"))
     }
 
-    /// Adds `href` to the history and shows it, from the top of the page.
+    /// Adds `href` to the history and shows it, from the top of the page; a page of the
+    /// other bundle is loaded instead (links to it come here too).
     pub fn push(location: Location, href: &str) {
         let path = href.split(['?', '#']).next().unwrap_or_default();
         let Ok(history) = window().history() else {

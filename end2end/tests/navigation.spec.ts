@@ -46,7 +46,8 @@ test("links, back and forward change the page in place on one connection", async
   // Back and forward between the two rooms, and to the home page by the brand link.
   await page.goBack();
   await showsRoom(page, first);
-  await expect(page.locator(".message, .composer, form").first()).toBeVisible();
+  await expect(page.getByTestId("status")).toHaveText("Live");
+  await expect(page.getByRole("textbox", { name: "Message" })).toBeVisible();
   await page.goForward();
   await showsRoom(page, second);
   await expect((await sidebar(page)).locator(`a[data-room="${second}"]`)).toHaveAttribute("aria-current", "page");
