@@ -3,7 +3,7 @@
 // reader's address (not nginx's, not a forged one) is what Confab counts.
 import { expect, test } from "@playwright/test";
 import { spawn, ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -53,11 +53,13 @@ http {
   }
   return {
     stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      // SIGTERM: a fast shutdown (SIGQUIT would wait for the open WebSockets).
-      child.kill("SIGTERM");
-      await exited;
+      if (child.exitCode === null) {
+        const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+        // SIGTERM: a fast shutdown (SIGQUIT would wait for the open WebSockets).
+        child.kill("SIGTERM");
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
