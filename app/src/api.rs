@@ -2,6 +2,7 @@
 //! sign-in forms (guest, account sign-in, registration, sign-out). They run on the server through the [`Backend`](crate::backend::Backend)
 //! provided as context, and are called over HTTP from the browser.
 
+use crate::page_json::PageJson;
 use crate::protocol::{HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,23 @@ pub struct RoomSnapshot {
     pub read: Option<ReadState>,
     /// The longest message the server accepts, in bytes (the composer counts down to it).
     pub max_content_bytes: usize,
+}
+
+/// What a page loads through a server function, carried into the browser as [`PageJson`].
+pub type PageData<T> = Resource<Result<T, ServerFnError>, PageJson>;
+
+/// Loads a page's data with `fetch` whenever `source` changes (once on the server, whose
+/// result the browser takes over).
+pub fn page_data<S, T, Fut>(
+    source: impl Fn() -> S + Send + Sync + 'static,
+    fetch: impl Fn(S) -> Fut + Send + Sync + 'static,
+) -> PageData<T>
+where
+    S: PartialEq + Clone + Send + Sync + 'static,
+    T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, ServerFnError>> + Send + 'static,
+{
+    Resource::new_with_options(source, fetch, false)
 }
 
 /// The human text of a server function error, without the framework's prefix.
@@ -107,7 +125,7 @@ pub enum Clearance {
     Operator,
 }
 
-#[server(prefix = "/fn", endpoint = "dashboard_access")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "dashboard_access")]
 pub async fn dashboard_access() -> Result<Clearance, ServerFnError> {
     let backend = ssr::backend()?;
     Ok(match ssr::me(&backend).await? {
@@ -117,14 +135,14 @@ pub async fn dashboard_access() -> Result<Clearance, ServerFnError> {
     })
 }
 
-#[server(prefix = "/fn", endpoint = "current_user")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<User>, ServerFnError> {
     let backend = ssr::backend()?;
     ssr::me(&backend).await
 }
 
 /// Starts a guest session under `name` and stores its token in an HttpOnly cookie.
-#[server(prefix = "/fn", endpoint = "start_guest_session")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "start_guest_session")]
 pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
@@ -133,7 +151,7 @@ pub async fn start_guest_session(name: String) -> Result<User, ServerFnError> {
 }
 
 /// Signs in to an account and stores the session in the HttpOnly cookie.
-#[server(prefix = "/fn", endpoint = "sign_in")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "sign_in")]
 pub async fn sign_in(username: String, password: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
@@ -142,7 +160,7 @@ pub async fn sign_in(username: String, password: String) -> Result<User, ServerF
 }
 
 /// Creates an account, signs it in and stores the session in the HttpOnly cookie.
-#[server(prefix = "/fn", endpoint = "register")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "register")]
 pub async fn register(username: String, password: String) -> Result<User, ServerFnError> {
     let backend = ssr::backend()?;
     let client = ssr::client().await;
@@ -151,7 +169,7 @@ pub async fn register(username: String, password: String) -> Result<User, Server
 }
 
 /// Ends the session and removes the cookie.
-#[server(prefix = "/fn", endpoint = "sign_out")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
     if let Some(token) = ssr::token().await {
@@ -161,7 +179,7 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 }
 
 /// What a room page shows before any live update.
-#[server(prefix = "/fn", endpoint = "load_room")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "load_room")]
 pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
     let backend = ssr::backend()?;
     let page = backend
@@ -188,7 +206,7 @@ pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
 
 /// The signed-in user's rooms (the sidebar), with unread and mention counts; none for a
 /// visitor who has not signed in.
-#[server(prefix = "/fn", endpoint = "my_rooms")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "my_rooms")]
 pub async fn my_rooms() -> Result<Vec<RoomEntry>, ServerFnError> {
     let backend = ssr::backend()?;
     match ssr::me(&backend).await? {
@@ -199,7 +217,7 @@ pub async fn my_rooms() -> Result<Vec<RoomEntry>, ServerFnError> {
 
 /// Posts a message from the composer's form when JavaScript is off (with JavaScript the page
 /// sends over its live connection instead).
-#[server(prefix = "/fn", endpoint = "post_message")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "post_message")]
 pub async fn post_message(room: String, content: String) -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
     let me = ssr::signed_in(&backend).await?;
@@ -211,7 +229,7 @@ pub async fn post_message(room: String, content: String) -> Result<(), ServerFnE
 }
 
 /// Takes a room off the signed-in user's list.
-#[server(prefix = "/fn", endpoint = "leave_room")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "leave_room")]
 pub async fn leave_room(room: String) -> Result<(), ServerFnError> {
     let backend = ssr::backend()?;
     let me = ssr::signed_in(&backend).await?;
@@ -219,7 +237,7 @@ pub async fn leave_room(room: String) -> Result<(), ServerFnError> {
 }
 
 /// Older messages, for scrolling back.
-#[server(prefix = "/fn", endpoint = "older_messages")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "older_messages")]
 pub async fn older_messages(
     room: String,
     before: Option<String>,
@@ -232,14 +250,14 @@ pub async fn older_messages(
 }
 
 /// Who is present in a room.
-#[server(prefix = "/fn", endpoint = "room_members")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "room_members")]
 pub async fn room_members(room: String) -> Result<Vec<Member>, ServerFnError> {
     let backend = ssr::backend()?;
     backend.members(&room).await.map_err(ssr::to_error)
 }
 
 /// Rooms with history or people in them, busiest first.
-#[server(prefix = "/fn", endpoint = "list_rooms")]
+#[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "list_rooms")]
 pub async fn list_rooms() -> Result<Vec<RoomSummary>, ServerFnError> {
     let backend = ssr::backend()?;
     backend.rooms().await.map_err(ssr::to_error)

@@ -17,7 +17,7 @@ pub struct Session {
     pub sign_out: ServerAction<SignOut>,
     /// Bumped when the server ended the session on its own (signed out in another tab).
     pub ended: RwSignal<usize>,
-    pub user: Resource<Result<Option<User>, ServerFnError>>,
+    pub user: crate::api::PageData<Option<User>>,
 }
 
 impl Session {
@@ -42,7 +42,7 @@ impl Session {
             register,
             sign_out,
             ended,
-            user: Resource::new(version, |_| current_user()),
+            user: crate::api::page_data(version, |_| current_user()),
         };
         provide_context(session);
         session

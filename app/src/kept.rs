@@ -28,7 +28,7 @@ pub fn load(log: &ChatLog) -> Vec<(String, String)> {
         .get_item(&key)
         .ok()
         .flatten()
-        .and_then(|json| serde_json::from_str(&json).ok())
+        .and_then(|json| crate::page_json::decode(json.as_bytes()).ok())
         .unwrap_or_default()
 }
 

@@ -31,6 +31,7 @@ pub mod markdown;
 pub mod mention;
 #[cfg(feature = "hydrate")]
 mod notify;
+pub mod page_json;
 pub mod pages;
 pub mod protocol;
 #[cfg(feature = "hydrate")]

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 /// Decodes one server event. Unknown fields are ignored; an unknown `type`, a missing field
 /// or a field of the wrong type is an error, as with serde's decoder.
 pub fn decode(text: &str) -> Result<ServerMsg, serde_json::Error> {
-    let Value::Object(map) = serde_json::from_str::<Value>(text)? else {
+    let Value::Object(map) = crate::page_json::parse(text.as_bytes())? else {
         return Err(serde_json::Error::custom("an event is a JSON object"));
     };
     let mut f = Fields(map);

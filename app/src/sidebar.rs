@@ -21,7 +21,7 @@ pub fn Sidebar() -> impl IntoView {
     let workspace = Workspace::expect();
     // Loaded again when someone signs in or out, and when the list may have changed in
     // another tab or on another device.
-    let rooms = Resource::new(
+    let rooms = crate::api::page_data(
         move || (session.version(), workspace.list_changed.get()),
         |_| my_rooms(),
     );

@@ -11,7 +11,7 @@ const ROOMS_REFRESH_MS: u64 = 5_000;
 pub fn HomePage() -> impl IntoView {
     let session = Session::expect();
     let refresh = RwSignal::new(0u32);
-    let rooms = Resource::new(move || refresh.get(), |_| list_rooms());
+    let rooms = crate::api::page_data(move || refresh.get(), |_| list_rooms());
     Effect::new(move |_| {
         let handle = set_interval_with_handle(
             move || refresh.update(|n| *n = n.wrapping_add(1)),

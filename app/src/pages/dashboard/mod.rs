@@ -21,7 +21,7 @@ use leptos_meta::Title;
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let session = Session::expect();
-    let access = Resource::new(move || session.version(), |_| dashboard_access());
+    let access = crate::api::page_data(move || session.version(), |_| dashboard_access());
     view! {
         <Title text="Dashboard · Confab"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>

@@ -29,7 +29,7 @@ pub fn RoomPage() -> impl IntoView {
     let session = Session::expect();
     let location = Location::expect();
     let room = Memo::new(move |_| location.path.with(|path| room_of(path).unwrap_or_default()));
-    let snapshot = Resource::new(
+    let snapshot = crate::api::page_data(
         move || (room.get(), session.version()),
         |(room, _)| load_room(room),
     );
