@@ -16,6 +16,7 @@
 //! - `live` (hydrate): the browser's one WebSocket for every room, with reconnect and resume.
 //! - `notify` (hydrate): browser notifications for mentions while the tab is hidden.
 //! - [`routing`]: which page a path shows, and moving between pages in place.
+//! - [`title`]: the tab's title, with the unread count.
 //! - `kept` (hydrate): unconfirmed messages kept in browser storage across reloads.
 
 pub mod api;
@@ -39,12 +40,12 @@ mod room_list_sync;
 pub mod routing;
 pub mod server_events;
 mod sidebar;
+pub mod title;
 pub mod unread;
 pub mod validate;
 pub mod workspace;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Title};
 use routing::{Location, Page};
 
 /// The Content-Security-Policy of every page: scripts only from this origin or inline with
@@ -98,10 +99,7 @@ fn stylesheet_href(options: &LeptosOptions) -> String {
 /// dashboard's for `/dashboard`, the readers' for every other page.
 #[cfg(feature = "ssr")]
 fn bundle_options(mut options: LeptosOptions) -> LeptosOptions {
-    let path = use_context::<http::request::Parts>()
-        .map(|parts| parts.uri.path().to_string())
-        .unwrap_or_default();
-    let bundle = Page::of(&path).bundle();
+    let bundle = Page::of(&request_path()).bundle();
     options.output_name = bundle.name().into();
     options.hash_file = bundle.hash_file().into();
     options
@@ -110,6 +108,18 @@ fn bundle_options(mut options: LeptosOptions) -> LeptosOptions {
 #[cfg(not(feature = "ssr"))]
 fn bundle_options(options: LeptosOptions) -> LeptosOptions {
     options
+}
+
+/// The path of the page being rendered (the server renders the page for a request).
+fn request_path() -> String {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>()
+            .map(|parts| parts.uri.path().to_string())
+            .unwrap_or_default()
+    }
+    #[cfg(not(feature = "ssr"))]
+    String::new()
 }
 
 /// The HTML document around the app (server side).
@@ -129,7 +139,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="stylesheet" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options=bundle_options(options.clone())/>
-                <MetaTags/>
+                <title inner_html=title::escaped(&title::of_page(&request_path()))></title>
             </head>
             <body>
                 <App/>
@@ -140,7 +150,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
     let location = Location::provide();
     let session = components::Session::provide();
     let workspace = workspace::Workspace::provide(session.ended);
@@ -154,22 +163,13 @@ pub fn App() -> impl IntoView {
     });
     // The tab title carries the unread count of every room: "(3) #general · Confab".
     let unread = move || workspace.rooms.with(unread::RoomList::total_unread);
-    let formatter = move |title: String| match unread() {
-        0 => title,
-        n if n >= protocol::UNREAD_COUNT_MAX => format!("(99+) {title}"),
-        n => format!("({n}) {title}"),
-    };
+    #[cfg(feature = "hydrate")]
+    title::follow(location, unread);
     let page = Memo::new(move |_| location.page());
-    view! {
-        <Title formatter text="Confab"/>
-        <Frame session drawer unread=Signal::derive(unread) page/>
-    }
+    view! { <Frame session drawer unread=Signal::derive(unread) page/> }
 }
 
-/// The top bar, the sidebar and the page. A component of its own, not more children of
-/// `App`'s view: with `<Title>` (which renders no element) directly followed by elements, the
-/// optimized WASM failed to hydrate the page (a release build only; found by running the
-/// browser tests against `make release`).
+/// The top bar, the sidebar and the page, under the contexts `App` provides.
 #[component]
 fn Frame(
     session: components::Session,

@@ -401,21 +401,39 @@ async fn room_page_is_rendered_with_history_as_text() {
 #[tokio::test]
 async fn the_server_answers_the_pages_the_app_routes() {
     let server = TestServer::start().await;
-    for (path, status, text) in [
-        ("/", 200, "Talk in real time."),
-        ("/signin", 200, "Your account"),
-        ("/signin?next=/rooms/x", 200, "Your account"),
-        ("/rooms/general", 200, "#general"),
-        ("/rooms/general/", 404, "Not found"),
-        ("/rooms/a/b", 404, "Not found"),
-        ("/rooms/", 404, "Not found"),
-        ("/signin/", 404, "Not found"),
-        ("/no/such/page", 404, "Not found"),
-        ("/dashboard", 401, "Operators only"),
+    for (path, status, text, title) in [
+        ("/", 200, "Talk in real time.", "Confab"),
+        ("/signin", 200, "Your account", "Sign in · Confab"),
+        (
+            "/signin?next=/rooms/x",
+            200,
+            "Your account",
+            "Sign in · Confab",
+        ),
+        ("/rooms/general", 200, "#general", "#general · Confab"),
+        ("/rooms/general/", 404, "Not found", "Not found · Confab"),
+        ("/rooms/a/b", 404, "Not found", "Not found · Confab"),
+        ("/rooms/", 404, "Not found", "Not found · Confab"),
+        ("/signin/", 404, "Not found", "Not found · Confab"),
+        ("/no/such/page", 404, "Not found", "Not found · Confab"),
+        ("/dashboard", 401, "Operators only", "Dashboard · Confab"),
+        (
+            "/rooms/%3C%2Ftitle%3E%3Cb%3E",
+            400,
+            "This room cannot be opened",
+            "#&lt;/title>&lt;b> · Confab",
+        ),
     ] {
         let page = server.http("GET", path, None, &[]).await;
         assert_eq!(page.status, status, "{path}");
         assert!(page.body.contains(text), "{path}: {}", page.body);
+        // One title, in the head, before the body.
+        let head = page.body.split("<body").next().unwrap_or_default();
+        assert!(
+            head.contains(&format!("<title>{title}</title>")),
+            "{path}: {head}"
+        );
+        assert_eq!(page.body.matches("<title>").count(), 1, "{path}");
         assert!(
             page.body.contains("<!DOCTYPE html>"),
             "{path}: a whole page"

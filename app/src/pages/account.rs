@@ -4,7 +4,6 @@
 use crate::components::{RegisterForm, Session, SignInForm};
 use crate::routing::Location;
 use leptos::prelude::*;
-use leptos_meta::Title;
 
 /// `next` if it is a path on this site (never a way off it).
 fn local_next(next: Option<String>) -> Option<String> {
@@ -25,7 +24,6 @@ pub fn AccountPage() -> impl IntoView {
         }
     });
     view! {
-        <Title text="Sign in · Confab"/>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 match session.user.await {

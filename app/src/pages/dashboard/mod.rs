@@ -16,14 +16,12 @@ use crate::api::{dashboard_access, error_text, Clearance};
 use crate::components::Session;
 use figures::{Figures, Series, HISTORY};
 use leptos::prelude::*;
-use leptos_meta::Title;
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let session = Session::expect();
     let access = crate::api::page_data(move || session.version(), |_| dashboard_access());
     view! {
-        <Title text="Dashboard · Confab"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match access.await {

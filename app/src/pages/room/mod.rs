@@ -20,7 +20,6 @@ use crate::workspace::Workspace;
 use composer::Composer;
 use content::MessageContent;
 use leptos::prelude::*;
-use leptos_meta::Title;
 use std::cmp::Ordering;
 use time::{LocalTime, GROUP_WITHIN_MS};
 
@@ -34,7 +33,6 @@ pub fn RoomPage() -> impl IntoView {
         |(room, _)| load_room(room),
     );
     view! {
-        <Title text=move || format!("#{} · Confab", room.get())/>
         <Suspense fallback=|| view! { <p class="muted">"Loading the room…"</p> }>
             {move || Suspend::new(async move {
                 match snapshot.await {
