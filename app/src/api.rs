@@ -1,6 +1,8 @@
 //! Server functions: what pages load (history, presence, rooms, the current user) and the
-//! sign-in forms (guest, account sign-in, registration, sign-out). They run on the server through the [`Backend`](crate::backend::Backend)
-//! provided as context, and are called over HTTP from the browser.
+//! sign-in forms (guest, account sign-in, registration, sign-out). They run on the server
+//! through the [`Backend`](crate::backend::Backend) provided as context, and are called over
+//! HTTP from the browser. Each answers in [`PageJson`], and the pages' resources carry their
+//! data into the browser in it too (see `page_json` for why).
 
 use crate::page_json::PageJson;
 use crate::protocol::{HistoryPage, Member, ReadState, RoomEntry, RoomSummary, User};
