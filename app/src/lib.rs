@@ -99,7 +99,7 @@ fn stylesheet_href(options: &LeptosOptions) -> String {
 /// dashboard's for `/dashboard`, the readers' for every other page.
 #[cfg(feature = "ssr")]
 fn bundle_options(mut options: LeptosOptions) -> LeptosOptions {
-    let bundle = Page::of(&request_path()).bundle();
+    let bundle = Page::of(&routing::current().0).bundle();
     options.output_name = bundle.name().into();
     options.hash_file = bundle.hash_file().into();
     options
@@ -108,18 +108,6 @@ fn bundle_options(mut options: LeptosOptions) -> LeptosOptions {
 #[cfg(not(feature = "ssr"))]
 fn bundle_options(options: LeptosOptions) -> LeptosOptions {
     options
-}
-
-/// The path of the page being rendered (the server renders the page for a request).
-fn request_path() -> String {
-    #[cfg(feature = "ssr")]
-    {
-        use_context::<http::request::Parts>()
-            .map(|parts| parts.uri.path().to_string())
-            .unwrap_or_default()
-    }
-    #[cfg(not(feature = "ssr"))]
-    String::new()
 }
 
 /// The HTML document around the app (server side).
@@ -139,7 +127,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="stylesheet" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options=bundle_options(options.clone())/>
-                <title inner_html=title::escaped(&title::of_page(&request_path()))></title>
+                <title inner_html=title::escaped(&title::of_page(&routing::current().0))></title>
             </head>
             <body>
                 <App/>

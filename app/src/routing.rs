@@ -188,9 +188,9 @@ impl Location {
     }
 }
 
-/// The location this page was rendered for: the request's on the server.
+/// The location (path, query) this page was rendered for: the request's on the server.
 #[cfg(feature = "ssr")]
-fn current() -> (String, String) {
+pub fn current() -> (String, String) {
     use_context::<http::request::Parts>()
         .map(|parts| {
             let uri = &parts.uri;
@@ -202,9 +202,9 @@ fn current() -> (String, String) {
         .unwrap_or_else(|| ("/".to_string(), String::new()))
 }
 
-/// The location this page was rendered for: the address bar's in the browser.
+/// The location (path, query) this page was rendered for: the address bar's in the browser.
 #[cfg(not(feature = "ssr"))]
-fn current() -> (String, String) {
+pub fn current() -> (String, String) {
     #[cfg(feature = "hydrate")]
     {
         let location = window().location();
