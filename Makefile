@@ -32,6 +32,10 @@ SITE := target/site
 TOOLS := target/tools
 WASM_OPT := $(TOOLS)/node_modules/.bin/wasm-opt
 BINARYEN_VERSION := 132.0.0
+# Size first. `-Os` left the readers' WASM smaller with Brotli than `-Oz` (which is smaller
+# uncompressed), and flattening and re-looping first smaller still (README, "First load").
+WASM_OPT_FLAGS := --flatten --rereloop -Os -Os --enable-bulk-memory --enable-nontrapping-float-to-int \
+	--enable-sign-ext --enable-mutable-globals
 # Writes a Brotli (quality 11) and a gzip (level 9) copy next to each file given.
 PRECOMPRESS := const z = require("zlib"), fs = require("fs"); for (const f of process.argv.slice(1)) { const b = fs.readFileSync(f); fs.writeFileSync(f + ".br", z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11 } })); fs.writeFileSync(f + ".gz", z.gzipSync(b, { level: 9 })); }
 
@@ -54,7 +58,7 @@ test: setup build test-rust test-e2e test-release-wasm
 build:
 	$(TEST_ENV) cargo build -p server --bin confab
 	$(MAKE) --no-print-directory bundles PROFILE=wasm-test
-	$(MAKE) --no-print-directory site PROFILE=wasm-test HASH=
+	$(MAKE) --no-print-directory site PROFILE=wasm-test OPTIMIZE= HASH=
 
 # The optimized build `make run` serves: a release server, the WASM bundles with the
 # wasm-release profile and wasm-opt, every asset fingerprinted (cached for a year) and
@@ -62,7 +66,7 @@ build:
 release:
 	$(TEST_ENV) cargo build -p server --bin confab --release
 	$(MAKE) --no-print-directory bundles PROFILE=wasm-release
-	$(MAKE) --no-print-directory site PROFILE=wasm-release HASH=yes
+	$(MAKE) --no-print-directory site PROFILE=wasm-release OPTIMIZE=yes HASH=yes
 
 # The two WASM bundles (app/src/routing.rs, `Bundle`): the readers' (every page but the
 # dashboard) and the operators' dashboard's (every page), each copied to its own name, as
@@ -75,8 +79,10 @@ bundles:
 	cp target/$(WASM)/$(PROFILE)/frontend.wasm target/$(WASM)/$(PROFILE)/confab-dashboard.wasm
 
 # target/site from the built bundles: wasm-bindgen's JS glue, the stylesheet and public/.
-# With HASH, wasm-opt shrinks each WASM (after wasm-bindgen, which must read it
-# unoptimized), each file is named by its content (confab.<hash>.js) and the hashes are
+# With OPTIMIZE, each WASM is shrunk after wasm-bindgen (which must read it as rustc wrote
+# it): frontend/drop-async-hydration.mjs removes async hydration, which Confab never uses,
+# then wasm-opt (WASM_OPT_FLAGS) optimizes for size; the two bundles in parallel.
+# With HASH, each file is named by its content (confab.<hash>.js) and the hashes are
 # written next to the release server (target/release/hash.txt and hash-dashboard.txt, where
 # Leptos looks for them); every asset also gets .br and .gz siblings, which the server sends
 # to clients that accept them.
@@ -89,11 +95,17 @@ site:
 	done
 	cp style/main.css $(SITE)/pkg/confab.css
 	cp -r public/. $(SITE)/
+	@if [ -n "$(OPTIMIZE)" ]; then \
+		pids=; \
+		for bundle in $(BUNDLES); do \
+			wasm=$(SITE)/pkg/$$bundle.wasm; \
+			( node frontend/drop-async-hydration.mjs $$wasm $$wasm.pruned && \
+			  $(WASM_OPT) $(WASM_OPT_FLAGS) -o $$wasm $$wasm.pruned && rm $$wasm.pruned ) & pids="$$pids $$!"; \
+		done; \
+		for pid in $$pids; do wait $$pid || exit 1; done; \
+	fi
 	@if [ -n "$(HASH)" ]; then \
 		for bundle in $(BUNDLES); do \
-			$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-				--enable-mutable-globals -o $(SITE)/pkg/$$bundle.opt.wasm $(SITE)/pkg/$$bundle.wasm && \
-			mv $(SITE)/pkg/$$bundle.opt.wasm $(SITE)/pkg/$$bundle.wasm; \
 			hashes=target/release/hash$${bundle#confab}.txt; \
 			: > $$hashes; \
 			kinds="js wasm"; [ $$bundle = confab ] && kinds="js wasm css"; \
@@ -113,14 +125,15 @@ test-rust:
 test-e2e:
 	cd end2end && npx playwright test
 
-# The WASM `make run` serves (the wasm-release profile: LTO, opt-level z), hydrated in a
+# The WASM `make run` serves (the wasm-release profile: LTO, opt-level z; async hydration
+# dropped and wasm-opt, as OPTIMIZE does for `make release`), hydrated in a
 # browser: a hydration failure once showed only there, while every test passed against the
 # wasm-test build. The debug server serves it from a site of its own (same pages, same
 # markup); the specs that go through every page and between pages run against it.
 RELEASE_WASM_SITE := target/site-release-wasm
 test-release-wasm:
 	$(MAKE) --no-print-directory bundles PROFILE=wasm-release
-	$(MAKE) --no-print-directory site SITE=$(RELEASE_WASM_SITE) PROFILE=wasm-release HASH=
+	$(MAKE) --no-print-directory site SITE=$(RELEASE_WASM_SITE) PROFILE=wasm-release OPTIMIZE=yes HASH=
 	cd end2end && LEPTOS_SITE_ROOT=$(CURDIR)/$(RELEASE_WASM_SITE) npx playwright test \
 		--project=desktop-light tests/navigation.spec.ts tests/looks.spec.ts tests/chat.spec.ts
 
@@ -152,7 +165,7 @@ lint:
 # What running needs: the WASM target, the wasm-bindgen CLI and wasm-opt. Testing adds
 # Chromium, redis-server and the Playwright packages.
 setup-run: deps-wasm-target deps-wasm-bindgen deps-binaryen
-setup: deps-apt-test deps-wasm-target deps-wasm-bindgen deps-npm
+setup: deps-apt-test deps-wasm-target deps-wasm-bindgen deps-binaryen deps-npm
 
 # Debian's Chromium for Playwright (never a downloaded browser), redis-server for the
 # multi-instance tests and nginx for the load balancer test (the tests start both themselves
