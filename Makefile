@@ -68,22 +68,22 @@ release:
 	$(MAKE) --no-print-directory bundles PROFILE=wasm-release
 	$(MAKE) --no-print-directory site PROFILE=wasm-release OPTIMIZE=yes HASH=yes
 
-# The two WASM bundles (app/src/routing.rs, `Bundle`): the readers' (every page but the
-# dashboard) and the operators' dashboard's (every page), each copied to its own name, as
-# the second build writes the same frontend.wasm.
-BUNDLES := confab confab-dashboard
+# The two WASM bundles (app/src/routing.rs, `Bundle`): the readers' (home, rooms, 404) and
+# the full one (every page, with sign-in and the operators' dashboard), each copied to its
+# own name, as the second build writes the same frontend.wasm.
+BUNDLES := confab confab-full
 bundles:
 	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile $(PROFILE)
 	cp target/$(WASM)/$(PROFILE)/frontend.wasm target/$(WASM)/$(PROFILE)/confab.wasm
-	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile $(PROFILE) --features dashboard
-	cp target/$(WASM)/$(PROFILE)/frontend.wasm target/$(WASM)/$(PROFILE)/confab-dashboard.wasm
+	$(TEST_ENV) cargo build -p frontend --lib --target $(WASM) --profile $(PROFILE) --features full
+	cp target/$(WASM)/$(PROFILE)/frontend.wasm target/$(WASM)/$(PROFILE)/confab-full.wasm
 
 # target/site from the built bundles: wasm-bindgen's JS glue, the stylesheet and public/.
 # With OPTIMIZE, each WASM is shrunk after wasm-bindgen (which must read it as rustc wrote
 # it): frontend/drop-async-hydration.mjs removes async hydration, which Confab never uses,
 # then wasm-opt (WASM_OPT_FLAGS) optimizes for size; the two bundles in parallel.
 # With HASH, each file is named by its content (confab.<hash>.js) and the hashes are
-# written next to the release server (target/release/hash.txt and hash-dashboard.txt, where
+# written next to the release server (target/release/hash.txt and hash-full.txt, where
 # Leptos looks for them); every asset also gets .br and .gz siblings, which the server sends
 # to clients that accept them.
 site:
@@ -117,7 +117,7 @@ site:
 		done; \
 		node -e '$(PRECOMPRESS)' $(SITE)/pkg/*.js $(SITE)/pkg/*.wasm $(SITE)/pkg/*.css; \
 		ls -l $(SITE)/pkg; \
-	else rm -f target/debug/hash.txt target/debug/hash-dashboard.txt; fi
+	else rm -f target/debug/hash.txt target/debug/hash-full.txt; fi
 
 test-rust:
 	$(TEST_ENV) cargo test --workspace --exclude frontend --features app/ssr
@@ -160,7 +160,7 @@ lint:
 	cargo fmt --all -- --check
 	$(TEST_ENV) cargo clippy -p server -p app --features app/ssr --all-targets -- -D warnings
 	$(TEST_ENV) cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
-	$(TEST_ENV) cargo clippy -p frontend --target wasm32-unknown-unknown --features dashboard -- -D warnings
+	$(TEST_ENV) cargo clippy -p frontend --target wasm32-unknown-unknown --features full -- -D warnings
 
 # What running needs: the WASM target, the wasm-bindgen CLI and wasm-opt. Testing adds
 # Chromium, redis-server and the Playwright packages.

@@ -1,20 +1,29 @@
-//! UI parts shared by the pages: the session context, the user badge, the name form and the
-//! account forms.
+//! UI parts shared by the pages: the session context, the user badge, the name form and
+//! the room form. (The account forms are the account page's.)
 
-use crate::api::{current_user, error_text, Register, SignIn, SignOut, StartGuestSession};
+use crate::api::{current_user, error_text, SignOut, StartGuestSession};
 use crate::protocol::User;
 use crate::routing::Location;
 use crate::validate::room_name_to_id;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 
+/// An action that calls a server function, as Leptos's `ServerAction` does without its
+/// reading of an error Leptos's own no-JavaScript redirect puts in the URL (`?__err=`):
+/// Confab's forms report theirs as `?error=…&form=…` ([`refusal_in_url`]), and decoding the
+/// other took 1.5 KB (Brotli) of the WASM.
+pub type ServerCall<S, T> = Action<S, Result<T, ServerFnError>>;
+
 /// The signed-in user and the actions that change it, provided once by `App`.
+///
+/// Signing in to an account is the account page's (`pages::account`): only the full bundle
+/// has it (`routing::Bundle`), and it tells the session through `signed_in`.
 #[derive(Clone, Copy)]
 pub struct Session {
-    pub start: ServerAction<StartGuestSession>,
-    pub sign_in: ServerAction<SignIn>,
-    pub register: ServerAction<Register>,
-    pub sign_out: ServerAction<SignOut>,
+    pub start: ServerCall<StartGuestSession, User>,
+    pub sign_out: ServerCall<SignOut, ()>,
+    /// Bumped when the account page signed someone in (or registered them).
+    pub signed_in: RwSignal<usize>,
     /// Bumped when the server ended the session on its own (signed out in another tab).
     pub ended: RwSignal<usize>,
     pub user: crate::api::PageData<Option<User>>,
@@ -22,25 +31,24 @@ pub struct Session {
 
 impl Session {
     pub fn provide() -> Self {
-        let start = ServerAction::<StartGuestSession>::new();
-        let sign_in = ServerAction::<SignIn>::new();
-        let register = ServerAction::<Register>::new();
-        let sign_out = ServerAction::<SignOut>::new();
+        let start = Action::new(|form: &StartGuestSession| {
+            crate::api::start_guest_session(form.name.clone())
+        });
+        let sign_out = Action::new(|_: &SignOut| crate::api::sign_out());
+        let signed_in = RwSignal::new(0);
         let ended = RwSignal::new(0);
         let version = move || {
             [
                 start.version().get(),
-                sign_in.version().get(),
-                register.version().get(),
                 sign_out.version().get(),
+                signed_in.get(),
                 ended.get(),
             ]
         };
         let session = Session {
             start,
-            sign_in,
-            register,
             sign_out,
+            signed_in,
             ended,
             user: crate::api::page_data(version, |_| current_user()),
         };
@@ -53,19 +61,18 @@ impl Session {
     }
 
     /// Changes whenever someone signs in or out: a source for resources that depend on who you are.
-    pub fn version(&self) -> [usize; 5] {
+    pub fn version(&self) -> [usize; 4] {
         [
             self.start.version().get(),
-            self.sign_in.version().get(),
-            self.register.version().get(),
             self.sign_out.version().get(),
+            self.signed_in.get(),
             self.ended.get(),
         ]
     }
 }
 
 /// The text of an action's last result, if it failed.
-fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<String> {
+pub(crate) fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<String> {
     match result {
         Some(Err(err)) => Some(error_text(&err)),
         _ => None,
@@ -85,7 +92,7 @@ pub fn refusal_in_url(function: &'static str) -> impl Fn() -> Option<String> + C
 
 /// The form's error: from its last submission here (`last`), or from the URL after a post
 /// without JavaScript.
-fn form_error(
+pub(crate) fn form_error(
     last: impl Fn() -> Option<String> + Copy,
     function: &'static str,
 ) -> impl Fn() -> Option<String> + Copy {
@@ -158,7 +165,7 @@ fn url_escape(text: &str) -> impl Iterator<Item = String> + '_ {
 /// `ActionForm` does the same through a generic form-data decoder (`serde_qs`) and generic
 /// code per form; reading the fields by name took 18 KB (Brotli) off the WASM every page
 /// loads.
-fn submitted(ev: &leptos::ev::SubmitEvent, name: &str) -> String {
+pub(crate) fn submitted(ev: &leptos::ev::SubmitEvent, name: &str) -> String {
     use leptos::wasm_bindgen::JsCast;
     ev.target()
         .and_then(|target| target.dyn_into::<leptos::web_sys::HtmlFormElement>().ok())
@@ -190,84 +197,6 @@ pub fn NameForm(#[prop(into)] label: String) -> impl IntoView {
                 <input id="name-input" name="name" required maxlength="32" placeholder="e.g. Ana" autocomplete="nickname"/>
                 <button type="submit">"Continue"</button>
             </div>
-            {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
-        </form>
-    }
-}
-
-/// Sign in to an existing account.
-#[component]
-pub fn SignInForm() -> impl IntoView {
-    let session = Session::expect();
-    let error = form_error(move || failure(session.sign_in.value().get()), "sign_in");
-    view! {
-        <form
-            class="account-form"
-            data-testid="sign-in-form"
-            method="post"
-            action=SignIn::PATH
-            on:submit=move |ev| {
-                ev.prevent_default();
-                session.sign_in.dispatch(SignIn {
-                    username: submitted(&ev, "username"),
-                    password: submitted(&ev, "password"),
-                });
-            }
-        >
-            <h2>"Sign in"</h2>
-            <label for="signin-username">"Username"</label>
-            <input id="signin-username" name="username" required minlength="3" maxlength="32" autocomplete="username"/>
-            <label for="signin-password">"Password"</label>
-            <input id="signin-password" name="password" type="password" required autocomplete="current-password"/>
-            <button type="submit">"Sign in"</button>
-            {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
-        </form>
-    }
-}
-
-/// Create an account (and sign it in).
-#[component]
-pub fn RegisterForm() -> impl IntoView {
-    let session = Session::expect();
-    let error = form_error(move || failure(session.register.value().get()), "register");
-    view! {
-        <form
-            class="account-form"
-            data-testid="register-form"
-            method="post"
-            action=Register::PATH
-            on:submit=move |ev| {
-                ev.prevent_default();
-                session.register.dispatch(Register {
-                    username: submitted(&ev, "username"),
-                    password: submitted(&ev, "password"),
-                });
-            }
-        >
-            <h2>"Create an account"</h2>
-            <label for="register-username">"Username"</label>
-            <input
-                id="register-username"
-                name="username"
-                required
-                minlength="3"
-                maxlength="32"
-                pattern="[A-Za-z0-9][A-Za-z0-9_\\-]*"
-                title="3–32 letters, digits, _ and -, starting with a letter or digit"
-                autocomplete="username"
-            />
-            <label for="register-password">"Password"</label>
-            <input
-                id="register-password"
-                name="password"
-                type="password"
-                required
-                minlength="8"
-                maxlength="128"
-                autocomplete="new-password"
-            />
-            <p class="hint">"At least 8 characters. Your username is how others see you."</p>
-            <button type="submit">"Create account"</button>
             {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
         </form>
     }

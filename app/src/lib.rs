@@ -95,8 +95,7 @@ fn stylesheet_href(options: &LeptosOptions) -> String {
     .clone()
 }
 
-/// The options naming the WASM bundle this page loads ([`routing::Bundle`]): the
-/// dashboard's for `/dashboard`, the readers' for every other page.
+/// The options naming the WASM bundle this page loads ([`routing::Bundle`]).
 #[cfg(feature = "ssr")]
 fn bundle_options(mut options: LeptosOptions) -> LeptosOptions {
     let bundle = Page::of(&routing::current().0).bundle();
@@ -186,7 +185,7 @@ fn Frame(
             // A room page stays when another room is opened: it follows the path's room.
             {move || match page.get() {
                 Page::Home => view! { <pages::HomePage/> }.into_any(),
-                Page::SignIn => view! { <pages::AccountPage/> }.into_any(),
+                Page::SignIn => account_page(),
                 Page::Dashboard => dashboard_page(),
                 Page::Room => view! { <pages::RoomPage/> }.into_any(),
                 Page::NotFound => view! { <pages::NotFound/> }.into_any(),
@@ -196,17 +195,33 @@ fn Frame(
     }
 }
 
-/// The operators' dashboard, where this build has it (the server, the dashboard's bundle).
-#[cfg(any(feature = "ssr", feature = "dashboard"))]
+/// The pages only the full bundle has ([`routing::Bundle`]), where this build has them: the
+/// server and the full bundle.
+#[cfg(any(feature = "ssr", feature = "full"))]
+fn account_page() -> AnyView {
+    view! { <pages::AccountPage/> }.into_any()
+}
+
+#[cfg(any(feature = "ssr", feature = "full"))]
 fn dashboard_page() -> AnyView {
     view! { <pages::DashboardPage/> }.into_any()
 }
 
-/// The readers' bundle has no dashboard: the browser loads the page with its own bundle.
-/// (Links and `navigate` already do; this is for any other way of getting here.)
-#[cfg(not(any(feature = "ssr", feature = "dashboard")))]
+#[cfg(not(any(feature = "ssr", feature = "full")))]
+fn account_page() -> AnyView {
+    loaded_with_the_full_bundle()
+}
+
+#[cfg(not(any(feature = "ssr", feature = "full")))]
 fn dashboard_page() -> AnyView {
+    loaded_with_the_full_bundle()
+}
+
+/// The readers' bundle does not have this page: the browser loads it, with the full bundle.
+/// (Links and `navigate` already do; this is for any other way of getting here.)
+#[cfg(not(any(feature = "ssr", feature = "full")))]
+fn loaded_with_the_full_bundle() -> AnyView {
     #[cfg(feature = "hydrate")]
     let _ = window().location().reload();
-    view! { <p class="muted">"Loading the dashboard…"</p> }.into_any()
+    view! { <p class="muted">"Loading…"</p> }.into_any()
 }

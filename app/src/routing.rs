@@ -49,27 +49,27 @@ impl Page {
     /// The WASM bundle the server sends with this page.
     pub fn bundle(self) -> Bundle {
         match self {
-            Page::Dashboard => Bundle::Dashboard,
-            _ => Bundle::Readers,
+            Page::Home | Page::Room | Page::NotFound => Bundle::Readers,
+            Page::SignIn | Page::Dashboard => Bundle::Full,
         }
     }
 
     /// Whether the bundle running here can show this page in place; otherwise the browser
     /// loads it, with its own bundle.
     pub fn in_this_bundle(self) -> bool {
-        cfg!(any(feature = "dashboard", not(feature = "hydrate")))
-            || self.bundle() == Bundle::Readers
+        cfg!(any(feature = "full", not(feature = "hydrate"))) || self.bundle() == Bundle::Readers
     }
 }
 
-/// The two WASM bundles, both built from `frontend/`. The operators' dashboard has a bundle
-/// of its own: its code was 17 KB (Brotli) of the one every reader loaded. The dashboard's
-/// bundle (feature `dashboard`) has every page, so an operator moves on in place; the
-/// readers' bundle leaves `/dashboard` to the browser.
+/// The two WASM bundles, both built from `frontend/`. The readers' bundle has the pages
+/// people chat in (home, rooms, 404); the full bundle (feature `full`) has every page, so
+/// one who signs in or an operator moves on in place. The pages only the full bundle has are
+/// visited rarely, and their code was weight on every reader's first load: the operators'
+/// dashboard 17 KB with Brotli, sign-in and its two forms 4 KB (README, "First load").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bundle {
     Readers,
-    Dashboard,
+    Full,
 }
 
 impl Bundle {
@@ -77,7 +77,7 @@ impl Bundle {
     pub fn name(self) -> &'static str {
         match self {
             Bundle::Readers => "confab",
-            Bundle::Dashboard => "confab-dashboard",
+            Bundle::Full => "confab-full",
         }
     }
 
@@ -85,7 +85,7 @@ impl Bundle {
     pub fn hash_file(self) -> &'static str {
         match self {
             Bundle::Readers => "hash.txt",
-            Bundle::Dashboard => "hash-dashboard.txt",
+            Bundle::Full => "hash-full.txt",
         }
     }
 }
@@ -329,13 +329,15 @@ mod tests {
     }
 
     #[test]
-    fn only_the_dashboard_has_a_bundle_of_its_own() {
-        assert_eq!(Page::Dashboard.bundle(), Bundle::Dashboard);
-        for page in [Page::Home, Page::SignIn, Page::Room, Page::NotFound] {
+    fn the_readers_bundle_has_the_pages_people_chat_in() {
+        for page in [Page::Home, Page::Room, Page::NotFound] {
             assert_eq!(page.bundle(), Bundle::Readers, "{page:?}");
         }
-        assert_ne!(Bundle::Readers.name(), Bundle::Dashboard.name());
-        assert_ne!(Bundle::Readers.hash_file(), Bundle::Dashboard.hash_file());
+        for page in [Page::SignIn, Page::Dashboard] {
+            assert_eq!(page.bundle(), Bundle::Full, "{page:?}");
+        }
+        assert_ne!(Bundle::Readers.name(), Bundle::Full.name());
+        assert_ne!(Bundle::Readers.hash_file(), Bundle::Full.hash_file());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 // Moving between pages: the app's own router (app/src/routing.rs) changes the page in place
 // for a plain click on a link of the site and for back and forward, keeps the one live
 // connection, leaves clicks with a modifier to the browser, and shows unknown paths as the
-// 404 page. The operators' dashboard has a WASM bundle of its own: the readers' bundle
-// leaves it to the browser, the dashboard's has every page.
+// 404 page. Sign-in and the operators' dashboard are in the full WASM bundle only: the
+// readers' bundle leaves them to the browser, the full one has every page.
 import { expect, Page, test } from "@playwright/test";
 import { ConfabServer } from "./server";
 import { enterRoom, sidebar, uniqueRoom } from "./helpers";
@@ -85,15 +85,31 @@ test("an unknown path is the 404 page, from which the rooms are a click away", a
   expect(await sameDocument(page), "changed in place").toBe(true);
 });
 
-test("the dashboard loads its own bundle, and goes on to the other pages in place", async ({ page }) => {
+test("sign-in and the dashboard load the full bundle, which goes on to every page in place", async ({ page }) => {
   const bundles: string[] = [];
   page.on("request", (request) => {
     const file = new URL(request.url()).pathname;
-    if (file.endsWith(".wasm")) bundles.push(file);
+    if (file.endsWith(".wasm")) bundles.push(file.replace(/\.[0-9a-f]+\.wasm$/, ".wasm"));
   });
-  // Signing up on the readers' page that should go on to the dashboard.
+  const preloaded = page.locator("link[rel=preload][href$='.wasm']");
+
+  // The readers' bundle (hydrated: the room is live) leaves sign-in to the browser, which
+  // loads the full bundle.
+  const room = uniqueRoom("nav-full");
+  await enterRoom(page, server.url, room, "Guest");
+  await expect(preloaded).toHaveAttribute("href", /\/pkg\/confab(\.[0-9a-f]+)?\.wasm$/);
+  await markDocument(page);
+  await page.getByTestId("sign-out").click();
+  bundles.length = 0;
+  await page.getByTestId("sign-in-link").click();
+  await expect(page).toHaveURL(`${server.url}/signin?next=/rooms/${room}`);
+  await expect(page.getByRole("heading", { name: "Your account" })).toBeVisible();
+  await expect(preloaded).toHaveAttribute("href", /\/pkg\/confab-full(\.[0-9a-f]+)?\.wasm$/);
+  expect(await sameDocument(page), "a new document").toBe(false);
+  await expect.poll(() => bundles).toEqual(["/pkg/confab-full.wasm"]);
+
+  // Signing up on the way to the dashboard.
   await page.goto(`${server.url}/signin?next=/dashboard`);
-  await expect(page.locator("link[rel=preload][href$='.wasm']")).toHaveAttribute("href", /\/pkg\/confab(\.[0-9a-f]+)?\.wasm$/);
   const form = page.getByTestId("register-form");
   await form.getByLabel("Username").fill(operator);
   await form.getByLabel("Password").fill("correct horse battery");
@@ -101,15 +117,12 @@ test("the dashboard loads its own bundle, and goes on to the other pages in plac
   await expect(page).toHaveURL(`${server.url}/dashboard`);
   await expect(page.getByRole("heading", { name: "Dashboard" })).toBeVisible();
   await expect(page.getByTestId("dashboard-status")).toHaveText("Live");
-  expect(bundles.map((file) => file.replace(/\.[0-9a-f]+\.wasm$/, ".wasm"))).toEqual([
-    "/pkg/confab.wasm",
-    "/pkg/confab-dashboard.wasm",
-  ]);
+  await expect(page.getByTestId("me")).toHaveText(operator);
 
-  // From the dashboard's bundle, the rest of the app is in place.
+  // From the full bundle, the rest of the app is in place too.
   await markDocument(page);
   await page.getByRole("link", { name: "Confab" }).click();
   await expect(page.getByRole("heading", { name: "Talk in real time." })).toBeVisible();
   expect(await sameDocument(page), "changed in place").toBe(true);
-  expect(bundles).toHaveLength(2);
+  expect(new Set(bundles)).toEqual(new Set(["/pkg/confab-full.wasm"]));
 });

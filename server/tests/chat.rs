@@ -438,9 +438,11 @@ async fn the_server_answers_the_pages_the_app_routes() {
             page.body.contains("<!DOCTYPE html>"),
             "{path}: a whole page"
         );
-        // The dashboard has a WASM bundle of its own; every other page loads the readers'.
-        let bundle = if path == "/dashboard" {
-            "confab-dashboard"
+        // Sign-in and the dashboard load the full bundle; the pages people chat in, the
+        // readers'.
+        let page_path = path.split('?').next().unwrap_or_default();
+        let bundle = if page_path == "/signin" || page_path == "/dashboard" {
+            "confab-full"
         } else {
             "confab"
         };

@@ -1,9 +1,15 @@
 //! Sign in or create an account. Works without JavaScript too: the forms post to the server
 //! functions, which answer with a redirect back here, now signed in.
+//!
+//! Only the full bundle has this page (`routing::Bundle`): its actions are its own, and it
+//! tells the app's [`Session`] when someone signed in.
 
-use crate::components::{RegisterForm, Session, SignInForm};
+use crate::api::{Register, SignIn};
+use crate::components::{failure, form_error, submitted, ServerCall, Session};
+use crate::protocol::User;
 use crate::routing::Location;
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 
 /// `next` if it is a path on this site (never a way off it).
 fn local_next(next: Option<String>) -> Option<String> {
@@ -13,13 +19,23 @@ fn local_next(next: Option<String>) -> Option<String> {
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let session = Session::expect();
-    // Signed in here: back to the page the reader came from (`?next=`). Without JavaScript
-    // the server's redirect does the same.
+    let sign_in = Action::new(|form: &SignIn| {
+        crate::api::sign_in(form.username.clone(), form.password.clone())
+    });
+    let register = Action::new(|form: &Register| {
+        crate::api::register(form.username.clone(), form.password.clone())
+    });
+    // Signed in here: the app learns who you are now, and goes back to the page the reader
+    // came from (`?next=`). Without JavaScript the server's redirect does the same.
     let location = Location::expect();
     Effect::new(move |_| {
-        let done = matches!(session.sign_in.value().get(), Some(Ok(_)))
-            || matches!(session.register.value().get(), Some(Ok(_)));
-        if let Some(next) = local_next(untrack(|| location.query_value("next"))).filter(|_| done) {
+        let done = matches!(sign_in.value().get(), Some(Ok(_)))
+            || matches!(register.value().get(), Some(Ok(_)));
+        if !done {
+            return;
+        }
+        session.signed_in.update(|n| *n += 1);
+        if let Some(next) = local_next(untrack(|| location.query_value("next"))) {
             location.navigate(&next);
         }
     });
@@ -43,13 +59,89 @@ pub fn AccountPage() -> impl IntoView {
                                 "Sign in to keep your name. Guests can chat too, under any name that is not someone's username."
                             </p>
                             <div class="account-forms">
-                                <SignInForm/>
-                                <RegisterForm/>
+                                <SignInForm sign_in/>
+                                <RegisterForm register/>
                             </div>
                         </section>
                     }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// Sign in to an existing account.
+#[component]
+fn SignInForm(sign_in: ServerCall<SignIn, User>) -> impl IntoView {
+    let error = form_error(move || failure(sign_in.value().get()), "sign_in");
+    view! {
+        <form
+            class="account-form"
+            data-testid="sign-in-form"
+            method="post"
+            action=SignIn::PATH
+            on:submit=move |ev| {
+                ev.prevent_default();
+                sign_in.dispatch(SignIn {
+                    username: submitted(&ev, "username"),
+                    password: submitted(&ev, "password"),
+                });
+            }
+        >
+            <h2>"Sign in"</h2>
+            <label for="signin-username">"Username"</label>
+            <input id="signin-username" name="username" required minlength="3" maxlength="32" autocomplete="username"/>
+            <label for="signin-password">"Password"</label>
+            <input id="signin-password" name="password" type="password" required autocomplete="current-password"/>
+            <button type="submit">"Sign in"</button>
+            {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+        </form>
+    }
+}
+
+/// Create an account (and sign it in).
+#[component]
+fn RegisterForm(register: ServerCall<Register, User>) -> impl IntoView {
+    let error = form_error(move || failure(register.value().get()), "register");
+    view! {
+        <form
+            class="account-form"
+            data-testid="register-form"
+            method="post"
+            action=Register::PATH
+            on:submit=move |ev| {
+                ev.prevent_default();
+                register.dispatch(Register {
+                    username: submitted(&ev, "username"),
+                    password: submitted(&ev, "password"),
+                });
+            }
+        >
+            <h2>"Create an account"</h2>
+            <label for="register-username">"Username"</label>
+            <input
+                id="register-username"
+                name="username"
+                required
+                minlength="3"
+                maxlength="32"
+                pattern="[A-Za-z0-9][A-Za-z0-9_\\-]*"
+                title="3–32 letters, digits, _ and -, starting with a letter or digit"
+                autocomplete="username"
+            />
+            <label for="register-password">"Password"</label>
+            <input
+                id="register-password"
+                name="password"
+                type="password"
+                required
+                minlength="8"
+                maxlength="128"
+                autocomplete="new-password"
+            />
+            <p class="hint">"At least 8 characters. Your username is how others see you."</p>
+            <button type="submit">"Create account"</button>
+            {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+        </form>
     }
 }

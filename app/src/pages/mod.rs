@@ -1,12 +1,17 @@
 //! The pages: home (name, rooms), a room (history, live chat, members), and the account
 //! page (sign in, create an account).
 
+// Only the full bundle (and the server) has these pages: see `routing::Bundle`.
+#[cfg(any(feature = "ssr", feature = "full"))]
 mod account;
+#[cfg(any(feature = "ssr", feature = "full"))]
 mod dashboard;
 mod home;
 mod room;
 
+#[cfg(any(feature = "ssr", feature = "full"))]
 pub use account::AccountPage;
+#[cfg(any(feature = "ssr", feature = "full"))]
 pub use dashboard::DashboardPage;
 pub use home::HomePage;
 pub use room::RoomPage;
