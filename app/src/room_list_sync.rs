@@ -20,7 +20,7 @@ pub fn announce() {
         return;
     };
     // A new value each time: `storage` fires only when the value changes.
-    let _ = storage.set_item(KEY, &js_sys::Date::now().to_string());
+    let _ = storage.set_item(KEY, &(js_sys::Date::now() as u64).to_string());
 }
 
 /// Coming back to the tab loads the list again at most this often: switching windows back
