@@ -1,17 +1,18 @@
 //! UI parts shared by the pages: the session context, the user badge, the name form and
 //! the room form. (The account forms are the account page's.)
 
-use crate::api::{current_user, error_text, SignOut, StartGuestSession};
+use crate::api::{error_text, CurrentUser, SignOut, StartGuestSession};
 use crate::protocol::User;
 use crate::routing::Location;
+use crate::server_call::run;
 use crate::validate::room_name_to_id;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 
-/// An action that calls a server function, as Leptos's `ServerAction` does without its
-/// reading of an error Leptos's own no-JavaScript redirect puts in the URL (`?__err=`):
-/// Confab's forms report theirs as `?error=…&form=…` ([`refusal_in_url`]), and decoding the
-/// other took 1.5 KB (Brotli) of the WASM.
+/// An action that calls a server function ([`run`]). Not Leptos's `ServerAction`: that one
+/// calls through `server_fn`'s client and reads an error Leptos's own no-JavaScript redirect
+/// puts in the URL (`?__err=`), where Confab's forms report theirs as `?error=…&form=…`
+/// ([`refusal_in_url`]).
 pub type ServerCall<S, T> = Action<S, Result<T, ServerFnError>>;
 
 /// The signed-in user and the actions that change it, provided once by `App`.
@@ -31,10 +32,8 @@ pub struct Session {
 
 impl Session {
     pub fn provide() -> Self {
-        let start = Action::new(|form: &StartGuestSession| {
-            crate::api::start_guest_session(form.name.clone())
-        });
-        let sign_out = Action::new(|_: &SignOut| crate::api::sign_out());
+        let start = Action::new(|form: &StartGuestSession| run(form.clone()));
+        let sign_out = Action::new(|form: &SignOut| run(form.clone()));
         let signed_in = RwSignal::new(0);
         let ended = RwSignal::new(0);
         let version = move || {
@@ -50,7 +49,7 @@ impl Session {
             sign_out,
             signed_in,
             ended,
-            user: crate::api::page_data(version, |_| current_user()),
+            user: crate::api::page_data(version, |_| run(CurrentUser {})),
         };
         provide_context(session);
         session

@@ -5,7 +5,8 @@
 //! - [`protocol`]: WebSocket messages, error codes, close codes (both sides);
 //!   [`server_events`]: the browser's compact decoder for the server's events.
 //! - [`validate`]: room ids, names, content, message ids (both sides).
-//! - [`api`]: `#[server]` functions the pages load through.
+//! - [`api`]: `#[server]` functions the pages load through; [`server_call`]: how they are
+//!   called (their body on the server, a POST from the browser).
 //! - [`markdown`]: the safe subset of Markdown messages are written in.
 //! - [`mention`]: what `@name` means, for the server's counts and the browser's highlights.
 //! - [`chat`]: the room page's state and how server events change it.
@@ -38,6 +39,7 @@ pub mod protocol;
 #[cfg(feature = "hydrate")]
 mod room_list_sync;
 pub mod routing;
+pub mod server_call;
 pub mod server_events;
 mod sidebar;
 pub mod title;

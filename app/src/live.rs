@@ -11,7 +11,7 @@
 //! page again as signed out.
 
 use crate::chat::{ChatLog, ConnStatus, Pending, TYPING_TTL_MS};
-use crate::protocol::{close, ClientMsg, ErrorCode, ServerMsg, User};
+use crate::protocol::{close, ClientMsg, ErrorCode, ServerMsg};
 use crate::workspace::Workspace;
 use futures::channel::mpsc;
 use futures::{future, stream, SinkExt, StreamExt};
@@ -580,27 +580,16 @@ async fn renew_guest_session(workspace: Workspace) -> Result<(), String> {
     if !me.guest {
         return Err(lost());
     }
-    #[derive(serde::Deserialize)]
-    struct Created {
-        user: User,
-    }
-    let response = gloo_net::http::Request::post("/api/session")
-        .json(&serde_json::json!({ "name": me.name }))
-        .map_err(|_| lost())?
-        .send()
+    let user = crate::server_call::run(crate::api::StartGuestSession { name: me.name })
         .await
         .map_err(|_| lost())?;
-    if !response.ok() {
-        return Err(lost());
-    }
-    let created: Created = response.json().await.map_err(|_| lost())?;
     // The open rooms' logs and the workspace carry the new identity (the live connection is
     // kept: the workspace's user id changes, so it is restarted with the new session).
     workspace.open.with_value(|open| {
         for log in open.values() {
-            log.update(|log| log.me = Some(created.user.clone()));
+            log.update(|log| log.me = Some(user.clone()));
         }
     });
-    workspace.me.set(Some(created.user));
+    workspace.me.set(Some(user));
     Ok(())
 }

@@ -5,9 +5,10 @@
 //! It is rendered on the server (the list is in the first response) and loads the same data
 //! while hydrating, which also starts the live connection (see [`Workspace`]).
 
-use crate::api::{leave_room, my_rooms};
+use crate::api::{LeaveRoom, MyRooms};
 use crate::components::{OpenRoomForm, Session};
 use crate::routing::Location;
+use crate::server_call::run;
 use crate::workspace::Workspace;
 use leptos::prelude::*;
 
@@ -23,7 +24,7 @@ pub fn Sidebar() -> impl IntoView {
     // another tab or on another device.
     let rooms = crate::api::page_data(
         move || (session.version(), workspace.list_changed.get()),
-        |_| my_rooms(),
+        |_| run(MyRooms {}),
     );
     view! {
         <Transition fallback=|| ()>
@@ -101,7 +102,12 @@ fn RoomLink(room_id: String) -> impl IntoView {
             let room_id = room_id.clone();
             let was_current = current();
             leptos::task::spawn_local(async move {
-                if leave_room(room_id.clone()).await.is_ok() {
+                if run(LeaveRoom {
+                    room: room_id.clone(),
+                })
+                .await
+                .is_ok()
+                {
                     workspace.left(&room_id);
                     if was_current {
                         location.navigate("/");

@@ -243,10 +243,7 @@ impl PlainForm {
                 .await
                 .unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes);
-            let why = text
-                .split_once('|')
-                .map_or(text.as_ref(), |(_, why)| why)
-                .trim();
+            let why = app::server_call::refusal(&text);
             let why = if why.is_empty() || why.len() > 300 {
                 "the request could not be completed"
             } else {

@@ -8,6 +8,7 @@ use crate::api::{Register, SignIn};
 use crate::components::{failure, form_error, submitted, ServerCall, Session};
 use crate::protocol::User;
 use crate::routing::Location;
+use crate::server_call::run;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 
@@ -19,12 +20,8 @@ fn local_next(next: Option<String>) -> Option<String> {
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let session = Session::expect();
-    let sign_in = Action::new(|form: &SignIn| {
-        crate::api::sign_in(form.username.clone(), form.password.clone())
-    });
-    let register = Action::new(|form: &Register| {
-        crate::api::register(form.username.clone(), form.password.clone())
-    });
+    let sign_in = Action::new(|form: &SignIn| run(form.clone()));
+    let register = Action::new(|form: &Register| run(form.clone()));
     // Signed in here: the app learns who you are now, and goes back to the page the reader
     // came from (`?next=`). Without JavaScript the server's redirect does the same.
     let location = Location::expect();

@@ -1,7 +1,8 @@
 //! Home: choose a display name, see the rooms with how many people are in each, open one.
 
-use crate::api::{error_text, list_rooms};
+use crate::api::{error_text, ListRooms};
 use crate::components::{NameForm, OpenRoomForm, Session};
+use crate::server_call::run;
 use leptos::prelude::*;
 
 /// How often the room list refreshes itself in the browser.
@@ -11,7 +12,7 @@ const ROOMS_REFRESH_MS: u64 = 5_000;
 pub fn HomePage() -> impl IntoView {
     let session = Session::expect();
     let refresh = RwSignal::new(0u32);
-    let rooms = crate::api::page_data(move || refresh.get(), |_| list_rooms());
+    let rooms = crate::api::page_data(move || refresh.get(), |_| run(ListRooms {}));
     Effect::new(move |_| {
         let handle = set_interval_with_handle(
             move || refresh.update(|n| *n = n.wrapping_add(1)),

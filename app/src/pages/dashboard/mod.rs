@@ -12,15 +12,16 @@
 mod feed;
 mod figures;
 
-use crate::api::{dashboard_access, error_text, Clearance};
+use crate::api::{error_text, Clearance, DashboardAccess};
 use crate::components::Session;
+use crate::server_call::run;
 use figures::{Figures, Series, HISTORY};
 use leptos::prelude::*;
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let session = Session::expect();
-    let access = crate::api::page_data(move || session.version(), |_| dashboard_access());
+    let access = crate::api::page_data(move || session.version(), |_| run(DashboardAccess {}));
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {

@@ -10,11 +10,12 @@ mod composer;
 mod content;
 mod time;
 
-use crate::api::{error_text, load_room, older_messages, RoomSnapshot};
+use crate::api::{error_text, LoadRoom, OlderMessages, RoomSnapshot};
 use crate::chat::{ChatLog, ConnStatus, Pending};
 use crate::components::{NameForm, Session};
 use crate::protocol::{is_guest_id, ChatMessage};
 use crate::routing::{room_of, Location};
+use crate::server_call::run;
 use crate::validate::MessageId;
 use crate::workspace::Workspace;
 use composer::Composer;
@@ -30,7 +31,7 @@ pub fn RoomPage() -> impl IntoView {
     let room = Memo::new(move |_| location.path.with(|path| room_of(path).unwrap_or_default()));
     let snapshot = crate::api::page_data(
         move || (room.get(), session.version()),
-        |(room, _)| load_room(room),
+        |(room, _)| run(LoadRoom { room }),
     );
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading the room…"</p> }>
@@ -134,7 +135,11 @@ fn RoomView(snapshot: RoomSnapshot) -> impl IntoView {
             let room_id = room_id.clone();
             let before = log.with_untracked(ChatLog::oldest_id);
             leptos::task::spawn_local(async move {
-                let page = older_messages(room_id, before).await;
+                let page = run(OlderMessages {
+                    room: room_id,
+                    before,
+                })
+                .await;
                 loading_older.set(false);
                 match page {
                     Ok(page) => {

@@ -1,0 +1,196 @@
+//! Calling a server function ([`run`]): its body where the page is rendered on the server, a
+//! `fetch` POST to it from the browser.
+//!
+//! Why not the call `#[server]` generates for the browser: it goes through `server_fn`'s
+//! general client (requests and responses as `http` types over `gloo-net`, a `serde_qs` form
+//! encoder, streaming bodies, redirects, errors carried in the URL), which was 6 KB of the
+//! readers' WASM with Brotli (README, "First load"). Confab's server functions take strings
+//! and answer JSON, which takes this module's few lines: the arguments as a form, which is
+//! what their input encoding (`PostUrl`) reads; the answer as [`PageJson`]; a refusal as
+//! the server function's error text ([`refusal`]).
+//!
+//! [`PageJson`]: crate::page_json::PageJson
+
+use leptos::prelude::ServerFnError;
+use leptos::server_fn::ServerFn;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Runs server function `S` with `args`: on the server, its body; in the browser, a POST to
+/// its path. Either way it answers what the function returned.
+pub async fn run<S>(args: S) -> Result<S::Output, ServerFnError>
+where
+    S: ServerFn<Error = ServerFnError> + Serialize,
+    S::Output: DeserializeOwned,
+{
+    #[cfg(feature = "ssr")]
+    {
+        args.run_body().await
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        // A browser's `fetch` is not `Send`; resources and actions want a future that is.
+        // There is one thread in the browser, so it never moves.
+        send_wrapper::SendWrapper::new(browser::post(args)).await
+    }
+}
+
+/// What a server function's error says, from the body of its refusal: `server_fn` writes an
+/// error as `<kind>|<text>` (`ServerError|room names are 1–64 characters`).
+pub fn refusal(body: &str) -> &str {
+    body.split_once('|').map_or(body, |(_, why)| why).trim()
+}
+
+/// `args` as a form (`application/x-www-form-urlencoded`): each field of the struct, a
+/// missing (`None`) one left out. Confab's server functions take strings; a number
+/// or a flag is written as JSON writes it.
+pub fn form_body<S: Serialize>(args: &S) -> Result<String, ServerFnError> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(args) else {
+        return Err(ServerFnError::Serialization(
+            "a server function's arguments are not a struct".into(),
+        ));
+    };
+    let mut body = String::new();
+    for (name, value) in fields {
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        };
+        if !body.is_empty() {
+            body.push('&');
+        }
+        percent_encode(&name, &mut body);
+        body.push('=');
+        percent_encode(&text, &mut body);
+    }
+    Ok(body)
+}
+
+/// Appends `text` with every byte but letters, digits and `-_.~` as `%XX`.
+fn percent_encode(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0xF)] as char);
+        }
+    }
+}
+
+#[cfg(not(feature = "ssr"))]
+mod browser {
+    use super::{form_body, refusal};
+    use leptos::prelude::ServerFnError;
+    use leptos::server_fn::ServerFn;
+    use leptos::wasm_bindgen::{JsCast, JsValue};
+    use leptos::web_sys::{Headers, RequestInit, Response};
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use wasm_bindgen_futures::JsFuture;
+
+    /// POSTs `args` to server function `S` and reads its answer.
+    pub async fn post<S>(args: S) -> Result<S::Output, ServerFnError>
+    where
+        S: ServerFn + Serialize,
+        S::Output: DeserializeOwned,
+    {
+        let (ok, text) = match fetch(S::PATH, &form_body(&args)?).await {
+            Ok(answer) => answer,
+            Err(err) => return Err(ServerFnError::Request(describe(&err))),
+        };
+        if ok {
+            crate::page_json::decode(text.as_bytes())
+                .map_err(|err| ServerFnError::Deserialization(err.to_string()))
+        } else {
+            Err(ServerFnError::ServerError(refusal(&text).to_string()))
+        }
+    }
+
+    /// The answer's status (success or not) and body.
+    async fn fetch(path: &str, form: &str) -> Result<(bool, String), JsValue> {
+        let headers = Headers::new()?;
+        headers.set("Content-Type", "application/x-www-form-urlencoded")?;
+        headers.set("Accept", "application/json")?;
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from_str(form));
+        let response: Response =
+            JsFuture::from(leptos::prelude::window().fetch_with_str_and_init(path, &init))
+                .await?
+                .unchecked_into();
+        let text = JsFuture::from(response.text()?).await?;
+        Ok((response.ok(), text.as_string().unwrap_or_default()))
+    }
+
+    /// A failed `fetch` in words (a `TypeError` such as "Failed to fetch").
+    fn describe(err: &JsValue) -> String {
+        err.dyn_ref::<js_sys::Error>()
+            .map(|err| String::from(err.message()))
+            .unwrap_or_else(|| "the request failed".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Args {
+        room: String,
+        before: Option<String>,
+        name: String,
+        count: u32,
+    }
+
+    /// The form's fields, in any order.
+    fn fields(form: &str) -> Vec<&str> {
+        let mut fields: Vec<&str> = form.split('&').collect();
+        fields.sort_unstable();
+        fields
+    }
+
+    #[test]
+    fn arguments_are_a_form_of_their_fields() {
+        let args = Args {
+            room: "general".into(),
+            before: None,
+            name: "Ana Maria & co=1 ü/?".into(),
+            count: 3,
+        };
+        assert_eq!(
+            fields(&form_body(&args).unwrap()),
+            [
+                "count=3",
+                "name=Ana%20Maria%20%26%20co%3D1%20%C3%BC%2F%3F",
+                "room=general"
+            ]
+        );
+        let args = Args {
+            before: Some("1700000000000-0".into()),
+            ..args
+        };
+        assert!(fields(&form_body(&args).unwrap()).contains(&"before=1700000000000-0"));
+    }
+
+    #[test]
+    fn only_a_struct_is_a_form() {
+        assert!(form_body(&"just a string").is_err());
+        assert!(form_body(&vec![1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_refusal_is_the_text_after_the_kind() {
+        assert_eq!(
+            refusal("ServerError|room names are 1–64 characters"),
+            "room names are 1–64 characters"
+        );
+        assert_eq!(refusal("ServerError|a | b"), "a | b");
+        assert_eq!(refusal("plain text"), "plain text");
+        assert_eq!(refusal(""), "");
+    }
+}
