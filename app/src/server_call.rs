@@ -3,7 +3,7 @@
 //!
 //! Why not the call `#[server]` generates for the browser: it goes through `server_fn`'s
 //! general client (requests and responses as `http` types over `gloo-net`, a `serde_qs` form
-//! encoder, streaming bodies, redirects, errors carried in the URL), which was 6 KB of the
+//! encoder, streaming bodies, redirects, errors carried in the URL), which was 9.4 KB of the
 //! readers' WASM with Brotli (README, "First load"). Confab's server functions take strings
 //! and answer JSON, which takes this module's few lines: the arguments as a form, which is
 //! what their input encoding (`PostUrl`) reads; the answer as [`PageJson`]; a refusal as
