@@ -70,51 +70,32 @@ pub fn AccountPage() -> impl IntoView {
 /// Sign in to an existing account.
 #[component]
 fn SignInForm(sign_in: ServerCall<SignIn, User>) -> impl IntoView {
-    let error = form_error(move || failure(sign_in.value().get()), "sign_in");
     view! {
-        <form
-            class="account-form"
-            data-testid="sign-in-form"
-            method="post"
-            action=SignIn::PATH
-            on:submit=move |ev| {
-                ev.prevent_default();
-                sign_in.dispatch(SignIn {
-                    username: submitted(&ev, "username"),
-                    password: submitted(&ev, "password"),
-                });
-            }
+        <AccountForm
+            action=sign_in
+            credentials=|username, password| SignIn { username, password }
+            testid="sign-in-form"
+            heading="Sign in"
         >
-            <h2>"Sign in"</h2>
             <label for="signin-username">"Username"</label>
             <input id="signin-username" name="username" required minlength="3" maxlength="32" autocomplete="username"/>
             <label for="signin-password">"Password"</label>
             <input id="signin-password" name="password" type="password" required autocomplete="current-password"/>
             <button type="submit">"Sign in"</button>
-            {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
-        </form>
+        </AccountForm>
     }
 }
 
 /// Create an account (and sign it in).
 #[component]
 fn RegisterForm(register: ServerCall<Register, User>) -> impl IntoView {
-    let error = form_error(move || failure(register.value().get()), "register");
     view! {
-        <form
-            class="account-form"
-            data-testid="register-form"
-            method="post"
-            action=Register::PATH
-            on:submit=move |ev| {
-                ev.prevent_default();
-                register.dispatch(Register {
-                    username: submitted(&ev, "username"),
-                    password: submitted(&ev, "password"),
-                });
-            }
+        <AccountForm
+            action=register
+            credentials=|username, password| Register { username, password }
+            testid="register-form"
+            heading="Create an account"
         >
-            <h2>"Create an account"</h2>
             <label for="register-username">"Username"</label>
             <input
                 id="register-username"
@@ -138,6 +119,42 @@ fn RegisterForm(register: ServerCall<Register, User>) -> impl IntoView {
             />
             <p class="hint">"At least 8 characters. Your username is how others see you."</p>
             <button type="submit">"Create account"</button>
+        </AccountForm>
+    }
+}
+
+/// What both account forms share: without JavaScript the form posts to server function `S`
+/// (whose refusal the server puts in the URL under the function's name); with it, the form
+/// dispatches `action` with the username and password typed. Either way the refusal shows
+/// under the fields (`children`).
+#[component]
+fn AccountForm<S>(
+    action: ServerCall<S, User>,
+    credentials: fn(String, String) -> S,
+    testid: &'static str,
+    heading: &'static str,
+    children: Children,
+) -> impl IntoView
+where
+    S: ServerFn + Send + Sync + 'static,
+{
+    // The endpoint, the last part of the path (`/fn/sign_in`): what the server names the
+    // form by in `?form=`.
+    let function = S::PATH.rsplit('/').next().unwrap_or(S::PATH);
+    let error = form_error(move || failure(action.value().get()), function);
+    view! {
+        <form
+            class="account-form"
+            data-testid=testid
+            method="post"
+            action=S::PATH
+            on:submit=move |ev| {
+                ev.prevent_default();
+                action.dispatch(credentials(submitted(&ev, "username"), submitted(&ev, "password")));
+            }
+        >
+            <h2>{heading}</h2>
+            {children()}
             {move || error().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
         </form>
     }
