@@ -1,5 +1,6 @@
 //! How page data travels as JSON: the server functions' responses and the `Resource`s the
-//! server renders into the page both use [`PageJson`].
+//! server renders into the page both use [`PageJson`], and the browser reads both with
+//! [`decode`] (answers through `server_call`, resources through Leptos's codec).
 //!
 //! Why not the defaults: Leptos decodes a resource from a `&str` and `server_fn` decodes a
 //! response from bytes, and serde compiles a decoder per input type, so every page type
@@ -47,6 +48,8 @@ impl<T: Serialize> Encodes<T> for PageJson {
     }
 }
 
+/// `#[server]` wants an output encoding that decodes too (for the client it generates, which
+/// the browser does not use: `server_call` reads answers with [`decode`]).
 impl<T: DeserializeOwned> Decodes<T> for PageJson {
     type Error = serde_json::Error;
 
