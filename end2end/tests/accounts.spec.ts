@@ -96,3 +96,23 @@ test("sign up, chat, sign out, sign in again", async ({ browser }) => {
   await anaContext.close();
   await benContext.close();
 });
+
+test("a sign-in the network drops says so, and the form still works", async ({ page }) => {
+  await page.goto(`${server.url}/signin`);
+  // Hydrated: the WASM has loaded and the page has gone quiet.
+  await page.waitForLoadState("networkidle");
+  // The browser's call to the server function fails as on a lost connection.
+  await page.route("**/fn/sign_in", (route) =>
+    route.request().resourceType() === "fetch" ? route.abort("internetdisconnected") : route.continue(),
+  );
+  const form = page.getByTestId("sign-in-form");
+  await form.getByLabel("Username").fill(uniqueUser("nobody"));
+  await form.getByLabel("Password").fill("any password at all");
+  await form.getByRole("button", { name: "Sign in" }).click();
+  await expect(form.getByRole("alert")).toContainText("the server could not be reached");
+  await expect(page).toHaveURL(`${server.url}/signin`);
+
+  await page.unroute("**/fn/sign_in");
+  await form.getByRole("button", { name: "Sign in" }).click();
+  await expect(form.getByRole("alert")).toHaveText("wrong username or password");
+});
