@@ -26,7 +26,13 @@ test("a reader who scrolled up keeps their place; new messages are counted, not 
     await expect(reader.locator(".message", { hasText: "filler 29" })).toBeVisible();
     expect(await gapToBottom(reader)).toBeLessThan(40); // at the bottom, it follows
 
-    await list(reader).evaluate((el) => el.scrollTo(0, 0));
+    // Scrolled up, and the page has seen it: scroll events are dispatched before the next
+    // animation frame (without this wait, a loaded machine once delivered the next message
+    // first, which found the reader still at the bottom and followed).
+    await list(reader).evaluate(async (el) => {
+      el.scrollTo(0, 0);
+      await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+    });
     await send(writer, "while you were reading");
     await send(writer, "and another");
     await expect(reader.getByTestId("new-messages")).toHaveText("2 new messages ↓");
