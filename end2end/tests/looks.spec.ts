@@ -23,7 +23,10 @@ const sizes = {
   phone: { width: 390, height: 844 },
 };
 
+// Both checks wait for the page's load event: until then its stylesheet may not apply yet (a
+// form posted before hydration loads a new page, and its text is there before its styles).
 async function seriousViolations(page: Page): Promise<string[]> {
+  await page.waitForLoadState("load");
   const results = await new AxeBuilder({ page })
     .withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"])
     .analyze();
@@ -33,6 +36,7 @@ async function seriousViolations(page: Page): Promise<string[]> {
 }
 
 async function fitsTheScreen(page: Page) {
+  await page.waitForLoadState("load");
   const wide = await page.evaluate(() =>
     [...document.querySelectorAll("body *")]
       .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 0.5)
@@ -87,7 +91,8 @@ for (const scheme of ["light", "dark"] as const) {
         await page.screenshot({ path: `test-results/looks/drawer-${scheme}-${size}.png` });
       }
 
-      // The sign-in page, with the error a wrong password gets (the form's own dispatch).
+      // The sign-in page, with the error a wrong password gets (the form's own dispatch, or the
+      // browser's post when the click comes before hydration).
       await page.goto(`${server.url}/signin`);
       const form = page.getByTestId("sign-in-form");
       await form.getByLabel("Username").fill("nobody_here");
