@@ -17,6 +17,22 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The in-process servers' warnings and errors (`CONFAB_TEST_LOG` to choose others, e.g.
+/// `server=debug`) go to the test's captured output: a failing test shows what its servers
+/// saw, such as the engine error behind a 503. Each test runs on its own thread (a
+/// current-thread runtime), so its servers' lines land in its own output.
+fn capture_server_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("CONFAB_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 /// How long a test waits for an expected event.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -32,6 +48,7 @@ impl TestServer {
 
     /// Starts a server with the default configuration changed by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        capture_server_logs();
         let mut config = Config::defaults();
         config.host = "127.0.0.1".into();
         config.port = 0;
@@ -65,6 +82,19 @@ impl TestServer {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// Until `/health` answers 200, as a load balancer's readiness check waits before it
+    /// sends an instance traffic: the engine connects lazily, and on a loaded machine a Redis
+    /// Cluster client's first connections (every node, the slot map) can outlast the tests'
+    /// short command timeout.
+    pub async fn until_ready(&self) {
+        eventually(
+            Duration::from_secs(10),
+            "the instance ready (/health 200)",
+            || async { self.http("GET", "/health", None, &[]).await.status == 200 },
+        )
+        .await;
     }
 
     /// A new guest session: (token, user id).
@@ -679,9 +709,9 @@ impl Deployment for Redises {
     }
 }
 
-/// A server instance using `redis`, with short presence leases for tests.
+/// A server instance using `redis`, with short presence leases for tests, once it is ready.
 pub async fn redis_instance(redis: &impl RedisTarget, prefix: &str) -> TestServer {
-    redis_instance_in(&redis.url(), redis.mode(), prefix, |_| {}).await
+    redis_instance_with(redis, prefix, |_| {}).await
 }
 
 /// [`redis_instance`] with more of the configuration changed by `adjust`.
@@ -690,7 +720,9 @@ pub async fn redis_instance_with(
     prefix: &str,
     adjust: impl FnOnce(&mut Config),
 ) -> TestServer {
-    redis_instance_in(&redis.url(), redis.mode(), prefix, adjust).await
+    let server = redis_instance_in(&redis.url(), redis.mode(), prefix, adjust).await;
+    server.until_ready().await;
+    server
 }
 
 /// Two instances sharing `redis`, both configured by `adjust`: what every cross-instance
