@@ -19,8 +19,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The in-process servers' warnings and errors (`CONFAB_TEST_LOG` to choose others, e.g.
 /// `server=debug`) go to the test's captured output: a failing test shows what its servers
-/// saw, such as the engine error behind a 503. Each test runs on its own thread (a
-/// current-thread runtime), so its servers' lines land in its own output.
+/// saw, such as the engine error behind a 503. The test writer prints through the test's
+/// own captured output, which the threads a test starts inherit, so lines land with the
+/// test whose servers wrote them.
 fn capture_server_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
