@@ -4,7 +4,7 @@
 use crate::api::{error_text, CurrentUser, SignOut, StartGuestSession};
 use crate::protocol::User;
 use crate::routing::Location;
-use crate::server_call::run;
+use crate::server_call::{form_name, run};
 use crate::validate::room_name_to_id;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
@@ -36,14 +36,7 @@ impl Session {
         let sign_out = Action::new(|form: &SignOut| run(form.clone()));
         let signed_in = RwSignal::new(0);
         let ended = RwSignal::new(0);
-        let version = move || {
-            [
-                start.version().get(),
-                sign_out.version().get(),
-                signed_in.get(),
-                ended.get(),
-            ]
-        };
+        let version = move || versions(start, sign_out, signed_in, ended);
         let session = Session {
             start,
             sign_out,
@@ -61,13 +54,24 @@ impl Session {
 
     /// Changes whenever someone signs in or out: a source for resources that depend on who you are.
     pub fn version(&self) -> [usize; 4] {
-        [
-            self.start.version().get(),
-            self.sign_out.version().get(),
-            self.signed_in.get(),
-            self.ended.get(),
-        ]
+        versions(self.start, self.sign_out, self.signed_in, self.ended)
     }
+}
+
+/// [`Session::version`] from its parts: `provide` needs it before the session exists (for
+/// who the user is).
+fn versions(
+    start: ServerCall<StartGuestSession, User>,
+    sign_out: ServerCall<SignOut, ()>,
+    signed_in: RwSignal<usize>,
+    ended: RwSignal<usize>,
+) -> [usize; 4] {
+    [
+        start.version().get(),
+        sign_out.version().get(),
+        signed_in.get(),
+        ended.get(),
+    ]
 }
 
 /// The text of an action's last result, if it failed.
@@ -78,10 +82,11 @@ pub(crate) fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<Str
     }
 }
 
-/// Why the form posting to server function `function` was refused, when the page came back
-/// from a post without JavaScript (`?error=…&form=function`, set by the server).
-pub fn refusal_in_url(function: &'static str) -> impl Fn() -> Option<String> + Copy {
+/// Why the form posting to server function `S` was refused, when the page came back from a
+/// post without JavaScript (`?error=…&form=…`, set by the server; see [`form_name`]).
+pub fn refusal_in_url<S: ServerFn>() -> impl Fn() -> Option<String> + Copy {
     let location = Location::expect();
+    let function = form_name::<S>();
     move || {
         (location.query_value("form").as_deref() == Some(function))
             .then(|| location.query_value("error"))
@@ -89,13 +94,12 @@ pub fn refusal_in_url(function: &'static str) -> impl Fn() -> Option<String> + C
     }
 }
 
-/// The form's error: from its last submission here (`last`), or from the URL after a post
-/// without JavaScript.
-pub(crate) fn form_error(
+/// The error of the form posting to server function `S`: from its last submission here
+/// (`last`), or from the URL after a post without JavaScript.
+pub(crate) fn form_error<S: ServerFn>(
     last: impl Fn() -> Option<String> + Copy,
-    function: &'static str,
 ) -> impl Fn() -> Option<String> + Copy {
-    let in_url = refusal_in_url(function);
+    let in_url = refusal_in_url::<S>();
     move || last().or_else(in_url)
 }
 
@@ -177,10 +181,7 @@ pub(crate) fn submitted(ev: &leptos::ev::SubmitEvent, name: &str) -> String {
 #[component]
 pub fn NameForm(#[prop(into)] label: String) -> impl IntoView {
     let session = Session::expect();
-    let error = form_error(
-        move || failure(session.start.value().get()),
-        "start_guest_session",
-    );
+    let error = form_error::<StartGuestSession>(move || failure(session.start.value().get()));
     view! {
         <form
             class="name-form"

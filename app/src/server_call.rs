@@ -35,6 +35,13 @@ where
     }
 }
 
+/// The name a form posting to server function `S` goes by: the last part of its path
+/// (`/fn/sign_in` → `sign_in`). The server's no-JavaScript handling names the form it
+/// refuses the same way, from the path it was posted to (`?form=sign_in`).
+pub fn form_name<S: ServerFn>() -> &'static str {
+    S::PATH.rsplit('/').next().unwrap_or(S::PATH)
+}
+
 /// What a server function's error says, from the body of its refusal: `server_fn` writes an
 /// error as `<kind>|<text>` (`ServerError|room names are 1–64 characters`).
 pub fn refusal(body: &str) -> &str {
@@ -181,6 +188,16 @@ mod tests {
     fn only_a_struct_is_a_form() {
         assert!(form_body(&"just a string").is_err());
         assert!(form_body(&vec![1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_form_is_named_after_its_server_functions_endpoint() {
+        use crate::api::{PostMessage, SignIn, StartGuestSession};
+        assert_eq!(form_name::<SignIn>(), "sign_in");
+        assert_eq!(form_name::<PostMessage>(), "post_message");
+        assert_eq!(form_name::<StartGuestSession>(), "start_guest_session");
+        // What the server strips its prefix from.
+        assert_eq!(SignIn::PATH, "/fn/sign_in");
     }
 
     #[test]

@@ -138,10 +138,7 @@ fn AccountForm<S>(
 where
     S: ServerFn + Send + Sync + 'static,
 {
-    // The endpoint, the last part of the path (`/fn/sign_in`): what the server names the
-    // form by in `?form=`.
-    let function = S::PATH.rsplit('/').next().unwrap_or(S::PATH);
-    let error = form_error(move || failure(action.value().get()), function);
+    let error = form_error::<S>(move || failure(action.value().get()));
     view! {
         <form
             class="account-form"

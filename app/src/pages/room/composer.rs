@@ -5,9 +5,11 @@
 //! is stored per user and room, so a reload brings it back. Near the length limit a counter
 //! shows what is left; past it the message is not sent.
 
+use crate::api::PostMessage;
 use crate::chat::ChatLog;
 use crate::mention::{name_matches, typing_mention};
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 
 /// Most names the completion list shows.
 const SUGGESTIONS_MAX: usize = 6;
@@ -158,12 +160,12 @@ pub fn Composer(
             let _ = area.focus();
         }
     });
-    let refused = crate::components::refusal_in_url("post_message");
+    let refused = crate::components::refusal_in_url::<PostMessage>();
     let room = log.with_untracked(|log| log.room_id.clone());
     view! {
         // Without JavaScript the form posts to the server (which redirects back here); with
         // it, the page sends over its live connection instead.
-        <form class="composer" method="post" action="/fn/post_message" on:submit=on_submit>
+        <form class="composer" method="post" action=PostMessage::PATH on:submit=on_submit>
             <input type="hidden" name="room" value=room/>
             {move || refused().map(|why| view! { <p class="form-error" role="alert">"Not sent: " {why}</p> })}
             <div class="composer-field">
