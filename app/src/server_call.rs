@@ -42,10 +42,21 @@ pub fn form_name<S: ServerFn>() -> &'static str {
     S::PATH.rsplit('/').next().unwrap_or(S::PATH)
 }
 
-/// What a server function's error says, from the body of its refusal: `server_fn` writes an
-/// error as `<kind>|<text>` (`ServerError|room names are 1–64 characters`).
-pub fn refusal(body: &str) -> &str {
-    body.split_once('|').map_or(body, |(_, why)| why).trim()
+/// What a refusal says when its body is not a server function's error that can be shown: an
+/// empty answer, a proxy's error page, the JSON error of a malformed call, an overlong text.
+pub const UNREADABLE_REFUSAL: &str = "the request could not be completed";
+
+/// Longest refusal (in bytes) shown as it is: it goes into a page's URL without JavaScript.
+const REFUSAL_MAX_BYTES: usize = 300;
+
+/// What a server function's refusal says, from its body: `server_fn` writes an error as
+/// `<kind>|<text>` (`ServerError|room names are 1–64 characters`). `None` for any other
+/// body, and for an empty or overlong text ([`UNREADABLE_REFUSAL`] is what to show then).
+pub fn refusal(body: &str) -> Option<&str> {
+    let (kind, why) = body.split_once('|')?;
+    let why = why.trim();
+    let is_kind = !kind.is_empty() && kind.bytes().all(|byte| byte.is_ascii_alphanumeric());
+    (is_kind && !why.is_empty() && why.len() <= REFUSAL_MAX_BYTES).then_some(why)
 }
 
 /// `args` as a form (`application/x-www-form-urlencoded`): each field of the struct, a
@@ -90,7 +101,7 @@ fn percent_encode(text: &str, out: &mut String) {
 
 #[cfg(not(feature = "ssr"))]
 mod browser {
-    use super::{form_body, refusal};
+    use super::{form_body, refusal, UNREADABLE_REFUSAL};
     use leptos::prelude::ServerFnError;
     use leptos::server_fn::ServerFn;
     use leptos::wasm_bindgen::{JsCast, JsValue};
@@ -105,20 +116,23 @@ mod browser {
         S: ServerFn + Serialize,
         S::Output: DeserializeOwned,
     {
-        let (ok, text) = match fetch(S::PATH, &form_body(&args)?).await {
+        let (status, text) = match fetch(S::PATH, &form_body(&args)?).await {
             Ok(answer) => answer,
             Err(err) => return Err(ServerFnError::Request(describe(&err))),
         };
-        if ok {
+        if (200..300).contains(&status) {
             crate::page_json::decode(text.as_bytes())
                 .map_err(|err| ServerFnError::Deserialization(err.to_string()))
         } else {
-            Err(ServerFnError::ServerError(refusal(&text).to_string()))
+            Err(ServerFnError::ServerError(refusal(&text).map_or_else(
+                || format!("{UNREADABLE_REFUSAL} (HTTP {status})"),
+                str::to_string,
+            )))
         }
     }
 
-    /// The answer's status (success or not) and body.
-    async fn fetch(path: &str, form: &str) -> Result<(bool, String), JsValue> {
+    /// The answer's status and body.
+    async fn fetch(path: &str, form: &str) -> Result<(u16, String), JsValue> {
         let headers = Headers::new()?;
         headers.set("Content-Type", "application/x-www-form-urlencoded")?;
         headers.set("Accept", "application/json")?;
@@ -131,7 +145,7 @@ mod browser {
                 .await?
                 .unchecked_into();
         let text = JsFuture::from(response.text()?).await?;
-        Ok((response.ok(), text.as_string().unwrap_or_default()))
+        Ok((response.status(), text.as_string().unwrap_or_default()))
     }
 
     /// A failed `fetch` in words (a `TypeError` such as "Failed to fetch").
@@ -204,10 +218,36 @@ mod tests {
     fn a_refusal_is_the_text_after_the_kind() {
         assert_eq!(
             refusal("ServerError|room names are 1–64 characters"),
-            "room names are 1–64 characters"
+            Some("room names are 1–64 characters")
         );
-        assert_eq!(refusal("ServerError|a | b"), "a | b");
-        assert_eq!(refusal("plain text"), "plain text");
-        assert_eq!(refusal(""), "");
+        assert_eq!(refusal("ServerError|a | b"), Some("a | b"));
+        assert_eq!(
+            refusal("Args| missing field `room`\n"),
+            Some("missing field `room`")
+        );
+        let longest = "x".repeat(REFUSAL_MAX_BYTES);
+        assert_eq!(
+            refusal(&format!("ServerError|{longest}")),
+            Some(longest.as_str())
+        );
+    }
+
+    #[test]
+    fn any_other_answer_is_no_refusal_to_show() {
+        for body in [
+            "",
+            "plain text",
+            "ServerError|",
+            "ServerError|   ",
+            "|no kind",
+            // The JSON API's error, for a malformed call (`server::middleware`).
+            r#"{"code":"invalid_message","error":"bad request to a server function: a|b"}"#,
+            // A proxy's error page.
+            "<html><body><h1>502 Bad Gateway</h1> nginx | upstream</body></html>",
+        ] {
+            assert_eq!(refusal(body), None, "{body:?}");
+        }
+        let overlong = format!("ServerError|{}", "x".repeat(REFUSAL_MAX_BYTES + 1));
+        assert_eq!(refusal(&overlong), None);
     }
 }

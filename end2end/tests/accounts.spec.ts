@@ -2,7 +2,7 @@
 // connection), wrong password and taken username errors, sign in again; markup stays text.
 import { expect, Page, test } from "@playwright/test";
 import { ConfabServer } from "./server";
-import { send, uniqueRoom } from "./helpers";
+import { hydrated, send, uniqueRoom } from "./helpers";
 
 let server: ConfabServer;
 test.beforeAll(async () => {
@@ -97,20 +97,26 @@ test("sign up, chat, sign out, sign in again", async ({ browser }) => {
   await benContext.close();
 });
 
-test("a sign-in the network drops says so, and the form still works", async ({ page }) => {
+test("a sign-in the network drops or a proxy refuses says so, and the form still works", async ({ page }) => {
   await page.goto(`${server.url}/signin`);
-  // Hydrated: the WASM has loaded and the page has gone quiet.
-  await page.waitForLoadState("networkidle");
-  // The browser's call to the server function fails as on a lost connection.
-  await page.route("**/fn/sign_in", (route) =>
-    route.request().resourceType() === "fetch" ? route.abort("internetdisconnected") : route.continue(),
-  );
+  await hydrated(page);
   const form = page.getByTestId("sign-in-form");
   await form.getByLabel("Username").fill(uniqueUser("nobody"));
   await form.getByLabel("Password").fill("any password at all");
+
+  // The browser's call to the server function fails as on a lost connection.
+  await page.route("**/fn/sign_in", (route) => route.abort("internetdisconnected"));
   await form.getByRole("button", { name: "Sign in" }).click();
   await expect(form.getByRole("alert")).toContainText("the server could not be reached");
   await expect(page).toHaveURL(`${server.url}/signin`);
+
+  // A proxy in front answers with an error page of its own: not shown as the reason.
+  await page.unroute("**/fn/sign_in");
+  await page.route("**/fn/sign_in", (route) =>
+    route.fulfill({ status: 502, contentType: "text/html", body: "<html><h1>502 Bad Gateway</h1></html>" }),
+  );
+  await form.getByRole("button", { name: "Sign in" }).click();
+  await expect(form.getByRole("alert")).toHaveText("the request could not be completed (HTTP 502)");
 
   await page.unroute("**/fn/sign_in");
   await form.getByRole("button", { name: "Sign in" }).click();

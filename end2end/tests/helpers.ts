@@ -15,6 +15,12 @@ export async function enterRoom(page: Page, baseUrl: string, room: string, name:
   await expect(page.getByTestId("me")).toHaveText(name);
 }
 
+/** Until the page has hydrated: from then on its forms dispatch their own calls (before,
+ * the browser posts them, as without JavaScript). */
+export async function hydrated(page: Page): Promise<void> {
+  await expect(page.locator("html[data-hydrated]")).toHaveCount(1);
+}
+
 /** Types and sends a message with Enter. */
 export async function send(page: Page, text: string): Promise<void> {
   const box = page.getByRole("textbox", { name: "Message" });

@@ -243,12 +243,8 @@ impl PlainForm {
                 .await
                 .unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes);
-            let why = app::server_call::refusal(&text);
-            let why = if why.is_empty() || why.len() > 300 {
-                "the request could not be completed"
-            } else {
-                why
-            };
+            let why =
+                app::server_call::refusal(&text).unwrap_or(app::server_call::UNREADABLE_REFUSAL);
             crate::guard::with_query(path, &params, &[("error", why), ("form", &self.function)])
         };
         let mut redirect = StatusCode::SEE_OTHER.into_response();
