@@ -86,6 +86,8 @@ pub struct ChatLog {
     /// The epoch of the history `streamed` belongs to: sent back with it on a rejoin, so a
     /// store that lost its data since answers `recovered: false`.
     epoch: String,
+    /// People here beyond `members`, when the server cut the list to fit its answer.
+    members_beyond: usize,
 }
 
 fn by_id(a: &ChatMessage, b: &ChatMessage) -> Ordering {
@@ -116,6 +118,11 @@ impl ChatLog {
     /// The epoch of the history the resume position is in (empty before any history).
     pub fn epoch(&self) -> Option<String> {
         (!self.epoch.is_empty()).then(|| self.epoch.clone())
+    }
+
+    /// How many people are here (the list may hold fewer, in a very full room).
+    pub fn member_count(&self) -> usize {
+        self.members.len() + self.members_beyond
     }
 
     pub fn oldest_id(&self) -> Option<String> {
@@ -243,10 +250,13 @@ impl ChatLog {
                 has_more,
                 recovered,
                 members,
+                members_total,
                 epoch,
                 ..
             } if room_id == self.room_id => {
                 self.epoch = epoch;
+                self.members_beyond =
+                    members_total.map_or(0, |total| total.saturating_sub(members.len()));
                 if recovered == Some(false) {
                     // A gap we cannot fill: show the newest history instead of a hole.
                     self.messages.clear();
@@ -459,6 +469,7 @@ mod tests {
                 user_id: "b".into(),
                 name: "B".into(),
             }],
+            members_total: None,
             epoch: "e1".into(),
             read: None,
         }
@@ -593,6 +604,20 @@ mod tests {
             "a new history, a new epoch"
         );
         assert_eq!(log.resume_id().as_deref(), Some("7-0"));
+    }
+
+    #[test]
+    fn a_member_list_cut_by_the_server_still_counts_everyone() {
+        let mut log = log();
+        let mut cut = history(Vec::new(), None);
+        if let ServerMsg::RoomHistory { members_total, .. } = &mut cut {
+            *members_total = Some(900);
+        }
+        log.apply(cut, 0.0);
+        assert_eq!(log.members.len(), 1);
+        assert_eq!(log.member_count(), 900);
+        log.apply(history(Vec::new(), None), 0.0);
+        assert_eq!(log.member_count(), 1, "a whole list again");
     }
 
     #[test]

@@ -214,7 +214,11 @@ pub enum ServerMsg {
         /// was trimmed past it or too much was missed, and `messages` are the newest instead.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// Who is here (one entry per user, by name); cut to fit the answer in a very full room.
         members: Vec<Member>,
+        /// How many are here, when `members` was cut to fit the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        members_total: Option<usize>,
         /// The room's history epoch: keep it with the position, send it back on `join`.
         #[serde(default)]
         epoch: String,
@@ -266,9 +270,13 @@ pub enum ServerMsg {
         epoch: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         publications: Vec<KeptPublication>,
-        /// Who is subscribed now (one entry per user), where the namespace tracks presence.
+        /// Who is subscribed now (one entry per user), where the namespace tracks presence;
+        /// cut to fit the answer in a very full channel.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         presence: Option<Vec<Member>>,
+        /// How many are subscribed, when `presence` was cut to fit the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        presence_total: Option<usize>,
     },
     /// A user subscribed to a channel (their first connection there), where the namespace
     /// announces joins and leaves.
@@ -562,6 +570,8 @@ pub mod close {
     pub const INVALID_UTF8: u16 = 1007;
     /// A frame or message larger than the configured limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server failed to send something it should have (a bug, logged at warn): reconnect.
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// The server is shutting down or restarting: reconnect (to any instance).
     pub const SHUTDOWN: u16 = 4000;
     /// The connection could not keep up with its outbound queue: reconnect.

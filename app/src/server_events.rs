@@ -47,6 +47,7 @@ pub fn decode(text: &str) -> Result<ServerMsg, serde_json::Error> {
             has_more: f.bool("hasMore")?,
             recovered: f.opt_bool("recovered")?,
             members: f.parse("members")?,
+            members_total: f.opt_parse("membersTotal")?,
             epoch: f.string_or_default("epoch")?,
             read: f.opt_parse("read")?,
         },
@@ -86,6 +87,7 @@ pub fn decode(text: &str) -> Result<ServerMsg, serde_json::Error> {
             epoch: f.opt_string("epoch")?,
             publications: f.parse_or_default("publications")?,
             presence: f.opt_parse("presence")?,
+            presence_total: f.opt_parse("presenceTotal")?,
         },
         "joined" => ServerMsg::Joined {
             channel: f.string("channel")?,
@@ -364,6 +366,7 @@ mod tests {
                 has_more: with_read,
                 recovered,
                 members: vec![member("Ana"), member("Bo")],
+                members_total: with_read.then_some(3),
                 epoch: if with_read {
                     "e1".into()
                 } else {
@@ -390,6 +393,7 @@ mod tests {
                     Vec::new()
                 },
                 presence: with_read.then(|| vec![member("Ana")]),
+                presence_total: with_read.then_some(2),
             });
         }
         for code in ErrorCode::ALL {

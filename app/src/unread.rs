@@ -411,6 +411,7 @@ mod tests {
                 has_more: false,
                 recovered: None,
                 members: vec![],
+                members_total: None,
                 epoch: "e".into(),
                 read: Some(ReadState::default()),
             },

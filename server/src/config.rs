@@ -186,6 +186,19 @@ pub struct Config {
     #[arg(long, env = "CONFAB_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
 
+    /// Bytes queued per connection before it is closed as a slow consumer (4001): live
+    /// events past it close it; the answers to its own requests wait until the queue is
+    /// half empty (Centrifugo: 1 MiB).
+    #[arg(long, env = "CONFAB_OUTBOUND_QUEUE_BYTES", default_value_t = 1024 * 1024)]
+    pub outbound_queue_bytes: usize,
+
+    /// Largest answer the server builds (a join's history, a subscribe's kept publications
+    /// and who is here, a resume), in bytes: fewer messages past it (`hasMore`, or
+    /// `recovered: false` for a resume). At most half of --outbound-queue-bytes, and at
+    /// least a page of --history-page messages of --max-content-bytes (checked at start).
+    #[arg(long, env = "CONFAB_MAX_ANSWER_BYTES", default_value_t = 512 * 1024)]
+    pub max_answer_bytes: usize,
+
     /// Seconds a write to a client may take before the connection is closed.
     #[arg(long, env = "CONFAB_WRITE_TIMEOUT_SECS", default_value_t = 10)]
     pub write_timeout_secs: u64,
@@ -283,6 +296,8 @@ impl Config {
             ("max-content-bytes", self.max_content_bytes),
             ("max-publication-bytes", self.max_publication_bytes),
             ("outbound-queue", self.outbound_queue),
+            ("outbound-queue-bytes", self.outbound_queue_bytes),
+            ("max-answer-bytes", self.max_answer_bytes),
             ("max-rooms-per-connection", self.max_rooms_per_connection),
             ("history-max", self.history_max),
             ("history-page", self.history_page),

@@ -205,6 +205,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "status": if engine.is_ok() { "ok" } else { "unavailable" },
         "reason": engine.err(),
         "connections": state.hub().connection_count(),
+        "outboundBytes": state.hub().queued_bytes(),
         "rooms": state.hub().room_count(),
         "serverId": state.server_id(),
         "engine": state.engine().kind,

@@ -14,115 +14,19 @@
 
 use crate::engine::{CatchUpFrom, LocalDelivery, SessionId};
 use crate::metrics::Metrics;
+pub use crate::outbox::{CloseReason, Inbox, Kick, Outbox, QueueLimits};
 pub use crate::wire::{encode, ConnectionId, Frame};
 use app::protocol::close;
 use app::validate::MessageId;
-use futures::task::AtomicWaker;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::task::Poll;
-use tokio::sync::mpsc;
-
-/// Why and how a connection is to be closed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CloseReason {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-/// What other tasks ask of a connection's writer: a one-shot close, and writing frames it
-/// holds (write batching) before their delay is up.
-#[derive(Default)]
-pub struct Kick {
-    reason: OnceLock<CloseReason>,
-    flush_requested: AtomicBool,
-    // Lock-free wake-up of the writer: it polls this on every pass, once per delivery.
-    waker: AtomicWaker,
-}
-
-impl Kick {
-    /// Asks the connection to close. The first reason wins.
-    pub fn kick(&self, code: u16, reason: &'static str) {
-        if self.reason.set(CloseReason { code, reason }).is_ok() {
-            self.waker.wake();
-        }
-    }
-
-    /// Waits until a close is requested, then returns the reason.
-    pub async fn requested(&self) -> CloseReason {
-        std::future::poll_fn(|cx| {
-            if let Some(reason) = self.reason.get() {
-                return Poll::Ready(*reason);
-            }
-            self.waker.register(cx.waker());
-            // A kick between the check and the registration would otherwise be missed.
-            match self.reason.get() {
-                Some(reason) => Poll::Ready(*reason),
-                None => Poll::Pending,
-            }
-        })
-        .await
-    }
-
-    pub fn reason(&self) -> Option<CloseReason> {
-        self.reason.get().copied()
-    }
-
-    /// Asks the writer to write what it holds now: its queue is filling up.
-    fn request_flush(&self) {
-        self.flush_requested.store(true, Ordering::Relaxed);
-        self.waker.wake();
-    }
-
-    /// Whether a flush was requested since the last call. The writer is woken through the
-    /// same waker as for a close, so it sees this on its next pass.
-    pub fn take_flush_request(&self) -> bool {
-        self.flush_requested.swap(false, Ordering::Relaxed)
-    }
-}
-
-/// The sending side of a connection: its bounded queue and its close request.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: mpsc::Sender<Frame>,
-    kick: Arc<Kick>,
-    /// Counts frames dropped because the queue was full.
-    drops: metrics::Counter,
-}
-
-impl Outbox {
-    /// Queues a frame without waiting. A full queue means the client does not keep up: it is
-    /// disconnected (close 4001) and false is returned, as when the connection is gone. A
-    /// queue more than half full asks the writer to stop holding frames: a hold must never
-    /// make a client that keeps up look like a slow consumer.
-    pub fn send(&self, frame: Frame) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                if self.tx.capacity() * 2 < self.tx.max_capacity() {
-                    self.kick.request_flush();
-                }
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.drops.increment(1);
-                self.kick.kick(close::SLOW_CONSUMER, "slow consumer");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    pub fn kick(&self, code: u16, reason: &'static str) {
-        self.kick.kick(code, reason);
-    }
-}
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// What the writer task of a new connection needs.
 pub struct Registration {
     pub id: ConnectionId,
     pub outbox: Outbox,
-    pub queue: mpsc::Receiver<Frame>,
+    pub queue: Inbox,
     pub kick: Arc<Kick>,
 }
 
@@ -157,7 +61,14 @@ struct Flow {
     /// The newest message delivered into the room.
     delivered: Option<MessageId>,
     /// Events for members still joining, in order, with their message ids.
-    held: HashMap<ConnectionId, Vec<(Frame, Option<MessageId>)>>,
+    held: HashMap<ConnectionId, Held>,
+}
+
+/// What waits for a joining member: bounded like its queue, in frames and in bytes.
+#[derive(Default)]
+struct Held {
+    events: Vec<(Frame, Option<MessageId>)>,
+    bytes: usize,
 }
 
 impl Room {
@@ -172,7 +83,7 @@ impl Room {
 /// Local rooms → connections. Shared by all connection tasks and the engine.
 pub struct Hub {
     next_id: AtomicU64,
-    queue_frames: usize,
+    queue: QueueLimits,
     // std RwLock: held only for map lookups and non-blocking `try_send`s, never across an
     // await. Deliveries (the hot path) take the read side and run in parallel.
     registry: RwLock<Registry>,
@@ -181,16 +92,23 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// `queue_frames`: the outbound queue length of each connection.
+    /// A hub whose connections queue at most `queue_frames` frames (and any number of bytes).
     pub fn new(queue_frames: usize) -> Self {
-        Self::with_metrics(queue_frames, Arc::new(Metrics::off()))
+        let queue = QueueLimits {
+            frames: queue_frames,
+            bytes: usize::MAX / 2,
+        };
+        Self::with_metrics(queue, Arc::new(Metrics::off()))
     }
 
     /// A hub that counts connections, local rooms and dropped frames in `metrics`.
-    pub fn with_metrics(queue_frames: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn with_metrics(queue: QueueLimits, metrics: Arc<Metrics>) -> Self {
         Hub {
             next_id: AtomicU64::new(1),
-            queue_frames: queue_frames.max(1),
+            queue: QueueLimits {
+                frames: queue.frames.max(1),
+                bytes: queue.bytes.max(1),
+            },
             registry: RwLock::default(),
             metrics,
             stats: crate::stats::Stats::default(),
@@ -210,13 +128,7 @@ impl Hub {
     /// Adds a new connection.
     pub fn register(&self) -> Registration {
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, queue) = mpsc::channel(self.queue_frames);
-        let kick = Arc::new(Kick::default());
-        let outbox = Outbox {
-            tx,
-            kick: kick.clone(),
-            drops: self.metrics.queue_drops.clone(),
-        };
+        let (outbox, queue, kick) = crate::outbox::queue(self.queue, &self.metrics);
         self.write().connections.insert(id, outbox.clone());
         self.metrics.connections.increment(1.0);
         Registration {
@@ -285,7 +197,7 @@ impl Hub {
                 floor: None,
             },
         );
-        room.flow().held.insert(id, Vec::new());
+        room.flow().held.insert(id, Held::default());
         first
     }
 
@@ -312,7 +224,7 @@ impl Hub {
         if !member.outbox.send(answer) {
             return true;
         }
-        for (frame, message) in held {
+        for (frame, message) in held.events {
             if is_newer(message, floor) && !member.outbox.send(frame) {
                 break;
             }
@@ -354,6 +266,15 @@ impl Hub {
         for outbox in self.read().connections.values() {
             outbox.kick(code, reason);
         }
+    }
+
+    /// Bytes waiting in every connection's outbound queue (for `/health`).
+    pub fn queued_bytes(&self) -> usize {
+        self.read()
+            .connections
+            .values()
+            .map(Outbox::queued_bytes)
+            .sum()
     }
 
     pub fn connection_count(&self) -> usize {
@@ -426,12 +347,14 @@ impl LocalDelivery for Hub {
             }
             if member.joining {
                 let held = flow.held.entry(*conn).or_default();
-                if held.len() >= self.queue_frames {
-                    // It could not take this many once admitted either.
+                let bytes = held.bytes + frame.len();
+                if held.events.len() >= self.queue.frames || bytes > self.queue.bytes {
+                    // It could not take this much once admitted either.
                     member.outbox.kick(close::SLOW_CONSUMER, "slow consumer");
                     continue;
                 }
-                held.push((frame.clone(), message));
+                held.events.push((frame.clone(), message));
+                held.bytes = bytes;
                 reached += 1;
             } else if is_newer(message, member.floor) && member.outbox.send(frame.clone()) {
                 reached += 1;
@@ -526,7 +449,7 @@ mod tests {
     }
 
     fn drain(conn: &mut Registration) -> Vec<String> {
-        std::iter::from_fn(|| conn.queue.try_recv().ok().map(|f| f.as_str().to_string())).collect()
+        std::iter::from_fn(|| conn.queue.try_recv().map(|f| f.as_str().to_string())).collect()
     }
 
     #[test]
@@ -654,7 +577,7 @@ mod tests {
         joined(&hub, "r", &mut b);
         let frame = Frame::from("hello".to_string());
         assert_eq!(hub.deliver("r", &frame, None, Some(a.id)), 1);
-        assert!(a.queue.try_recv().is_err());
+        assert!(a.queue.try_recv().is_none());
         assert_eq!(b.queue.try_recv().unwrap().as_str(), "hello");
         assert_eq!(hub.deliver("nobody", &frame, None, None), 0);
     }
@@ -726,26 +649,5 @@ mod tests {
         hub.unregister(a.id);
         hub.unregister(b.id);
         assert_eq!(hub.close_session(&session), 0);
-    }
-
-    #[tokio::test]
-    async fn a_kick_reaches_the_writer_before_or_while_it_waits() {
-        let early = Kick::default();
-        early.kick(close::SHUTDOWN, "bye");
-        early.kick(close::SLOW_CONSUMER, "ignored: the first reason wins");
-        assert_eq!(early.requested().await.code, close::SHUTDOWN);
-
-        let late = Arc::new(Kick::default());
-        let waiting = tokio::spawn({
-            let late = late.clone();
-            async move { late.requested().await }
-        });
-        tokio::task::yield_now().await;
-        late.kick(close::NO_PONG, "ping timeout");
-        let reason = tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(reason.code, close::NO_PONG);
     }
 }

@@ -13,8 +13,8 @@
 //! - [`limits`]: per-user message and typing rates, connections per user.
 //! - [`guard`]: client address, and the Origin rules against CSRF and WebSocket hijacking;
 //!   [`middleware`]: the axum layers that apply them.
-//! - [`hub`]: this instance's local rooms → connections, with bounded outbound queues;
-//!   delivers each message once per connection.
+//! - [`hub`]: this instance's local rooms → connections; delivers each message once per
+//!   connection. [`outbox`]: a connection's outbound queue, bounded in frames and bytes.
 //! - [`node`]: the one owner of membership and delivery: join, leave, post, typing, the
 //!   channels' subscribe, unsubscribe and publish (history, presence), and the worker pools.
 //! - [`namespaces`]: who may subscribe and publish on which channels, and what each keeps;
@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod namespaces;
 pub mod node;
+pub mod outbox;
 pub mod pages;
 pub mod state;
 pub mod stats;
@@ -99,6 +100,14 @@ pub enum StartError {
 /// given, else memory), and the hub. Must run inside the tokio runtime (engines spawn tasks).
 pub fn build_state(config: Config) -> Result<AppState, StartError> {
     config.validate().map_err(StartError::Config)?;
+    node::answers::check_limits(&node::answers::AnswerSettings {
+        max_answer_bytes: config.max_answer_bytes,
+        outbound_queue_bytes: config.outbound_queue_bytes,
+        history_page: config.history_page,
+        max_content_bytes: config.max_content_bytes,
+        max_publication_bytes: config.max_publication_bytes,
+    })
+    .map_err(StartError::Config)?;
     let server_id = config
         .server_id
         .clone()
@@ -107,7 +116,11 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         Some(_) => metrics::Metrics::on(),
         None => metrics::Metrics::off(),
     });
-    let hub = Arc::new(Hub::with_metrics(config.outbound_queue, metrics.clone()));
+    let queue = hub::QueueLimits {
+        frames: config.outbound_queue,
+        bytes: config.outbound_queue_bytes,
+    };
+    let hub = Arc::new(Hub::with_metrics(queue, metrics.clone()));
     let namespaces = namespaces::Namespaces::load(config.namespaces_file.as_deref())
         .map_err(|err| StartError::Config(format!("--namespaces-file: {err}")))?;
     let channel_leaves = Arc::new(namespaces.announcing_leaves());
@@ -170,6 +183,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
             history_page: config.history_page,
             resume_max: config.resume_max,
             max_rooms: config.max_rooms_per_connection,
+            max_answer_bytes: config.max_answer_bytes,
             guest_rooms_ttl: std::time::Duration::from_secs(config.session_max_age_secs),
         },
         &server_id,

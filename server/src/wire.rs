@@ -15,6 +15,26 @@ pub fn encode(msg: &ServerMsg) -> Frame {
     Frame::from(serde_json::to_string(msg).expect("server events always serialize"))
 }
 
+/// The length of `value` as JSON, counted as it is written (nothing is allocated): how
+/// answers are cut to what a connection can be sent, and how publication data is measured.
+pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// The hub and engine key of a channel. Room ids never hold `#`, so the two never meet.
 pub fn channel_key(channel: &str) -> String {
     format!("#{channel}")

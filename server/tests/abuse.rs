@@ -265,3 +265,281 @@ async fn a_client_cannot_speak_for_someone_else() {
     let typing = ben.expect("typing").await;
     assert_eq!(typing["userId"], ana.user_id);
 }
+
+// ---------------------------------------------------------------------------------------
+// A guest must not be able to break a room: every answer fits what can be written.
+// ---------------------------------------------------------------------------------------
+
+/// A message of `bytes` double quotes: the worst case for JSON, which escapes each to two.
+fn quotes(bytes: usize) -> String {
+    "\"".repeat(bytes)
+}
+
+#[tokio::test]
+async fn a_room_of_long_quoted_messages_still_answers_every_joiner() {
+    let server = TestServer::start().await;
+    for guest in 0..4 {
+        let mut poster = server.client(&format!("Poster {guest}")).await;
+        poster.join("quoted").await;
+        for n in 0..5 {
+            poster
+                .say("quoted", &quotes(4096), &format!("q{guest}-{n}"))
+                .await;
+        }
+    }
+    let mut joiner = server.client("Joiner").await;
+    joiner
+        .send(json!({"type": "join", "roomId": "quoted"}))
+        .await;
+    let text = joiner.recv_until("room_history").await;
+    let history: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(history["messages"].as_array().unwrap().len(), 20);
+    assert!(text.len() > 160_000, "{} bytes", text.len());
+    joiner.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_resume_that_would_not_fit_one_answer_is_not_recovered_and_still_arrives() {
+    let server = TestServer::start().await;
+    let max_answer = server::config::Config::defaults().max_answer_bytes;
+    let mut reader = server.client("Reader").await;
+    let mut writer = server.client("Writer").await;
+    reader.join("long").await;
+    writer.join("long").await;
+    let since = writer.say("long", "where the reader stood", "w0").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(reader.expect("message").await["id"], since);
+    let page = server
+        .http("GET", "/api/rooms/long/messages", None, &[])
+        .await;
+    let epoch = page.json()["epoch"].as_str().unwrap().to_string();
+    drop(reader);
+    for n in 0..100 {
+        writer
+            .say("long", &quotes(4096), &format!("w{}", n + 1))
+            .await;
+    }
+    let mut back = server.client("Reader again").await;
+    back.send(json!({"type": "join", "roomId": "long", "since": since, "epoch": epoch}))
+        .await;
+    let text = back.recv_until("room_history").await;
+    assert!(text.len() <= max_answer, "{} bytes", text.len());
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        answer["recovered"], false,
+        "820 kB of messages cannot be one answer"
+    );
+    assert_eq!(answer["hasMore"], true);
+    let messages = answer["messages"].as_array().unwrap();
+    assert!(messages.len() >= 40, "{}", messages.len());
+    assert_eq!(
+        messages.last().unwrap()["clientMsgId"],
+        "w100",
+        "the newest are the ones given"
+    );
+    back.assert_alive().await;
+}
+
+/// 100 guests in a room and a channel with presence, with an answer bound small enough
+/// (32 KiB, a page of 5 messages of 1 KiB) that who is here cannot all be listed.
+#[tokio::test]
+async fn who_is_here_is_cut_to_fit_an_answer_and_counted() {
+    let namespaces = common::TempFile::with(
+        r#"{"": {"subscribe": "signed_in", "publish": "signed_in",
+                  "presence": true}}"#,
+    );
+    let server = TestServer::start_with(|c| {
+        c.history_page = 5;
+        c.max_content_bytes = 1024;
+        c.max_answer_bytes = 32 * 1024;
+        c.outbound_queue_bytes = 64 * 1024;
+        c.namespaces_file = Some(namespaces.path());
+    })
+    .await;
+    let mut crowd = Vec::new();
+    for n in 0..100 {
+        let mut guest = server.client(&format!("Guest {n:03}")).await;
+        guest.join("crowded").await;
+        guest
+            .send(json!({"type": "subscribe", "channel": "crowded"}))
+            .await;
+        guest.expect("subscribed").await;
+        crowd.push(guest);
+    }
+    let mut last = server.client("Zed").await;
+    last.send(json!({"type": "join", "roomId": "crowded"}))
+        .await;
+    let text = last.recv_until("room_history").await;
+    assert!(text.len() <= 32 * 1024, "{} bytes", text.len());
+    let history: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let listed = history["members"].as_array().unwrap().len();
+    assert!((10..101).contains(&listed), "{listed} listed");
+    assert_eq!(history["membersTotal"], 101);
+    last.send(json!({"type": "subscribe", "channel": "crowded"}))
+        .await;
+    let text = last.recv_until("subscribed").await;
+    assert!(text.len() <= 32 * 1024, "{} bytes", text.len());
+    let subscribed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(subscribed["presence"].as_array().unwrap().len() < 101);
+    assert_eq!(subscribed["presenceTotal"], 101);
+    last.assert_alive().await;
+}
+
+#[tokio::test]
+async fn kept_publications_are_cut_to_fit_an_answer() {
+    let namespaces = common::TempFile::with(
+        r#"{"feed": {"subscribe": "signed_in", "publish": "signed_in",
+                     "history_size": 50, "history_ttl": 600}}"#,
+    );
+    let server = TestServer::start_with(|c| c.namespaces_file = Some(namespaces.path())).await;
+    let max_answer = server::config::Config::defaults().max_answer_bytes;
+    let mut publisher = server.client("Feed").await;
+    let big = "x".repeat(15_000);
+    for n in 0..50 {
+        publisher
+            .send(json!({"type": "publish", "channel": "feed:big", "data": {"n": n, "pad": big}}))
+            .await;
+    }
+    publisher.assert_alive().await;
+    let mut reader = server.client("Reader").await;
+    reader
+        .send(json!({"type": "subscribe", "channel": "feed:big"}))
+        .await;
+    let text = reader.recv_until("subscribed").await;
+    assert!(text.len() <= max_answer, "{} bytes", text.len());
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kept = answer["publications"].as_array().unwrap();
+    assert!((20..50).contains(&kept.len()), "{}", kept.len());
+    assert_eq!(
+        kept.last().unwrap()["data"]["n"],
+        49,
+        "the newest are given"
+    );
+    // A resume from the first of them cannot be given in one answer either.
+    let first = json!("0-0");
+    reader
+        .send(
+            json!({"type": "subscribe", "channel": "feed:big", "since": first,
+                     "epoch": answer["epoch"]}),
+        )
+        .await;
+    let text = reader.recv_until("subscribed").await;
+    assert!(text.len() <= max_answer, "{} bytes", text.len());
+    let resumed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(resumed["recovered"], false);
+    reader.assert_alive().await;
+}
+
+#[tokio::test]
+async fn start_up_refuses_limits_under_which_a_page_could_not_be_sent() {
+    let mut config = server::config::Config::defaults();
+    config.port = 0;
+    config.max_answer_bytes = 128 * 1024;
+    let refused = match server::start(config).await {
+        Ok(_) => panic!("started with a page that cannot fit an answer"),
+        Err(err) => err.to_string(),
+    };
+    assert!(refused.contains("--history-page 50"), "{refused}");
+    assert!(refused.contains("--max-answer-bytes"), "{refused}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounded by bytes.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_client_that_stops_reading_pins_at_most_its_queue_in_bytes() {
+    let server = TestServer::start_with(|c| c.write_timeout_secs = 60).await;
+    let queue_bytes = server::config::Config::defaults().outbound_queue_bytes;
+    // 24 rooms of 50 long messages: about 10 MB of answers, more than the kernel buffers.
+    let mut writer = server.client("Writer").await;
+    for room in 0..24 {
+        let room = format!("big-{room}");
+        writer.join(&room).await;
+        for n in 0..50 {
+            writer
+                .say(&room, &"x".repeat(4000), &format!("{room}-{n}"))
+                .await;
+        }
+        writer.send(json!({"type": "leave", "roomId": room})).await;
+    }
+    writer.assert_alive().await;
+    let (token, _) = server.guest("Never reads").await;
+    let mut idle = Client::slow_reader(&server.ws_url(), &token).await;
+    for room in 0..24 {
+        idle.send(json!({"type": "join", "roomId": format!("big-{room}")}))
+            .await;
+    }
+    // While it does not read, what waits for it stays within its queue's bytes.
+    let mut peak = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let health = server.http("GET", "/health", None, &[]).await.json();
+        peak = peak.max(health["outboundBytes"].as_u64().unwrap() as usize);
+    }
+    assert!(peak > 0, "answers were waiting");
+    assert!(peak <= queue_bytes, "{peak} bytes queued");
+    // Reading again, it gets every answer, whole and in order.
+    for room in 0..24 {
+        let history = idle.expect("room_history").await;
+        assert_eq!(history["roomId"], format!("big-{room}"));
+        assert_eq!(history["messages"].as_array().unwrap().len(), 50);
+    }
+    idle.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_client_the_server_gives_up_on_is_closed_with_a_code_and_counted() {
+    let server = TestServer::start_with(|c| {
+        c.write_timeout_secs = 1;
+        c.metrics_addr = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let metrics = server.metrics_addr().unwrap();
+    let (token, _) = server.guest("Stuck").await;
+    let mut stuck = Client::slow_reader(&server.ws_url(), &token).await;
+    stuck.join("firehose").await;
+    let mut writer = server.client("Writer").await;
+    writer.join("firehose").await;
+    // Live traffic the stuck client never reads, until the kernel's buffers are full and
+    // frames wait in its queue; then a few more, well short of filling the queue (256
+    // frames, 1 MiB): the write that blocks times out.
+    let mut sent = 0;
+    loop {
+        for _ in 0..25 {
+            writer
+                .say("firehose", &"y".repeat(4000), &format!("f{sent}"))
+                .await;
+            sent += 1;
+        }
+        // 100 kB waiting (25 frames), and none of it taken 300 ms later: its writer is
+        // blocked, not merely behind.
+        let queued = || async {
+            let health = server.http("GET", "/health", None, &[]).await.json();
+            health["outboundBytes"].as_u64().unwrap()
+        };
+        let before = queued().await;
+        if before > 100_000 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if queued().await >= before {
+                break;
+            }
+        }
+        assert!(sent < 5000, "the stuck client's writes never blocked");
+    }
+    common::eventually(
+        Duration::from_secs(10),
+        "the stuck client closed as slow",
+        || async {
+            let body = common::http_request(metrics, "GET", "/metrics", None, &[])
+                .await
+                .body;
+            body.lines()
+                .any(|line| line.starts_with("confab_closes_total{code=\"4001\"}"))
+        },
+    )
+    .await;
+    drop(stuck);
+}

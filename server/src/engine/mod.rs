@@ -198,6 +198,18 @@ pub struct Kept {
     pub data: serde_json::Value,
 }
 
+/// As a `subscribed` answer carries it ([`app::protocol::KeptPublication`]), so that an
+/// answer can be measured before it is built.
+impl Serialize for Kept {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut kept = serializer.serialize_struct("KeptPublication", 2)?;
+        kept.serialize_field("data", &self.data)?;
+        kept.serialize_field("offset", &self.offset.to_string())?;
+        kept.end()
+    }
+}
+
 /// A read of a channel's history: its epoch and what was asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeptRead<T> {

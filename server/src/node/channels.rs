@@ -19,11 +19,11 @@
 //! may subscribe and publish, and what is kept, is the namespaces' business
 //! ([`crate::namespaces`]), checked before the node is asked.
 
-use super::Node;
+use super::{answers, Node};
 use crate::engine::{EngineResult, Kept, Position, Resume, Retention};
 use crate::hub::Outbox;
 use crate::namespaces::ChannelFeatures;
-use crate::wire::{channel_key, channel_of, encode, publication, ConnectionId};
+use crate::wire::{channel_key, channel_of, encode, json_len, publication, ConnectionId};
 use app::protocol::{ErrorCode, KeptPublication, Member, ServerMsg, User};
 use app::validate::{Invalid, MessageId};
 
@@ -37,26 +37,6 @@ pub fn check_data(data: &serde_json::Value, max: usize) -> Result<(), Invalid> {
         ));
     }
     Ok(())
-}
-
-/// The length of `data` as JSON, counted as it is written (nothing is allocated: the frame
-/// is serialized for real only once, when it is published).
-fn json_len(data: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, data) {
-        Ok(()) => count.0,
-        Err(_) => usize::MAX,
-    }
 }
 
 /// A channel's subscription request, as the node needs it.
@@ -124,6 +104,7 @@ impl Node {
                 })
                 .collect(),
             presence: answer.presence,
+            presence_total: answer.presence_total,
         });
         self.hub.admit(&key, conn, frame, floor);
         Ok(())
@@ -161,7 +142,10 @@ impl Node {
             },
         };
         if features.presence {
-            answer.presence = Some(presence.members(key).await?);
+            let mut members = presence.members(key).await?;
+            let budget = answers::members_budget(self.settings.max_answer_bytes);
+            answer.presence_total = answers::cut_members(&mut members, budget);
+            answer.presence = Some(members);
         }
         Ok(answer)
     }
@@ -175,11 +159,12 @@ impl Node {
         keep: Retention,
     ) -> EngineResult<KeptAnswer> {
         let channels = &self.engine.channels;
+        let budget = answers::items_budget(self.settings.max_answer_bytes);
         if let Some(since) = &since {
             let read = channels
                 .kept_since(key, since, self.settings.resume_max, keep)
                 .await?;
-            if let Resume::Recovered(publications) = read.found {
+            if let Resume::Recovered(publications) = answers::fitting(read.found, budget) {
                 return Ok(KeptAnswer {
                     floor: publications
                         .last()
@@ -188,18 +173,19 @@ impl Node {
                     publications,
                     recovered: Some(true),
                     epoch: Some(read.epoch),
-                    presence: None,
+                    ..KeptAnswer::default()
                 });
             }
         }
         let limit = self.settings.history_page.min(keep.size);
-        let read = channels.recent(key, limit, keep).await?;
+        let mut read = channels.recent(key, limit, keep).await?;
+        answers::keep_newest_that_fit(&mut read.found, budget);
         Ok(KeptAnswer {
             floor: read.found.last().map(|kept| kept.offset),
             publications: read.found,
             recovered: since.map(|_| false),
             epoch: Some(read.epoch),
-            presence: None,
+            ..KeptAnswer::default()
         })
     }
 
@@ -268,4 +254,6 @@ struct KeptAnswer {
     /// The newest publication the subscriber has once it read the answer.
     floor: Option<MessageId>,
     presence: Option<Vec<Member>>,
+    /// How many are present, when `presence` was cut to fit the answer.
+    presence_total: Option<usize>,
 }

@@ -14,6 +14,7 @@
 //! after it, never both. A join that fails part-way is undone, so a connection is either in
 //! a room or not.
 
+pub mod answers;
 mod channels;
 pub use channels::{check_data, SubscribeRequest};
 mod reading;
@@ -37,6 +38,8 @@ pub struct NodeSettings {
     pub resume_max: usize,
     /// Most rooms on a user's list (as many as one connection may join).
     pub max_rooms: usize,
+    /// Largest answer to a join or subscribe, in bytes of JSON ([`answers`]).
+    pub max_answer_bytes: usize,
     /// How long a guest's room list and read positions outlive its last join (its session).
     pub guest_rooms_ttl: Duration,
 }
@@ -144,13 +147,16 @@ impl Node {
         }
         let newest = answer.floor;
         let read = self.follow(user, room, newest).await?;
-        let members = engine.presence.members(room).await?;
+        let mut members = engine.presence.members(room).await?;
+        let budget = answers::members_budget(self.settings.max_answer_bytes);
+        let members_total = answers::cut_members(&mut members, budget);
         let frame = encode(&ServerMsg::RoomHistory {
             room_id: room.to_string(),
             messages: answer.messages,
             has_more: answer.has_more,
             recovered: answer.recovered,
             members,
+            members_total,
             epoch: answer.epoch,
             read,
         });
@@ -159,14 +165,15 @@ impl Node {
         Ok(())
     }
 
-    /// The history a joiner is given: exactly what came after `since` if that can be had,
-    /// else the newest page (`recovered: false` when `since` was given).
+    /// The history a joiner is given: exactly what came after `since` if that can be had
+    /// (and fits an answer), else the newest page that fits (`recovered: false` when `since`
+    /// was given).
     async fn history(&self, room: &str, since: Option<Position>) -> EngineResult<Answer> {
         let history = &self.engine.history;
+        let budget = answers::items_budget(self.settings.max_answer_bytes);
         if let Some(since) = &since {
-            if let Resume::Recovered(messages) =
-                history.since(room, since, self.settings.resume_max).await?
-            {
+            let resumed = history.since(room, since, self.settings.resume_max).await?;
+            if let Resume::Recovered(messages) = answers::fitting(resumed, budget) {
                 // The epoch matched (or none was given): it is the room's.
                 let floor = newest(&messages).or(Some(since.id));
                 let epoch = match &since.epoch {
@@ -182,11 +189,12 @@ impl Node {
                 });
             }
         }
-        let page = history.page(room, None, self.settings.history_page).await?;
+        let mut page = history.page(room, None, self.settings.history_page).await?;
+        let cut = answers::keep_newest_that_fit(&mut page.messages, budget);
         Ok(Answer {
             floor: newest(&page.messages),
             messages: page.messages,
-            has_more: page.has_more,
+            has_more: page.has_more || cut,
             recovered: since.map(|_| false),
             epoch: page.epoch,
         })

@@ -17,9 +17,10 @@ use super::batching::{BatchPolicy, Batching};
 use super::dispatch::Dispatch;
 use super::handshake::Socket;
 use crate::engine::SessionId;
-use crate::hub::{Frame, Kick};
+use crate::hub::{Frame, Inbox, Kick};
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::wire::ConnectionId;
 use app::protocol::{close, User};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
@@ -30,7 +31,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
@@ -81,11 +81,14 @@ pub async fn run(socket: Socket, state: AppState, session: Option<(SessionId, Us
         kick.clone(),
         last_seen.clone(),
         state.clone(),
+        id,
     ));
     let mut sink = None;
     // Set when a read error left the WebSocket framing unusable (e.g. an oversize frame).
     let mut framing_broken = false;
 
+    // The reader's own handle on the queue: each request waits for room for its answer.
+    let outbox = registration.outbox.clone();
     let mut dispatch = Dispatch::new(state.clone(), id, registration.outbox);
     Box::pin(dispatch.start(session)).await;
     tracing::debug!(connection = id.0, "connection opened");
@@ -99,7 +102,11 @@ pub async fn run(socket: Socket, state: AppState, session: Option<(SessionId, Us
                 match frame {
                     // Boxed: handling a request (join, post, ...) is a large future, and an idle
                     // connection should not carry its space for its whole life.
-                    Some(Ok(Message::Text(text))) => Box::pin(dispatch.handle_text(text.as_str())).await,
+                    Some(Ok(Message::Text(text))) => Box::pin(async {
+                        outbox.room_for_answers().await;
+                        dispatch.handle_text(text.as_str()).await
+                    })
+                    .await,
                     Some(Ok(Message::Binary(_))) => dispatch.binary_frame(),
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,
@@ -182,10 +189,11 @@ type Sink = SplitSink<Socket, Message>;
 /// keeps across awaits is kept small.
 async fn write_loop(
     mut sink: Sink,
-    mut queue: mpsc::Receiver<Frame>,
+    mut queue: Inbox,
     kick: Arc<Kick>,
     last_seen: Arc<LastSeen>,
     state: AppState,
+    id: ConnectionId,
 ) -> Sink {
     let config = state.config();
     let metrics = state.node().hub().metrics().clone();
@@ -276,8 +284,55 @@ async fn write_loop(
             },
         };
         if let Err(failure) = written {
-            tracing::debug!(?failure, "write failed; dropping the connection");
+            failed(&mut sink, failure, &kick, write_timeout, id).await;
             return sink;
+        }
+    }
+}
+
+/// A write failed: the connection ends, and it is never silent about why. A client that
+/// stopped reading (the write timed out) is closed as slow; a frame the write buffer cannot
+/// take (a server bug: every answer is cut to fit, see `node::answers`) is explained and
+/// closed with 1011; a socket error means the client is gone.
+async fn failed(
+    sink: &mut Sink,
+    failure: WriteFailure,
+    kick: &Kick,
+    write_timeout: Duration,
+    id: ConnectionId,
+) {
+    match failure {
+        WriteFailure::TimedOut => {
+            tracing::warn!(
+                connection = id.0,
+                timeout = ?write_timeout,
+                "closing a connection whose client stopped reading (write timed out)"
+            );
+            kick.kick(close::SLOW_CONSUMER, "write timeout");
+        }
+        WriteFailure::Socket(tungstenite::Error::WriteBufferFull(frame)) => {
+            tracing::warn!(
+                connection = id.0,
+                bytes = frame.len(),
+                "closing a connection: a frame larger than its write buffer"
+            );
+            kick.kick(close::INTERNAL_ERROR, "frame too large");
+            let error = crate::wire::encode(&app::protocol::ServerMsg::error(
+                app::protocol::ErrorCode::Unavailable,
+                "the server could not send an answer; reconnect",
+            ));
+            let goodbye = async {
+                sink.feed(Message::Text(error)).await?;
+                let frame = CloseFrame {
+                    code: close::INTERNAL_ERROR.into(),
+                    reason: Utf8Bytes::from_static("frame too large"),
+                };
+                sink.send(Message::Close(Some(frame))).await
+            };
+            let _ = bounded(goodbye, write_timeout).await;
+        }
+        WriteFailure::Socket(err) => {
+            tracing::debug!(connection = id.0, error = %err, "write failed: the client is gone");
         }
     }
 }
@@ -300,11 +355,11 @@ fn arm(hold: &mut Option<Pin<Box<Sleep>>>, release: Instant) {
 /// Moves every frame waiting in the queue into the sink's buffer; returns how many.
 async fn feed_queued(
     sink: &mut Sink,
-    queue: &mut mpsc::Receiver<Frame>,
+    queue: &mut Inbox,
     metrics: &Metrics,
 ) -> Result<u32, tungstenite::Error> {
     let mut fed = 0;
-    while let Ok(frame) = queue.try_recv() {
+    while let Some(frame) = queue.try_recv() {
         sink.feed(delivered(metrics, frame)).await?;
         fed += 1;
     }
@@ -313,7 +368,7 @@ async fn feed_queued(
 
 #[derive(Debug)]
 enum WriteFailure {
-    Socket(#[allow(dead_code)] tungstenite::Error),
+    Socket(tungstenite::Error),
     TimedOut,
 }
 

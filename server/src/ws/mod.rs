@@ -46,8 +46,12 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: Upgr
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         // The outbound queue bounds what waits to be written; this bounds what tungstenite
-        // holds while the socket is not writable: one largest message plus slack.
-        .max_write_buffer_size(max_frame * 2 + SOCKET_BUFFER_BYTES);
+        // holds while a frame is written: the largest frame the server sends (every answer
+        // is cut to fit it, see `node::answers`) plus what it buffers before writing.
+        .max_write_buffer_size(crate::node::answers::write_buffer_bytes(
+            config.max_answer_bytes,
+            SOCKET_BUFFER_BYTES,
+        ));
     ws.on_upgrade(socket_config, move |socket| {
         connection::run(socket, state, session)
     })

@@ -309,6 +309,36 @@ impl Client {
         }
     }
 
+    /// Connects and signs in with `token`, over a socket whose receive buffer is small
+    /// (4 KiB): a client that stops reading then holds little in the kernel, and what the
+    /// server cannot write waits in the server.
+    pub async fn slow_reader(url: &str, token: &str) -> Client {
+        let addr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(4096).unwrap();
+        let stream = tcp.connect(addr).await.expect("tcp connects");
+        let (socket, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("websocket connects");
+        let mut client = Client {
+            socket,
+            user_id: String::new(),
+            token: String::new(),
+        };
+        client.expect("connected").await;
+        client.send(json!({"type": "auth", "token": token})).await;
+        let authed = client.expect("authenticated").await;
+        client.user_id = authed["userId"].as_str().expect("userId").to_string();
+        client.token = token.to_string();
+        client
+    }
+
     /// Connects and signs in with `token` through the `auth` message.
     pub async fn signed_in(url: &str, token: &str) -> Client {
         let mut client = Client::connect(url, &[]).await;
@@ -349,6 +379,17 @@ impl Client {
                 Message::Text(text) => return text.to_string(),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// The next event of type `kind`, exactly as the server wrote it, skipping others.
+    pub async fn recv_until(&mut self, kind: &str) -> String {
+        loop {
+            let text = self.recv_text().await;
+            let event: Value = serde_json::from_str(&text).expect("JSON event");
+            if event["type"] == kind {
+                return text;
             }
         }
     }

@@ -299,7 +299,7 @@ fn MemberList(log: RwSignal<ChatLog>, status: RwSignal<ConnStatus>) -> impl Into
         <aside class="members card" class:offline=offline>
                 <h2>
                     {move || if offline() { "Last seen here " } else { "Here now " }}
-                    <span class="count">{move || log.with(|log| log.members.len())}</span>
+                    <span class="count">{move || log.with(ChatLog::member_count)}</span>
                 </h2>
                 {move || offline().then(|| view! {
                     <p class="muted" data-testid="members-offline">"You are offline: this may be out of date."</p>
