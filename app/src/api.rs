@@ -184,8 +184,9 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 #[server(prefix = "/fn", output = crate::page_json::PageOutput, endpoint = "load_room")]
 pub async fn load_room(room: String) -> Result<RoomSnapshot, ServerFnError> {
     let backend = ssr::backend()?;
+    let client = ssr::client().await;
     let page = backend
-        .history_page(&room, None)
+        .history_page(&room, None, &client)
         .await
         .map_err(ssr::to_error)?;
     let members = backend.members(&room).await.map_err(ssr::to_error)?;
@@ -245,8 +246,9 @@ pub async fn older_messages(
     before: Option<String>,
 ) -> Result<HistoryPage, ServerFnError> {
     let backend = ssr::backend()?;
+    let client = ssr::client().await;
     backend
-        .history_page(&room, before.as_deref())
+        .history_page(&room, before.as_deref(), &client)
         .await
         .map_err(ssr::to_error)
 }

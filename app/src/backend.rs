@@ -78,11 +78,13 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(String, User), BackendError>;
     /// Ends a session.
     async fn end_session(&self, token: &str) -> Result<(), BackendError>;
-    /// A page of a room's history, oldest first, older than `before` (or the newest).
+    /// A page of a room's history, oldest first, older than `before` (or the newest), within
+    /// the client address's rate of history reads.
     async fn history_page(
         &self,
         room: &str,
         before: Option<&str>,
+        client: &Client,
     ) -> Result<HistoryPage, BackendError>;
     /// Who is present in a room.
     async fn members(&self, room: &str) -> Result<Vec<Member>, BackendError>;

@@ -229,6 +229,12 @@ pub struct MessageId {
 }
 
 impl MessageId {
+    /// The largest part of an id (milliseconds or sequence) a client may name: 2^53 − 1, the
+    /// largest integer JavaScript holds exactly, and far past any id a store gives (the
+    /// milliseconds are the year 287,000). Larger ones are refused: a store cannot read after
+    /// `u64::MAX-u64::MAX`, and such a position was never given.
+    pub const MAX_PART: u64 = (1 << 53) - 1;
+
     pub fn parse(text: &str) -> Result<Self, Invalid> {
         let bad = || {
             Invalid::new(
@@ -241,13 +247,27 @@ impl MessageId {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 None
             } else {
-                s.parse::<u64>().ok()
+                s.parse::<u64>()
+                    .ok()
+                    .filter(|part| *part <= MessageId::MAX_PART)
             }
         };
         Ok(MessageId {
             ms: number(ms).ok_or_else(bad)?,
             seq: number(seq).ok_or_else(bad)?,
         })
+    }
+
+    /// A page's `before`: a message id after the very first (`0-0`: nothing is older).
+    pub fn parse_before(text: &str) -> Result<Self, Invalid> {
+        let id = MessageId::parse(text)?;
+        if id == (MessageId { ms: 0, seq: 0 }) {
+            return Err(Invalid::new(
+                ErrorCode::InvalidSince,
+                "nothing is older than 0-0: `before` names a message id",
+            ));
+        }
+        Ok(id)
     }
 
     /// A channel publication's offset (the same shape as a message id).
@@ -421,6 +441,9 @@ mod tests {
             "1-+2",
             "1-2-3",
             "99999999999999999999-0",
+            "18446744073709551615-18446744073709551615",
+            "9007199254740992-0",
+            "0-9007199254740992",
         ] {
             assert_eq!(
                 MessageId::parse(bad).unwrap_err().code,
@@ -429,5 +452,11 @@ mod tests {
             );
         }
         assert_eq!(MessageId::compare("10-0", "9-5"), Ordering::Greater);
+        assert!(MessageId::parse("9007199254740991-9007199254740991").is_ok());
+        assert_eq!(
+            MessageId::parse_before("0-0").unwrap_err().code,
+            ErrorCode::InvalidSince
+        );
+        assert!(MessageId::parse_before("0-1").is_ok());
     }
 }

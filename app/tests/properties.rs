@@ -148,6 +148,9 @@ proptest! {
     #[test]
     fn message_ids_round_trip(ms in any::<u64>(), seq in any::<u64>(), text in "\\PC{0,30}") {
         let id = MessageId { ms, seq };
+        let in_range = ms <= MessageId::MAX_PART && seq <= MessageId::MAX_PART;
+        prop_assert_eq!(MessageId::parse(&id.to_string()).is_ok(), in_range);
+        let id = MessageId { ms: ms % (MessageId::MAX_PART + 1), seq: seq % (MessageId::MAX_PART + 1) };
         prop_assert_eq!(MessageId::parse(&id.to_string()), Ok(id));
         if let Ok(parsed) = MessageId::parse(&text) {
             prop_assert_eq!(MessageId::parse(&parsed.to_string()), Ok(parsed));

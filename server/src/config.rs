@@ -114,6 +114,15 @@ pub struct Config {
     #[arg(long, env = "CONFAB_GUESTS_PER_ADDRESS", default_value_t = 200)]
     pub guests_per_address: u64,
 
+    /// History pages a client address may read over HTTP per second, sustained (the JSON
+    /// API, room pages and scrolling back; token bucket; 0: no limit).
+    #[arg(long, env = "CONFAB_HISTORY_RATE", default_value_t = 20.0)]
+    pub history_rate: f64,
+
+    /// History pages a client address may read in a burst.
+    #[arg(long, env = "CONFAB_HISTORY_BURST", default_value_t = 100)]
+    pub history_burst: u32,
+
     /// Usernames of the registered accounts that may see the live dashboard (`/dashboard`)
     /// and subscribe to its channel. Comma separated; none: nobody.
     #[arg(long, env = "CONFAB_OPERATORS", value_delimiter = ',')]
@@ -364,6 +373,7 @@ impl Config {
         for (name, rate, burst) in [
             ("send", self.send_rate, self.send_burst),
             ("typing", self.typing_rate, self.typing_burst),
+            ("history", self.history_rate, self.history_burst),
         ] {
             if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && burst == 0) {
                 return Err(format!(

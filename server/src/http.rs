@@ -240,10 +240,14 @@ pub struct PageQuery {
 
 pub async fn room_messages(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     Path(room): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> ApiResult {
-    Ok(Json(state.history_page(&room, query.before.as_deref()).await?).into_response())
+    let page = state
+        .history_page(&room, query.before.as_deref(), &client)
+        .await?;
+    Ok(Json(page).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,6 @@
 //! Per-user limits on this instance: chat messages, typing events and channel publications
 //! in namespaces with a rate of their own (token buckets), open connections, and the typing
-//! throttle per room.
+//! throttle per room; and per client address ([`PerAddress`]): history reads over HTTP.
 //!
 //! A user's state lives while they have a connection here, and a little longer: an entry
 //! whose buckets are not yet full again is kept (and swept later), so reconnecting does not
@@ -285,6 +285,47 @@ impl UserLimits {
     }
 }
 
+/// A token bucket per client address (history reads over HTTP), kept in this process:
+/// counting in the engine would make every read a write. An address whose bucket is full
+/// again is forgotten by a sweep now and then, so the map holds recent readers only.
+pub struct PerAddress {
+    rate: Rate,
+    // std Mutex: a map lookup and arithmetic, never held across an await.
+    buckets: Mutex<(HashMap<String, TokenBucket>, u32)>,
+}
+
+impl PerAddress {
+    pub fn new(rate: Rate) -> Self {
+        PerAddress {
+            rate,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Spends one token of `address`'s budget.
+    pub fn take(&self, address: &str) -> Result<(), Limited> {
+        if self.rate.per_sec <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let rate = self.rate;
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (buckets, inserts) = &mut *guard;
+        if !buckets.contains_key(address) {
+            *inserts += 1;
+            if *inserts >= SWEEP_EVERY {
+                *inserts = 0;
+                buckets.retain(|_, bucket| !bucket.is_full(rate, now));
+            }
+        }
+        buckets
+            .entry(address.to_string())
+            .or_insert_with(|| TokenBucket::full(rate, now))
+            .take(rate, now)
+            .map_err(|retry_after| Limited { retry_after })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +433,20 @@ mod tests {
             Ok(true),
             "stopping resets the throttle"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_address_has_its_own_bucket() {
+        let reads = PerAddress::new(Rate {
+            per_sec: 1.0,
+            burst: 2,
+        });
+        assert!(reads.take("10.0.0.1").is_ok() && reads.take("10.0.0.1").is_ok());
+        let refused = reads.take("10.0.0.1").unwrap_err();
+        assert!(refused.retry_after <= Duration::from_secs(1));
+        assert!(reads.take("10.0.0.2").is_ok(), "another address");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(reads.take("10.0.0.1").is_ok());
     }
 
     #[test]

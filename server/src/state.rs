@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::guard::OriginPolicy;
 use crate::hub::Hub;
-use crate::limits::{Rate, UserLimits};
+use crate::limits::{PerAddress, Rate, UserLimits};
 use crate::namespaces::Namespaces;
 use crate::node::Node;
 use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
@@ -31,6 +31,8 @@ struct Shared {
     leptos: LeptosOptions,
     auth: Auth,
     limits: Arc<UserLimits>,
+    /// History pages read over HTTP, per client address.
+    history_reads: PerAddress,
     origins: OriginPolicy,
     api_keys: ApiKeys,
     namespaces: Namespaces,
@@ -64,6 +66,10 @@ impl AppState {
             config.typing_throttle(),
             config.max_connections_per_user,
         ));
+        let history_reads = PerAddress::new(Rate {
+            per_sec: config.history_rate,
+            burst: config.history_burst,
+        });
         let origins = OriginPolicy::new(&config.allowed_origins);
         AppState(Arc::new(Shared {
             config,
@@ -73,6 +79,7 @@ impl AppState {
             leptos,
             auth,
             limits,
+            history_reads,
             origins,
             api_keys: extras.api_keys,
             namespaces: extras.namespaces,
@@ -156,9 +163,16 @@ impl Backend for AppState {
         &self,
         room: &str,
         before: Option<&str>,
+        client: &Client,
     ) -> Result<HistoryPage, BackendError> {
         let room = validate::room_id(room)?;
-        let before = before.map(MessageId::parse).transpose()?;
+        let before = before.map(MessageId::parse_before).transpose()?;
+        self.0
+            .history_reads
+            .take(&client.address_key())
+            .map_err(|limited| BackendError::RateLimited {
+                retry_after_secs: limited.retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            })?;
         let limit = self.config().history_page;
         Ok(self.engine().history.page(room, before, limit).await?)
     }

@@ -543,3 +543,218 @@ async fn a_client_the_server_gives_up_on_is_closed_with_a_code_and_counted() {
     .await;
     drop(stuck);
 }
+
+// ---------------------------------------------------------------------------------------
+// Reads write nothing.
+// ---------------------------------------------------------------------------------------
+
+/// The number of keys in the Redis.
+async fn key_count(redis: &common::RedisServer) -> u64 {
+    let reply = redis.command(&["DBSIZE"]).await;
+    reply.trim_start_matches(':').parse().expect("DBSIZE")
+}
+
+#[tokio::test]
+async fn reading_rooms_and_channels_that_do_not_exist_creates_nothing() {
+    let redis = common::RedisServer::start().await;
+    let namespaces = common::TempFile::with(
+        r#"{"feed": {"subscribe": "signed_in", "publish": "signed_in",
+                     "history_size": 10, "history_ttl": 600}}"#,
+    );
+    let server = common::redis_instance_with(&redis, "reads", |c| {
+        c.history_rate = 0.0;
+        c.namespaces_file = Some(namespaces.path());
+    })
+    .await;
+    let mut reader = server.client("Reader").await;
+    reader.assert_alive().await;
+    let before = key_count(&redis).await;
+    for n in 0..200 {
+        let page = server
+            .http("GET", &format!("/api/rooms/junk{n}/messages"), None, &[])
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(
+            page.json()["epoch"],
+            "",
+            "a room never written has no epoch"
+        );
+    }
+    for n in 0..20 {
+        let page = server
+            .http("GET", &format!("/rooms/junk-page{n}"), None, &[])
+            .await;
+        assert_eq!(page.status, 200);
+        let older = http_request(
+            server.addr,
+            "POST",
+            "/fn/older_messages",
+            Some(format!("room=junk-fn{n}&before=5-0")),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+        assert_eq!(older.status, 200, "{}", older.body);
+        reader
+            .send(json!({"type": "subscribe", "channel": format!("feed:junk{n}")}))
+            .await;
+        let subscribed = reader.expect("subscribed").await;
+        assert_eq!(subscribed["epoch"], "", "{subscribed}");
+        reader
+            .send(
+                json!({"type": "subscribe", "channel": format!("feed:junk{n}"),
+                         "since": "5-0", "epoch": "old"}),
+            )
+            .await;
+        assert_eq!(reader.expect("subscribed").await["recovered"], false);
+        reader
+            .send(json!({"type": "unsubscribe", "channel": format!("feed:junk{n}")}))
+            .await;
+        reader.expect("unsubscribed").await;
+    }
+    assert_eq!(key_count(&redis).await, before, "reads left keys behind");
+    // The first write makes a log and its epoch, and a reader sees it.
+    reader.join("written").await;
+    reader.say("written", "hello", "w1").await;
+    let page = server
+        .http("GET", "/api/rooms/written/messages", None, &[])
+        .await
+        .json();
+    assert_ne!(page["epoch"], "");
+}
+
+#[tokio::test]
+async fn history_reads_are_rate_limited_per_address() {
+    let server = TestServer::start_with(|c| {
+        c.history_rate = 1.0;
+        c.history_burst = 3;
+        c.client_ip_header = Some("X-Forwarded-For".into());
+    })
+    .await;
+    let from = |address: &'static str| [("X-Forwarded-For", address)];
+    for _ in 0..3 {
+        let page = server
+            .http("GET", "/api/rooms/r/messages", None, &from("10.0.0.1"))
+            .await;
+        assert_eq!(page.status, 200);
+    }
+    let refused = server
+        .http("GET", "/api/rooms/r/messages", None, &from("10.0.0.1"))
+        .await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.json()["code"], "rate_limited");
+    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    // The room page and scrolling back share the budget.
+    let page = server
+        .http("GET", "/rooms/r", None, &from("10.0.0.1"))
+        .await;
+    assert_eq!(page.status, 429);
+    let older = http_request(
+        server.addr,
+        "POST",
+        "/fn/older_messages",
+        Some("room=r&before=5-0".into()),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ],
+    )
+    .await;
+    assert_eq!(older.status, 429, "{}", older.body);
+    // Another address has its own.
+    let other = server
+        .http("GET", "/api/rooms/r/messages", None, &from("10.0.0.2"))
+        .await;
+    assert_eq!(other.status, 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Exact refusals.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn out_of_range_ids_are_invalid_since_counted_and_announce_nothing() {
+    let redis = common::RedisServer::start().await;
+    let server = common::redis_instance_with(&redis, "ids", |c| c.max_protocol_errors = 3).await;
+    for before in [
+        "0-0",
+        "18446744073709551615-18446744073709551615",
+        "9007199254740992-1",
+    ] {
+        let page = server
+            .http(
+                "GET",
+                &format!("/api/rooms/r/messages?before={before}"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(page.status, 400, "{before}: {}", page.body);
+        assert_eq!(page.json()["code"], "invalid_since");
+    }
+    let mut member = server.client("Member").await;
+    member.join("r").await;
+    let mut prober = server.client("Prober").await;
+    for since in [
+        "18446744073709551615-18446744073709551615",
+        "1-18446744073709551615",
+    ] {
+        prober
+            .send(json!({"type": "join", "roomId": "r", "since": since}))
+            .await;
+        let refused = prober.expect_error("invalid_since").await;
+        assert_eq!(refused["roomId"], "r");
+    }
+    member.expect_silence(Duration::from_millis(2500)).await;
+    // Refusals of the client's making count toward 4501.
+    for _ in 0..2 {
+        prober
+            .send(json!({"type": "read", "roomId": "r", "id": "1-99999999999999999999"}))
+            .await;
+    }
+    assert_eq!(prober.expect_close().await.0, 4501);
+}
+
+#[tokio::test]
+async fn a_resume_without_an_epoch_is_recovered_only_where_the_log_proves_it() {
+    let mut redis = common::RedisServer::start().await;
+    let server = common::redis_instance(&redis, "proof").await;
+    let mut ana = server.client("Ana").await;
+    ana.join("r").await;
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        let said = ana.say("r", &format!("m{n}"), &format!("m{n}")).await;
+        acked.push(said["id"].as_str().unwrap().to_string());
+    }
+    // A client that sends no epoch, from a message still in the log: exact.
+    let mut simple = server.client("Simple").await;
+    simple
+        .send(json!({"type": "join", "roomId": "r", "since": acked[0]}))
+        .await;
+    let resumed = simple.expect("room_history").await;
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    assert_eq!(
+        common::fields(&resumed["messages"], "content"),
+        ["m1", "m2"]
+    );
+    assert_ne!(resumed["epoch"], "", "and it learns the epoch");
+    drop(simple);
+    // Redis restarts empty; the conversation goes on in a new log.
+    redis.restart().await;
+    server.until_ready().await;
+    let mut ana = server.client("Ana again").await;
+    ana.join("r").await;
+    ana.say_until_acked("r", "after the restart", "m3").await;
+    let mut simple = server.client("Simple again").await;
+    simple
+        .send(json!({"type": "join", "roomId": "r", "since": acked[1]}))
+        .await;
+    let resumed = simple.expect("room_history").await;
+    assert_eq!(
+        resumed["recovered"], false,
+        "m2 is not in this log: what came after it cannot be proven: {resumed}"
+    );
+    assert_eq!(
+        common::fields(&resumed["messages"], "content"),
+        ["after the restart"]
+    );
+}

@@ -109,12 +109,22 @@ async fn history_orders_pages_and_resumes(state: &AppState) {
     let history = &state.engine().history;
     let empty = history.page("nothing", None, 10).await.unwrap();
     assert!(empty.messages.is_empty() && !empty.has_more);
+    assert_eq!(empty.epoch, "", "a room never written has no epoch yet");
+    assert_eq!(
+        history
+            .since("nothing", &at(MessageId { ms: 0, seq: 0 }), 10)
+            .await
+            .unwrap(),
+        Resume::Recovered(vec![]),
+        "from the start of a room never written, nothing was missed"
+    );
     assert_eq!(
         history
             .since("nothing", &at(MessageId { ms: 1, seq: 0 }), 10)
             .await
             .unwrap(),
-        Resume::Recovered(vec![])
+        Resume::Lost,
+        "a position no log can prove"
     );
 
     let mut ids = Vec::new();

@@ -3,7 +3,8 @@
 //!
 //! Message ids have the same shape and order as Redis stream ids (`<ms>-<seq>`, per room),
 //! so clients and the resume logic cannot tell the engines apart. The history's epoch is
-//! made when the process starts: a position from an earlier run is never "recovered".
+//! made when the process starts (a room never written has none yet, as in Redis): a
+//! position from an earlier run is never "recovered".
 
 use super::rules::{self, MessageBody};
 use super::{
@@ -241,11 +242,13 @@ impl History for MemoryEngine {
         limit: usize,
     ) -> EngineResult<HistoryPage> {
         let rooms = lock(&self.history);
-        let newest_first: Vec<ChatMessage> = rooms
-            .get(room)
-            .map(|log| &log.messages)
-            .into_iter()
-            .flatten()
+        let Some(log) = rooms.get(room) else {
+            // Never written: no messages, and no epoch yet (as in Redis).
+            return Ok(rules::page(room, Vec::new(), limit, String::new()));
+        };
+        let newest_first: Vec<ChatMessage> = log
+            .messages
+            .iter()
             .rev()
             .filter(|(id, _)| before.is_none_or(|before| *id < before))
             .take(limit + 1)
@@ -256,25 +259,30 @@ impl History for MemoryEngine {
 
     async fn since(&self, room: &str, after: &Position, max: usize) -> EngineResult<Resume> {
         let rooms = lock(&self.history);
-        let (newer, trimmed_through) = match rooms.get(room) {
-            Some(log) => (
-                log.messages
-                    .iter()
-                    .filter(|(id, _)| *id > after.id)
-                    .map(|(_, m)| m.clone())
-                    .take(max + 1)
-                    .collect(),
-                log.trimmed_through,
-            ),
-            None => (Vec::new(), None),
+        let Some(log) = rooms.get(room) else {
+            let never_written = rules::LogAt {
+                epoch: "",
+                resumable_from: None,
+                found: false,
+            };
+            return Ok(rules::resume(after, &never_written, Vec::new(), max));
         };
-        Ok(rules::resume(
-            after,
-            &self.epoch,
-            trimmed_through,
-            newer,
-            max,
-        ))
+        let newer = log
+            .messages
+            .iter()
+            .filter(|(id, _)| *id > after.id)
+            .map(|(_, m)| m.clone())
+            .take(max + 1)
+            .collect();
+        let at = rules::LogAt {
+            epoch: &self.epoch,
+            resumable_from: log.trimmed_through,
+            found: log
+                .messages
+                .binary_search_by(|(id, _)| id.cmp(&after.id))
+                .is_ok(),
+        };
+        Ok(rules::resume(after, &at, newer, max))
     }
 
     async fn after(

@@ -232,12 +232,7 @@ pub trait ChannelHistory: Send + Sync {
     ) -> EngineResult<MessageId>;
     /// The newest `limit` publications kept, oldest first, with the history's epoch (made,
     /// to expire with the history, when it has none).
-    async fn recent(
-        &self,
-        channel: &str,
-        limit: usize,
-        keep: Retention,
-    ) -> EngineResult<KeptRead<Vec<Kept>>>;
+    async fn recent(&self, channel: &str, limit: usize) -> EngineResult<KeptRead<Vec<Kept>>>;
     /// The publications after `after`, if there are at most `max`, none expired or was
     /// trimmed, and the epoch is the history's.
     async fn kept_since(
@@ -245,7 +240,6 @@ pub trait ChannelHistory: Send + Sync {
         channel: &str,
         after: &Position,
         max: usize,
-        keep: Retention,
     ) -> EngineResult<KeptRead<Resume<Kept>>>;
 }
 

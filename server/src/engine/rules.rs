@@ -79,22 +79,35 @@ pub fn page(
     }
 }
 
-/// Whether a reader at `after` can be given exactly what it missed.
+/// What a log says about a reader's position, for [`resume`].
+#[derive(Clone, Copy, Debug)]
+pub struct LogAt<'a> {
+    /// The log's epoch now (empty while it was never written).
+    pub epoch: &'a str,
+    /// The oldest position from which the log still holds everything after it, once it was
+    /// trimmed (the memory engine knows the newest trimmed id; Redis only its first retained
+    /// one, which is one message stricter). None: it never lost an entry.
+    pub resumable_from: Option<MessageId>,
+    /// The position's own entry is in the log.
+    pub found: bool,
+}
+
+/// Whether a reader at `after` can be given exactly what it missed. `newer`: the entries
+/// after `after`, oldest first, at most `max + 1`.
 ///
-/// `epoch`: the room's epoch now. `resumable_from`: the oldest position from which the log
-/// still holds everything after it, once it was trimmed (the memory engine knows the newest
-/// trimmed id; Redis only its first retained one, which is one message stricter).
-/// `newer`: the messages after `after`, oldest first, at most `max + 1`.
-pub fn resume<T>(
-    after: &Position,
-    epoch: &str,
-    resumable_from: Option<MessageId>,
-    newer: Vec<T>,
-    max: usize,
-) -> Resume<T> {
-    let other_epoch = after.epoch.as_deref().is_some_and(|theirs| theirs != epoch);
-    let trimmed_past = resumable_from.is_some_and(|oldest| after.id < oldest);
-    if other_epoch || trimmed_past || newer.len() > max {
+/// A position is proven by its epoch (the one the reader was given with it, compared with
+/// the log's), or, given without one (the articles' protocol, any simple client, or a
+/// reader who came when the log was empty), by the log itself: the position's entry is
+/// still in it, or it is the start of a log that never lost an entry. Anything else, say
+/// after the store lost its data and started a new log, is never "recovered".
+pub fn resume<T>(after: &Position, log: &LogAt, newer: Vec<T>, max: usize) -> Resume<T> {
+    let start = MessageId { ms: 0, seq: 0 };
+    let proven = match after.epoch.as_deref().filter(|epoch| !epoch.is_empty()) {
+        Some(theirs) => theirs == log.epoch,
+        None => log.found || (after.id == start && log.resumable_from.is_none()),
+    };
+    let trimmed_past = log.resumable_from.is_some_and(|oldest| after.id < oldest);
+    if !proven || trimmed_past || newer.len() > max {
         Resume::Lost
     } else {
         Resume::Recovered(newer)
@@ -107,9 +120,8 @@ pub fn resume<T>(
 /// expired, or was never written). Both mean the position is from another incarnation.
 pub fn kept_resume<T>(
     after: &Position,
-    epoch: &str,
+    log: &LogAt,
     newest: Option<MessageId>,
-    resumable_from: Option<MessageId>,
     newer: Vec<T>,
     max: usize,
 ) -> Resume<T> {
@@ -118,7 +130,7 @@ pub fn kept_resume<T>(
         None => after.id == MessageId { ms: 0, seq: 0 },
     };
     if given {
-        resume(after, epoch, resumable_from, newer, max)
+        resume(after, log, newer, max)
     } else {
         Resume::Lost
     }
@@ -166,33 +178,42 @@ mod tests {
         assert_eq!(page.epoch, "e");
     }
 
+    fn log<'a>(epoch: &'a str, resumable_from: Option<&str>, found: bool) -> LogAt<'a> {
+        LogAt {
+            epoch,
+            resumable_from: resumable_from.map(|id| MessageId::parse(id).unwrap()),
+            found,
+        }
+    }
+
     #[test]
     fn a_channel_resume_needs_a_history_that_gave_the_offset() {
         let newer = vec![5u8];
         let at_4 = at(Some("e"), "4-0");
         let newest = Some(MessageId { ms: 5, seq: 0 });
+        let e = log("e", None, true);
         assert_eq!(
-            kept_resume(&at_4, "e", newest, None, newer.clone(), 1),
+            kept_resume(&at_4, &e, newest, newer.clone(), 1),
             Resume::Recovered(newer.clone())
         );
         assert_eq!(
-            kept_resume(&at_4, "e", None, None, Vec::<u8>::new(), 1),
+            kept_resume(&at_4, &e, None, Vec::<u8>::new(), 1),
             Resume::Lost,
             "an empty history"
         );
         assert_eq!(
-            kept_resume(&at(Some("e"), "0-0"), "e", None, None, Vec::<u8>::new(), 1),
+            kept_resume(&at(Some("e"), "0-0"), &e, None, Vec::<u8>::new(), 1),
             Resume::Recovered(Vec::new()),
             "from the start of an empty history, nothing was missed"
         );
         let older_newest = Some(MessageId { ms: 3, seq: 0 });
         assert_eq!(
-            kept_resume(&at_4, "e", older_newest, None, Vec::<u8>::new(), 1),
+            kept_resume(&at_4, &e, older_newest, Vec::<u8>::new(), 1),
             Resume::Lost,
             "an offset this history never gave"
         );
         assert_eq!(
-            kept_resume(&at(Some("old"), "4-0"), "e", newest, None, newer, 1),
+            kept_resume(&at(Some("old"), "4-0"), &e, newest, newer, 1),
             Resume::Lost,
             "another epoch"
         );
@@ -202,34 +223,79 @@ mod tests {
     fn a_resume_is_exact_or_lost() {
         let newer = vec![message("5-0")];
         let recovered = Resume::Recovered(newer.clone());
+        let e = log("e", None, false);
         assert_eq!(
-            resume(&at(Some("e"), "4-0"), "e", None, newer.clone(), 1),
+            resume(&at(Some("e"), "4-0"), &e, newer.clone(), 1),
             recovered
         );
         assert_eq!(
-            resume(&at(None, "4-0"), "e", None, newer.clone(), 1),
-            recovered
-        );
-        assert_eq!(
-            resume(&at(Some("old"), "4-0"), "e", None, newer.clone(), 1),
+            resume(&at(Some("old"), "4-0"), &e, newer.clone(), 1),
             Resume::Lost,
             "another epoch"
         );
-        let trimmed = Some(MessageId { ms: 4, seq: 1 });
         assert_eq!(
-            resume(&at(None, "4-0"), "e", trimmed, newer.clone(), 1),
+            resume(
+                &at(Some("e"), "4-0"),
+                &log("", None, true),
+                newer.clone(),
+                1
+            ),
+            Resume::Lost,
+            "the log is gone (no epoch now)"
+        );
+        assert_eq!(
+            resume(
+                &at(None, "4-0"),
+                &log("e", Some("4-1"), true),
+                newer.clone(),
+                1
+            ),
             Resume::Lost,
             "trimmed past it"
         );
-        let exactly_at_the_cut = Some(MessageId { ms: 4, seq: 0 });
         assert_eq!(
-            resume(&at(None, "4-0"), "e", exactly_at_the_cut, newer.clone(), 1),
-            recovered
+            resume(
+                &at(Some("e"), "4-0"),
+                &log("e", Some("4-0"), false),
+                newer.clone(),
+                1
+            ),
+            recovered,
+            "exactly at the cut"
         );
         assert_eq!(
-            resume(&at(None, "4-0"), "e", None, newer, 0),
+            resume(&at(Some("e"), "4-0"), &e, newer, 0),
             Resume::Lost,
             "over the window"
         );
+    }
+
+    #[test]
+    fn a_position_without_an_epoch_is_proven_by_the_log_alone() {
+        let newer = vec![message("5-0")];
+        let recovered = Resume::Recovered(newer.clone());
+        for no_epoch in [None, Some("")] {
+            let at_4 = at(no_epoch, "4-0");
+            assert_eq!(
+                resume(&at_4, &log("e", None, true), newer.clone(), 1),
+                recovered
+            );
+            assert_eq!(
+                resume(&at_4, &log("new", None, false), newer.clone(), 1),
+                Resume::Lost,
+                "its message is not in this log: the store lost its data since"
+            );
+            let start = at(no_epoch, "0-0");
+            assert_eq!(
+                resume(&start, &log("e", None, false), newer.clone(), 1),
+                recovered,
+                "from the start of a log that lost nothing"
+            );
+            assert_eq!(
+                resume(&start, &log("e", Some("2-0"), false), newer.clone(), 1),
+                Resume::Lost,
+                "from the start of a trimmed log"
+            );
+        }
     }
 }

@@ -208,22 +208,16 @@ impl ChannelHistory for ShardedEngine {
     ) -> EngineResult<MessageId> {
         self.of(channel).publish_kept(channel, data, keep).await
     }
-    async fn recent(
-        &self,
-        channel: &str,
-        limit: usize,
-        keep: Retention,
-    ) -> EngineResult<KeptRead<Vec<Kept>>> {
-        self.of(channel).recent(channel, limit, keep).await
+    async fn recent(&self, channel: &str, limit: usize) -> EngineResult<KeptRead<Vec<Kept>>> {
+        self.of(channel).recent(channel, limit).await
     }
     async fn kept_since(
         &self,
         channel: &str,
         after: &Position,
         max: usize,
-        keep: Retention,
     ) -> EngineResult<KeptRead<Resume<Kept>>> {
-        self.of(channel).kept_since(channel, after, max, keep).await
+        self.of(channel).kept_since(channel, after, max).await
     }
 }
 

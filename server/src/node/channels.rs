@@ -162,7 +162,7 @@ impl Node {
         let budget = answers::items_budget(self.settings.max_answer_bytes);
         if let Some(since) = &since {
             let read = channels
-                .kept_since(key, since, self.settings.resume_max, keep)
+                .kept_since(key, since, self.settings.resume_max)
                 .await?;
             if let Resume::Recovered(publications) = answers::fitting(read.found, budget) {
                 return Ok(KeptAnswer {
@@ -178,7 +178,7 @@ impl Node {
             }
         }
         let limit = self.settings.history_page.min(keep.size);
-        let mut read = channels.recent(key, limit, keep).await?;
+        let mut read = channels.recent(key, limit).await?;
         answers::keep_newest_that_fit(&mut read.found, budget);
         Ok(KeptAnswer {
             floor: read.found.last().map(|kept| kept.offset),

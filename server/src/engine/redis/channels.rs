@@ -33,47 +33,51 @@ fn ttl_ms(keep: Retention) -> u128 {
     keep.ttl.as_millis().max(1)
 }
 
-/// What came after `after` in a channel's history. With `keep` the epoch is made when the
-/// channel has none; without (a catch-up), a channel without an epoch reads as `None`: it
-/// keeps nothing, and never did since this instance last looked.
+/// What came after `after` in a channel's history. A channel without an epoch (its history
+/// was never written, or expired) reads as an empty history with the empty epoch.
 pub(super) async fn read_kept_since(
     conn: &mut Commands,
     keys: &Keys,
     channel: &str,
     after: &Position,
     max: usize,
-    keep: Option<Retention>,
-) -> EngineResult<Option<KeptRead<Resume<Kept>>>> {
+) -> EngineResult<KeptRead<Resume<Kept>>> {
     let flat: Vec<String> = scripts::KEPT_SINCE
         .key(keys.log(channel))
         .key(keys.epoch(channel))
         .arg(after.id.to_string())
         .arg(max + 1)
-        .arg(keep.map_or(0, ttl_ms))
-        .arg(epoch_proposal())
         .invoke_async(conn)
         .await
         .map_err(unavailable)?;
-    let found = match flat.as_slice() {
+    let empty = |epoch: &str| {
+        let log = rules::LogAt {
+            epoch,
+            resumable_from: None,
+            found: false,
+        };
+        KeptRead {
+            found: rules::kept_resume(after, &log, None, Vec::new(), max),
+            epoch: epoch.to_string(),
+        }
+    };
+    Ok(match flat.as_slice() {
         [] => return Err(unavailable("empty reply to kept_since")),
-        [epoch] if epoch.is_empty() => return Ok(None),
-        [epoch] => KeptRead {
-            found: rules::kept_resume(after, epoch, None, None, Vec::new(), max),
-            epoch: epoch.clone(),
-        },
-        [epoch, boundary, newest, entries @ ..] => {
-            let boundary =
-                MessageId::parse(boundary).map_err(|_| unavailable("bad resume boundary"))?;
-            let boundary = (boundary != MessageId { ms: 0, seq: 0 }).then_some(boundary);
+        [epoch] => empty(epoch),
+        [epoch, boundary, newest, found, entries @ ..] => {
+            let log = rules::LogAt {
+                epoch,
+                resumable_from: super::boundary_of(boundary)?,
+                found: found == "1",
+            };
             let newest = MessageId::parse(newest).ok();
             KeptRead {
-                found: rules::kept_resume(after, epoch, newest, boundary, parse_kept(entries), max),
+                found: rules::kept_resume(after, &log, newest, parse_kept(entries), max),
                 epoch: epoch.clone(),
             }
         }
         _ => return Err(unavailable("short reply to kept_since")),
-    };
-    Ok(Some(found))
+    })
 }
 
 #[async_trait]
@@ -106,19 +110,12 @@ impl ChannelHistory for RedisEngine {
         MessageId::parse(&offset).map_err(|_| unavailable(format!("bad stream id {offset}")))
     }
 
-    async fn recent(
-        &self,
-        channel: &str,
-        limit: usize,
-        keep: Retention,
-    ) -> EngineResult<KeptRead<Vec<Kept>>> {
+    async fn recent(&self, channel: &str, limit: usize) -> EngineResult<KeptRead<Vec<Kept>>> {
         let _latency = self.timed("recent");
         let flat: Vec<String> = scripts::KEPT_RECENT
             .key(self.keys.log(channel))
             .key(self.keys.epoch(channel))
             .arg(limit)
-            .arg(ttl_ms(keep))
-            .arg(epoch_proposal())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -138,18 +135,8 @@ impl ChannelHistory for RedisEngine {
         channel: &str,
         after: &Position,
         max: usize,
-        keep: Retention,
     ) -> EngineResult<KeptRead<Resume<Kept>>> {
         let _latency = self.timed("kept_since");
-        read_kept_since(
-            &mut self.conn(),
-            &self.keys,
-            channel,
-            after,
-            max,
-            Some(keep),
-        )
-        .await?
-        .ok_or_else(|| unavailable("no epoch after making one"))
+        read_kept_since(&mut self.conn(), &self.keys, channel, after, max).await
     }
 }

@@ -13,8 +13,10 @@
 //! `{id}` are hash tags, written with braces):
 //! - `P:room:{room}:log`: the room's history, a Stream capped with `MAXLEN ~`; each entry
 //!   holds the message body (`m`) and the connection that sent it (`o`);
-//! - `P:room:{room}:epoch`: the history's epoch, created with the first read or write of the
-//!   log; when Redis loses its data it is created anew, so old positions are never "recovered";
+//! - `P:room:{room}:epoch`: the history's epoch, created with the first write of the log
+//!   (reads create nothing: a page of a room that was never written has the empty epoch);
+//!   when Redis loses its data a new one comes with the next message, so old positions are
+//!   never "recovered";
 //! - `P:room:{room}:sent:{user}:{clientMsgId}`: the id a `clientMsgId` was stored as, for the
 //!   idempotency window (a retry is answered with it);
 //! - `P:room:{room}:ch`: the room's pub/sub channel (one per room, never a pattern);
@@ -202,7 +204,7 @@ fn unavailable(err: impl std::fmt::Display) -> EngineError {
     EngineError::Unavailable(err.to_string())
 }
 
-/// A fresh epoch, proposed with every read or write of a log; used only where none exists.
+/// A fresh epoch, proposed with every write of a log; used only where none exists.
 /// 64 random bits (one format, no per-byte work: every post pays for it).
 fn epoch_proposal() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -249,21 +251,29 @@ async fn read_since(
         .key(keys.epoch(room))
         .arg(after.id.to_string())
         .arg(max + 1)
-        .arg(epoch_proposal())
         .invoke_async(conn)
         .await
         .map_err(unavailable)?;
-    let [epoch, boundary, entries @ ..] = flat.as_slice() else {
+    let [epoch, boundary, found, entries @ ..] = flat.as_slice() else {
         return Err(unavailable("short reply to since"));
     };
-    let boundary = MessageId::parse(boundary).map_err(|_| unavailable("bad resume boundary"))?;
-    let boundary = (boundary != MessageId { ms: 0, seq: 0 }).then_some(boundary);
+    let log = rules::LogAt {
+        epoch,
+        resumable_from: boundary_of(boundary)?,
+        found: found == "1",
+    };
     let (messages, origins): (Vec<_>, Vec<_>) = parse_entries(entries, 3).into_iter().unzip();
     Ok(SinceRead {
-        resume: rules::resume(after, epoch, boundary, messages, max),
+        resume: rules::resume(after, &log, messages, max),
         epoch: epoch.clone(),
         origins,
     })
+}
+
+/// A script's resume boundary (`0-0`: the log never lost an entry).
+fn boundary_of(boundary: &str) -> EngineResult<Option<MessageId>> {
+    let boundary = MessageId::parse(boundary).map_err(|_| unavailable("bad resume boundary"))?;
+    Ok((boundary != MessageId { ms: 0, seq: 0 }).then_some(boundary))
 }
 
 impl RedisEngine {
@@ -583,7 +593,6 @@ impl History for RedisEngine {
             .key(self.keys.epoch(room))
             .arg(end)
             .arg(limit + 1)
-            .arg(epoch_proposal())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;

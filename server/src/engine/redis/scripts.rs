@@ -3,9 +3,9 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-/// The room's epoch, created (from the caller's proposal) when missing. Inlined in every
-/// script that reads or writes a room's log, so a log and its epoch are lost together.
-/// KEYS[ek]: epoch key; ARGV[ep]: a fresh random proposal.
+/// The room's epoch, created (from the caller's proposal) when missing. Inlined in the
+/// script that writes a room's log (reads never create anything), so a log and its epoch are
+/// made together and lost together. KEYS[ek]: epoch key; ARGV[ep]: a fresh random proposal.
 macro_rules! epoch_lua {
     ($key:literal, $proposal:literal) => {
         concat!(
@@ -74,34 +74,48 @@ return id
     ))
 });
 
-/// The epoch, then newest-first entries older than ARGV[1] (`+` or `(id`), at most ARGV[2]:
-/// `epoch, id, body, id, body, ...`. KEYS: stream, epoch. ARGV[3]: epoch proposal.
+/// The epoch (empty while the room's log was never written), then newest-first entries
+/// older than ARGV[1] (`+` or `(id`), at most ARGV[2]: `epoch, id, body, id, body, ...`.
+/// Reads only. KEYS: stream, epoch.
 pub static PAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        epoch_lua!("2", "3"),
+    Script::new(
         r#"
+local epoch = redis.call('GET', KEYS[2]) or ''
 local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
 local out = {epoch}
 for _, e in ipairs(entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
 return out
-"#
-    ))
+"#,
+    )
 });
 
-/// The epoch, the oldest position that can still be resumed exactly (`0-0` while the stream
-/// never lost an entry, `entries-added == length`; else its first retained id, since
-/// `MAXLEN ~` trimming records nothing of what it removed), then the entries after ARGV[1],
-/// at most ARGV[2], with their origins: `epoch, boundary, id, body, origin, ...`.
-/// KEYS: stream, epoch. ARGV[3]: epoch proposal.
+/// Whether the entry ARGV[1] is in the stream KEYS[1] (`1` or `0`): a position given
+/// without an epoch is resumed only where the log proves it (the entry is still there).
+macro_rules! found_lua {
+    () => {
+        r#"
+local found = '0'
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then found = '1' end
+"#
+    };
+}
+
+/// The epoch (empty while the log was never written), the oldest position that can still be
+/// resumed exactly (`0-0` while the stream never lost an entry, `entries-added == length`;
+/// else its first retained id, since `MAXLEN ~` trimming records nothing of what it
+/// removed), whether ARGV[1] itself is in the log, then the entries after ARGV[1], at most
+/// ARGV[2], with their origins: `epoch, boundary, found, id, body, origin, ...`. Reads only.
+/// KEYS: stream, epoch.
 pub static SINCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        epoch_lua!("2", "3"),
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch, '0-0'} end
+local epoch = redis.call('GET', KEYS[2]) or ''
+if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch, '0-0', '0'} end
 "#,
         boundary_lua!(),
+        found_lua!(),
         r#"
-local out = {epoch, boundary}
+local out = {epoch, boundary, found}
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 for _, e in ipairs(entries) do
   out[#out + 1] = e[1]; out[#out + 1] = e[2][2]; out[#out + 1] = e[2][4] or '-'
@@ -131,14 +145,13 @@ return id
     )
 });
 
-/// The epoch of a channel's history (made with expiry ARGV[2] ms when missing), then its
-/// newest ARGV[1] publications, newest first: `epoch, id, data, id, data, ...`.
-/// KEYS: stream, epoch. ARGV[3]: epoch proposal.
+/// The epoch of a channel's history (empty when it has none: never written, or expired),
+/// then its newest ARGV[1] publications, newest first: `epoch, id, data, id, data, ...`.
+/// Reads only. KEYS: stream, epoch.
 pub static KEPT_RECENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2])
-local out = {redis.call('GET', KEYS[2])}
+local out = {redis.call('GET', KEYS[2]) or ''}
 if tonumber(ARGV[1]) == 0 then return out end
 for _, e in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])) do
   out[#out + 1] = e[1]; out[#out + 1] = e[2][2]
@@ -148,25 +161,21 @@ return out
     )
 });
 
-/// A channel's publications after ARGV[1], at most ARGV[2]. The epoch is made (expiring in
-/// ARGV[3] ms) when missing, unless ARGV[3] is 0 (a catch-up reads, it never makes one):
-/// then the reply is `{''}`. A history that holds nothing is `{epoch}`. Otherwise:
-/// `epoch, boundary (as SINCE), the newest offset given, id, data, ...`.
-/// KEYS: stream, epoch. ARGV[4]: epoch proposal.
+/// A channel's publications after ARGV[1], at most ARGV[2]. A channel without an epoch
+/// (its history was never written, or expired) is `{''}`; one whose history holds nothing,
+/// `{epoch}`. Otherwise: `epoch, boundary (as SINCE), the newest offset given, found (as
+/// SINCE), id, data, ...`. Reads only. KEYS: stream, epoch.
 pub static KEPT_SINCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         r#"
 local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  if ARGV[3] == '0' then return {''} end
-  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
-  epoch = ARGV[4]
-end
+if not epoch then return {''} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch} end
 "#,
         boundary_lua!(),
+        found_lua!(),
         r#"
-local out = {epoch, boundary, fields['last-generated-id']}
+local out = {epoch, boundary, fields['last-generated-id'], found}
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])) do
   out[#out + 1] = e[1]; out[#out + 1] = e[2][2]
 end
@@ -218,10 +227,6 @@ return out
 "#,
     )
 });
-
-/// The room's epoch (created when missing). KEYS: epoch. ARGV: epoch proposal.
-pub static EPOCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(concat!(epoch_lua!("1", "1"), "return epoch\n")));
 
 /// Shared by JOIN and LEAVE: the instance ids of user ARGV[2]'s connections other than
 /// ARGV[1] in the members hash KEYS[1]. Whether those instances are alive is for the caller

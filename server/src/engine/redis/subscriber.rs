@@ -38,7 +38,7 @@
 use super::channels::read_kept_since;
 use super::commands::Commands;
 use super::pubsub::{Event, Session, Source};
-use super::{read_since, scripts, Keys};
+use super::{read_since, Keys};
 use crate::engine::{
     CatchUpFrom, EngineError, EngineResult, LocalDelivery, Position, Resume, SessionId,
 };
@@ -396,29 +396,16 @@ impl Task {
         Ok(())
     }
 
-    /// Records the room's epoch now (created if the room has none yet). A channel's is only
-    /// read: a channel's history makes its own epoch, to expire with it, and a channel
-    /// without history has none.
+    /// Records the room's (or channel's) epoch now: empty while its log was never written.
+    /// Only read: a log makes its epoch with its first write (a channel's, to expire with it).
     async fn learn_epoch(&mut self, room: &str) -> EngineResult<()> {
-        if channel_of(room).is_some() {
-            let epoch: Option<String> = redis::cmd("GET")
-                .arg(self.link.keys.epoch(room))
-                .query_async(&mut self.link.commands.clone())
-                .await
-                .map_err(super::unavailable)?;
-            match epoch {
-                Some(epoch) => self.epochs.insert(room.to_string(), epoch),
-                None => self.epochs.remove(room),
-            };
-            return Ok(());
-        }
-        let epoch: String = scripts::EPOCH
-            .key(self.link.keys.epoch(room))
-            .arg(super::epoch_proposal())
-            .invoke_async(&mut self.link.commands.clone())
+        let epoch: Option<String> = redis::cmd("GET")
+            .arg(self.link.keys.epoch(room))
+            .query_async(&mut self.link.commands.clone())
             .await
             .map_err(super::unavailable)?;
-        self.epochs.insert(room.to_string(), epoch);
+        self.epochs
+            .insert(room.to_string(), epoch.unwrap_or_default());
         Ok(())
     }
 
@@ -496,20 +483,10 @@ impl Task {
             key,
             &position,
             self.settings.resume_max,
-            None,
         )
         .await?;
-        let resume = match read {
-            Some(read) => {
-                self.epochs.insert(key.to_string(), read.epoch);
-                read.found
-            }
-            None => {
-                self.epochs.remove(key);
-                Resume::Recovered(Vec::new())
-            }
-        };
-        match resume {
+        self.epochs.insert(key.to_string(), read.epoch);
+        match read.found {
             Resume::Recovered(kept) => {
                 let mut delivered = 0u64;
                 for kept in kept {
