@@ -48,6 +48,12 @@ pub struct Config {
     #[arg(long, env = "CONFAB_PRESENCE_REFRESH_SECS", default_value_t = 5)]
     pub presence_refresh_secs: u64,
 
+    /// Milliseconds a join or leave must last before others are told (`user_joined`,
+    /// `user_left`, `joined`, `left`): a join and a leave within it announce nothing
+    /// (0: announce at once). Who is present changes at once either way.
+    #[arg(long, env = "CONFAB_PRESENCE_GRACE_MS", default_value_t = 1500)]
+    pub presence_grace_ms: u64,
+
     /// Seconds a session lives without being used (sliding: each use pushes it back, at most
     /// once per quarter of this time). The memory engine forgets sessions on exit.
     #[arg(long, env = "CONFAB_SESSION_TTL_SECS", default_value_t = 14 * 24 * 3600)]
@@ -88,6 +94,25 @@ pub struct Config {
     /// Typing events a user may send in a burst.
     #[arg(long, env = "CONFAB_TYPING_BURST", default_value_t = 6)]
     pub typing_burst: u32,
+
+    /// Membership requests (join, leave, subscribe, unsubscribe, read, work) per second one
+    /// connection may make, sustained (token bucket; 0: no limit). Past it: `rate_limited`,
+    /// counted toward 4501.
+    #[arg(long, env = "CONFAB_MEMBERSHIP_RATE", default_value_t = 20.0)]
+    pub membership_rate: f64,
+
+    /// Membership requests one connection may make in a burst (a browser joins every room on
+    /// its list at once: at least --max-rooms-per-connection).
+    #[arg(long, env = "CONFAB_MEMBERSHIP_BURST", default_value_t = 200)]
+    pub membership_burst: u32,
+
+    /// Membership requests per second of all of one user's connections on an instance.
+    #[arg(long, env = "CONFAB_USER_MEMBERSHIP_RATE", default_value_t = 40.0)]
+    pub user_membership_rate: f64,
+
+    /// Membership requests all of one user's connections on an instance may make in a burst.
+    #[arg(long, env = "CONFAB_USER_MEMBERSHIP_BURST", default_value_t = 400)]
+    pub user_membership_burst: u32,
 
     /// WebSocket connections one user may hold on one instance.
     #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
@@ -374,6 +399,12 @@ impl Config {
             ("send", self.send_rate, self.send_burst),
             ("typing", self.typing_rate, self.typing_burst),
             ("history", self.history_rate, self.history_burst),
+            ("membership", self.membership_rate, self.membership_burst),
+            (
+                "user-membership",
+                self.user_membership_rate,
+                self.user_membership_burst,
+            ),
         ] {
             if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && burst == 0) {
                 return Err(format!(
@@ -383,6 +414,9 @@ impl Config {
         }
         if self.attempt_window_secs == 0 {
             return Err("--attempt-window-secs must be at least 1".into());
+        }
+        if self.presence_grace_ms > 60_000 {
+            return Err("--presence-grace-ms must be at most 60000".into());
         }
         if self.close_linger_ms > 60_000 {
             return Err("--close-linger-ms must be at most 60000".into());

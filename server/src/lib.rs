@@ -184,6 +184,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
             resume_max: config.resume_max,
             max_rooms: config.max_rooms_per_connection,
             max_answer_bytes: config.max_answer_bytes,
+            presence_grace: Duration::from_millis(config.presence_grace_ms),
             guest_rooms_ttl: std::time::Duration::from_secs(config.session_max_age_secs),
         },
         &server_id,
@@ -434,6 +435,7 @@ async fn drain(state: &AppState) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     tracing::info!(remaining = hub.connection_count(), "connections drained");
+    state.node().flush_announcements().await;
     state.engine().lifecycle.shutdown().await;
 }
 

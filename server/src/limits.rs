@@ -76,6 +76,8 @@ struct UserState {
 struct Rates {
     sends: TokenBucket,
     typing: TokenBucket,
+    /// Joins, leaves, subscriptions and read positions, across the user's connections.
+    membership: TokenBucket,
     /// When `typing: true` was last forwarded, per room.
     typing_forwarded: HashMap<String, Instant>,
     /// Channel publications, per namespace with a rate of its own.
@@ -84,11 +86,12 @@ struct Rates {
 
 impl UserState {
     /// The rate state, created full on first use.
-    fn rates(&mut self, sends: Rate, typing: Rate, now: Instant) -> &mut Rates {
+    fn rates(&mut self, rates: UserRates, now: Instant) -> &mut Rates {
         self.rates.get_or_insert_with(|| {
             Box::new(Rates {
-                sends: TokenBucket::full(sends, now),
-                typing: TokenBucket::full(typing, now),
+                sends: TokenBucket::full(rates.sends, now),
+                typing: TokenBucket::full(rates.typing, now),
+                membership: TokenBucket::full(rates.membership, now),
                 typing_forwarded: HashMap::new(),
                 publishes: HashMap::new(),
             })
@@ -96,11 +99,12 @@ impl UserState {
     }
 
     /// Whether forgetting the entry loses nothing: no connection, and buckets full again.
-    fn is_idle(&mut self, sends: Rate, typing: Rate, now: Instant) -> bool {
+    fn is_idle(&mut self, limits: UserRates, now: Instant) -> bool {
         self.connections == 0
             && self.rates.as_mut().is_none_or(|rates| {
-                rates.sends.is_full(sends, now)
-                    && rates.typing.is_full(typing, now)
+                rates.sends.is_full(limits.sends, now)
+                    && rates.typing.is_full(limits.typing, now)
+                    && rates.membership.is_full(limits.membership, now)
                     && rates
                         .publishes
                         .values_mut()
@@ -115,10 +119,42 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+/// A user's rates on this instance.
+#[derive(Clone, Copy, Debug)]
+pub struct UserRates {
+    /// Chat messages (and publications in namespaces without a rate of their own).
+    pub sends: Rate,
+    pub typing: Rate,
+    /// Joins, leaves, subscriptions and read positions, across the user's connections.
+    pub membership: Rate,
+}
+
+/// A budget of one connection's own (its membership requests): no lock, the connection's
+/// task alone spends it.
+pub struct Budget {
+    rate: Rate,
+    bucket: TokenBucket,
+}
+
+impl Budget {
+    pub fn new(rate: Rate) -> Self {
+        Budget {
+            rate,
+            bucket: TokenBucket::full(rate, Instant::now()),
+        }
+    }
+
+    /// Spends one token, or says how long until one is there.
+    pub fn take(&mut self) -> Result<(), Limited> {
+        self.bucket
+            .take(self.rate, Instant::now())
+            .map_err(|retry_after| Limited { retry_after })
+    }
+}
+
 /// The per-user limits of this instance.
 pub struct UserLimits {
-    sends: Rate,
-    typing: Rate,
+    rates: UserRates,
     typing_throttle: Duration,
     max_connections: usize,
     // std Mutex: each use is a map lookup and arithmetic, never held across an await.
@@ -141,28 +177,22 @@ pub struct ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let now = Instant::now();
-        let (sends, typing) = (self.limits.sends, self.limits.typing);
+        let rates = self.limits.rates;
         let mut users = self.limits.lock();
         let Some(state) = users.by_id.get_mut(&self.user_id) else {
             return;
         };
         state.connections = state.connections.saturating_sub(1);
-        if state.is_idle(sends, typing, now) {
+        if state.is_idle(rates, now) {
             users.by_id.remove(&self.user_id);
         }
     }
 }
 
 impl UserLimits {
-    pub fn new(
-        sends: Rate,
-        typing: Rate,
-        typing_throttle: Duration,
-        max_connections: usize,
-    ) -> Self {
+    pub fn new(rates: UserRates, typing_throttle: Duration, max_connections: usize) -> Self {
         UserLimits {
-            sends,
-            typing,
+            rates,
             typing_throttle,
             max_connections,
             users: Mutex::default(),
@@ -179,14 +209,12 @@ impl UserLimits {
     /// Takes a connection slot for the user, or None when they hold the maximum.
     pub fn connect(self: &Arc<Self>, user_id: &str) -> Option<ConnectionSlot> {
         let now = Instant::now();
-        let (sends, typing) = (self.sends, self.typing);
+        let rates = self.rates;
         let mut users = self.lock();
         users.connects_since_sweep += 1;
         if users.connects_since_sweep >= SWEEP_EVERY {
             users.connects_since_sweep = 0;
-            users
-                .by_id
-                .retain(|_, state| !state.is_idle(sends, typing, now));
+            users.by_id.retain(|_, state| !state.is_idle(rates, now));
         }
         let key: Arc<str> = match users.by_id.get_key_value(user_id) {
             Some((key, _)) => key.clone(),
@@ -217,14 +245,29 @@ impl UserLimits {
         let Some(state) = users.by_id.get_mut(user_id) else {
             return Ok(()); // no connection holds a slot: nothing to send through
         };
-        let rates = state.rates(self.sends, self.typing, now);
+        let rates = state.rates(self.rates, now);
         rates
             .sends
-            .take(self.sends, now)
+            .take(self.rates.sends, now)
             .map_err(|retry_after| Limited { retry_after })?;
         // Sending ends typing, as the recipients will see by the message itself.
         rates.typing_forwarded.remove(room);
         Ok(())
+    }
+
+    /// Spends one membership request (join, leave, subscribe, unsubscribe, read, work) of
+    /// the user's budget, shared by their connections here.
+    pub fn membership(&self, user_id: &str) -> Result<(), Limited> {
+        let now = Instant::now();
+        let mut users = self.lock();
+        let Some(state) = users.by_id.get_mut(user_id) else {
+            return Ok(());
+        };
+        let rates = state.rates(self.rates, now);
+        rates
+            .membership
+            .take(self.rates.membership, now)
+            .map_err(|retry_after| Limited { retry_after })
     }
 
     /// Spends one channel publication of the user's budget in `namespace`, which has a rate
@@ -235,7 +278,7 @@ impl UserLimits {
         let Some(state) = users.by_id.get_mut(user_id) else {
             return Ok(());
         };
-        let rates = state.rates(self.sends, self.typing, now);
+        let rates = state.rates(self.rates, now);
         let (_, bucket) = rates
             .publishes
             .entry(namespace.to_string())
@@ -253,10 +296,10 @@ impl UserLimits {
         let Some(state) = users.by_id.get_mut(user_id) else {
             return Ok(false);
         };
-        let rates = state.rates(self.sends, self.typing, now);
+        let rates = state.rates(self.rates, now);
         rates
             .typing
-            .take(self.typing, now)
+            .take(self.rates.typing, now)
             .map_err(|retry_after| Limited { retry_after })?;
         if !is_typing {
             rates.typing_forwarded.remove(room);
@@ -331,15 +374,49 @@ mod tests {
     use super::*;
 
     fn limits(sends: Rate, max_connections: usize) -> Arc<UserLimits> {
-        Arc::new(UserLimits::new(
+        let plenty = Rate {
+            per_sec: 100.0,
+            burst: 100,
+        };
+        let rates = UserRates {
             sends,
-            Rate {
-                per_sec: 100.0,
-                burst: 100,
+            typing: plenty,
+            membership: Rate {
+                per_sec: 1.0,
+                burst: 2,
             },
+        };
+        Arc::new(UserLimits::new(
+            rates,
             Duration::from_millis(1000),
             max_connections,
         ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn membership_requests_are_budgeted_per_user_and_per_connection() {
+        let limits = limits(
+            Rate {
+                per_sec: 1.0,
+                burst: 1,
+            },
+            4,
+        );
+        let _slot = limits.connect("u").unwrap();
+        assert!(limits.membership("u").is_ok() && limits.membership("u").is_ok());
+        assert!(
+            limits.membership("u").is_err(),
+            "the user's budget is spent"
+        );
+        let mut connection = Budget::new(Rate {
+            per_sec: 2.0,
+            burst: 1,
+        });
+        assert!(connection.take().is_ok());
+        let refused = connection.take().unwrap_err();
+        assert!(refused.retry_after <= Duration::from_millis(500));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(connection.take().is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::guard::OriginPolicy;
 use crate::hub::Hub;
-use crate::limits::{PerAddress, Rate, UserLimits};
+use crate::limits::{PerAddress, Rate, UserLimits, UserRates};
 use crate::namespaces::Namespaces;
 use crate::node::Node;
 use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
@@ -54,15 +54,14 @@ impl AppState {
         extras: Extras,
     ) -> Self {
         let auth = Auth::new(&config, engine.clone());
+        let rate = |per_sec, burst| Rate { per_sec, burst };
+        let rates = UserRates {
+            sends: rate(config.send_rate, config.send_burst),
+            typing: rate(config.typing_rate, config.typing_burst),
+            membership: rate(config.user_membership_rate, config.user_membership_burst),
+        };
         let limits = Arc::new(UserLimits::new(
-            Rate {
-                per_sec: config.send_rate,
-                burst: config.send_burst,
-            },
-            Rate {
-                per_sec: config.typing_rate,
-                burst: config.typing_burst,
-            },
+            rates,
             config.typing_throttle(),
             config.max_connections_per_user,
         ));

@@ -4,9 +4,11 @@
 mod common;
 
 use common::{http_request, Client, TestServer};
+use futures::StreamExt;
 use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 /// The HTTP status of a WebSocket upgrade with these headers (101 when it succeeded).
 async fn upgrade_status(server: &TestServer, headers: &[(&str, &str)]) -> u16 {
@@ -757,4 +759,199 @@ async fn a_resume_without_an_epoch_is_recovered_only_where_the_log_proves_it() {
         common::fields(&resumed["messages"], "content"),
         ["after the restart"]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership requests are not free.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn membership_requests_past_the_budget_are_refused_and_cost_members_nothing() {
+    let server = TestServer::start_with(|c| {
+        c.membership_rate = 5.0;
+        c.membership_burst = 10;
+        c.user_membership_rate = 10.0;
+        c.user_membership_burst = 20;
+        c.presence_grace_ms = 1500;
+    })
+    .await;
+    let mut member = server.client("Member").await;
+    member.join("busy").await;
+    let mut cycler = server.client("Cycler").await;
+    for _ in 0..2000 {
+        cycler.send(json!({"type": "join", "roomId": "busy"})).await;
+        cycler
+            .send(json!({"type": "leave", "roomId": "busy"}))
+            .await;
+    }
+    let mut limited = 0;
+    let close = loop {
+        match tokio::time::timeout(common::WAIT, cycler.socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if event["code"] == "rate_limited" {
+                    assert!(event["retryAfterMs"].as_u64().is_some(), "{event}");
+                    limited += 1;
+                }
+            }
+            Ok(Some(Ok(Message::Close(Some(frame))))) => break u16::from(frame.code),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected the cycler to be closed, got {other:?}"),
+        }
+    };
+    assert!(limited > 0, "past the budget: rate_limited");
+    assert_eq!(close, 4501, "refusals count toward the error budget");
+    // Every join it got was undone within the grace: the member heard of none of it.
+    member.expect_silence(Duration::from_millis(2500)).await;
+}
+
+#[tokio::test]
+async fn a_join_and_a_leave_within_the_grace_announce_nothing_and_a_stay_is_announced() {
+    let server = TestServer::start_with(|c| c.presence_grace_ms = 1000).await;
+    let mut member = server.client("Member").await;
+    member.join("room").await;
+    let mut visitor = server.client("Visitor").await;
+    for _ in 0..3 {
+        visitor.join("room").await;
+        visitor
+            .send(json!({"type": "leave", "roomId": "room"}))
+            .await;
+    }
+    // A dropped connection counts too.
+    let mut passing = server.client("Passing").await;
+    passing.join("room").await;
+    drop(passing);
+    member.expect_silence(Duration::from_millis(1800)).await;
+    visitor.join("room").await;
+    let joined = member.expect("user_joined").await;
+    assert_eq!(joined["name"], "Visitor");
+    visitor
+        .send(json!({"type": "leave", "roomId": "room"}))
+        .await;
+    assert_eq!(member.expect("user_left").await["name"], "Visitor");
+    // Who is present changes at once, whatever is announced.
+    let mut again = server.client("Quick").await;
+    again.join("room").await;
+    let members = server
+        .http("GET", "/api/rooms/room/members", None, &[])
+        .await
+        .json();
+    assert_eq!(
+        common::fields(&members["members"], "name"),
+        ["Member", "Quick"]
+    );
+}
+
+/// `count` connections subscribing to and unsubscribing from unique channel names as fast
+/// as they are answered, until `stop`.
+async fn cycle_subscriptions(
+    server: &TestServer,
+    count: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
+    let mut cyclers = Vec::new();
+    for c in 0..count {
+        let mut cycler = server.client(&format!("Cycler {c}")).await;
+        let stop = stop.clone();
+        cyclers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let channel = format!("junk-{c}-{n}");
+                cycler
+                    .send(json!({"type": "subscribe", "channel": channel}))
+                    .await;
+                cycler.expect("subscribed").await;
+                cycler
+                    .send(json!({"type": "unsubscribe", "channel": channel}))
+                    .await;
+                cycler.expect("unsubscribed").await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    cyclers
+}
+
+/// The median time a fresh guest takes to join each of `rooms` in turn.
+async fn median_join(server: &TestServer, rooms: &[String]) -> Duration {
+    let mut joiner = server.client("Joiner").await;
+    let mut times = Vec::new();
+    for room in rooms {
+        let started = tokio::time::Instant::now();
+        joiner.join(room).await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycling_unique_channels_does_not_stall_other_first_joins() {
+    let redis = common::RedisServer::start().await;
+    let proxy = common::proxy::Proxy::start(redis.port).await;
+    // Every pub/sub round trip costs 40 ms: a queue of them shows.
+    proxy.delay_pubsub(Duration::from_millis(20));
+    let server = common::redis_instance_at(&proxy.url(), "cycle").await;
+    server.until_ready().await;
+    let rooms = |prefix: &str| -> Vec<String> { (0..9).map(|n| format!("{prefix}-{n}")).collect() };
+    let idle = median_join(&server, &rooms("idle")).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cyclers = cycle_subscriptions(&server, 8, stop.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = median_join(&server, &rooms("busy")).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut cycled = 0;
+    for cycler in cyclers {
+        cycled += cycler.await.unwrap();
+    }
+    eprintln!("first join: idle {idle:?}, while 8 connections cycled {cycled} channels: {busy:?}");
+    assert!(cycled > 16, "the cyclers cycled ({cycled})");
+    assert!(
+        busy <= idle * 2 + Duration::from_millis(40),
+        "a first join took {busy:?} while others cycled subscriptions, {idle:?} when idle"
+    );
+}
+
+#[tokio::test]
+async fn one_failed_subscribe_fails_only_its_join() {
+    let redis = common::RedisServer::start().await;
+    // An instance allowed the channels of rooms named good-* only: subscribing to any other
+    // room's channel is refused by Redis (NOPERM).
+    let acl = redis
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "limited",
+            "on",
+            ">secret",
+            "~*",
+            "resetchannels",
+            "&acl:room:good*",
+            "&acl:control",
+            "&acl:probe:*",
+            "+@all",
+        ])
+        .await;
+    assert_eq!(acl, "+OK");
+    let url = format!("redis://limited:secret@127.0.0.1:{}", redis.port);
+    let server = common::redis_instance_at(&url, "acl").await;
+    server.until_ready().await;
+    let mut reader = server.client("Reader").await;
+    reader.join("good-1").await;
+    let mut writer = server.client("Writer").await;
+    writer.join("good-1").await;
+    let mut refused = server.client("Refused").await;
+    refused
+        .send(json!({"type": "join", "roomId": "bad-1"}))
+        .await;
+    let error = refused.expect_error("unavailable").await;
+    assert_eq!(error["roomId"], "bad-1");
+    refused.assert_alive().await;
+    // The session went on: the good room is still delivered, and nothing reconnected.
+    writer.say("good-1", "still here", "g1").await;
+    assert_eq!(reader.expect("message").await["content"], "still here");
+    let health = server.http("GET", "/health", None, &[]).await.json();
+    assert_eq!(health["pubsub"]["reconnects"], 0, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
 }

@@ -19,6 +19,7 @@
 //! may subscribe and publish, and what is kept, is the namespaces' business
 //! ([`crate::namespaces`]), checked before the node is asked.
 
+use super::announcements::Change;
 use super::{answers, Node};
 use crate::engine::{EngineResult, Kept, Position, Resume, Retention};
 use crate::hub::Outbox;
@@ -129,10 +130,9 @@ impl Node {
                 user_id: user.id.clone(),
                 name: user.name.clone(),
             };
-            self.engine
-                .broker
-                .publish(key, encode(&joined), Some(conn))
-                .await?;
+            self.announcements
+                .changed(key, &user.id, Change::Joined, encode(&joined), Some(conn))
+                .await;
         }
         let mut answer = match features.keep {
             Some(keep) => self.kept_answer(key, since, keep).await?,
@@ -213,10 +213,9 @@ impl Node {
                 user_id: user.id.clone(),
                 name: user.name.clone(),
             };
-            self.engine
-                .broker
-                .publish(&key, encode(&left), None)
-                .await?;
+            self.announcements
+                .changed(&key, &user.id, Change::Left, encode(&left), None)
+                .await;
         }
         Ok(())
     }

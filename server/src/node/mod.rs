@@ -5,15 +5,17 @@
 //! What happens on join, in order:
 //! 1. the connection enters the room's local members, *held*: live events for it wait;
 //! 2. the first local member subscribes the instance to the room;
-//! 3. presence registers the connection, and a user new to the room is announced;
+//! 3. presence registers the connection, and a user new to the room is announced (once the
+//!    grace has passed, see [`announcements`]);
 //! 4. the history is read (the newest page, or what came after `since`), with the epoch;
 //! 5. the room goes on the user's list, and their read position is read ([`reading`]);
 //! 6. [`Hub::admit`] queues the `room_history` answer, then the held events newer than it.
 //!
 //! So a message posted while a connection joins reaches it exactly once: in its history or
 //! after it, never both. A join that fails part-way is undone, so a connection is either in
-//! a room or not.
+//! a room or not (and, undone within the grace, it announced nothing).
 
+mod announcements;
 pub mod answers;
 mod channels;
 pub use channels::{check_data, SubscribeRequest};
@@ -24,6 +26,7 @@ pub use workers::PREFETCH_MAX;
 use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};
 use crate::hub::{Hub, Outbox};
 use crate::wire::{encode, ConnectionId, Frame};
+use announcements::Change;
 use app::protocol::{ChatMessage, ServerMsg, User};
 use app::validate::MessageId;
 use std::sync::Arc;
@@ -40,6 +43,8 @@ pub struct NodeSettings {
     pub max_rooms: usize,
     /// Largest answer to a join or subscribe, in bytes of JSON ([`answers`]).
     pub max_answer_bytes: usize,
+    /// How long a join or leave must last before it is announced ([`announcements`]).
+    pub presence_grace: Duration,
     /// How long a guest's room list and read positions outlive its last join (its session).
     pub guest_rooms_ttl: Duration,
 }
@@ -49,6 +54,7 @@ pub struct Node {
     engine: Engine,
     settings: NodeSettings,
     workers: Arc<workers::Workers>,
+    announcements: Arc<announcements::Announcements>,
 }
 
 /// A connection asking to join a room.
@@ -77,6 +83,10 @@ impl Node {
     pub fn new(hub: Arc<Hub>, engine: Engine, settings: NodeSettings, server_id: &str) -> Self {
         Node {
             workers: workers::Workers::new(engine.queues.clone(), server_id.to_string()),
+            announcements: announcements::Announcements::new(
+                settings.presence_grace,
+                engine.broker.clone(),
+            ),
             hub,
             engine,
             settings,
@@ -133,10 +143,9 @@ impl Node {
                 name: user.name.clone(),
                 timestamp: crate::engine::now_ms(),
             };
-            engine
-                .broker
-                .publish(room, encode(&joined), Some(conn))
-                .await?;
+            self.announcements
+                .changed(room, &user.id, Change::Joined, encode(&joined), Some(conn))
+                .await;
         }
         let answer = self.history(room, since).await?;
         let metrics = self.hub.metrics();
@@ -223,8 +232,15 @@ impl Node {
             name: user.name.clone(),
             timestamp: crate::engine::now_ms(),
         };
-        engine.broker.publish(room, encode(&left), None).await?;
+        self.announcements
+            .changed(room, &user.id, Change::Left, encode(&left), None)
+            .await;
         Ok(true)
+    }
+
+    /// Announces at once the joins and leaves still waiting for their grace (shutdown).
+    pub async fn flush_announcements(&self) {
+        self.announcements.flush().await;
     }
 
     /// Stores and delivers a message (or finds the original of a retry).

@@ -5,7 +5,7 @@
 
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
-use crate::limits::{ConnectionSlot, Limited};
+use crate::limits::{Budget, ConnectionSlot, Limited, Rate};
 use crate::node::{check_data, JoinRequest, SubscribeRequest, PREFETCH_MAX};
 use crate::state::AppState;
 use crate::stats::STATS_CHANNEL;
@@ -34,6 +34,10 @@ pub struct Dispatch {
     working: HashSet<(String, String)>,
     errors_window_start: Instant,
     errors_in_window: u32,
+    /// This connection's budget of membership requests (the user's is in [`UserLimits`]).
+    ///
+    /// [`UserLimits`]: crate::limits::UserLimits
+    membership: Budget,
 }
 
 /// A refusal: the error event to send.
@@ -91,6 +95,20 @@ impl About {
     }
 }
 
+/// Requests that change what a connection receives or where a user stands: they spend the
+/// membership budget.
+fn is_membership(msg: &ClientMsg) -> bool {
+    matches!(
+        msg,
+        ClientMsg::Join { .. }
+            | ClientMsg::Leave { .. }
+            | ClientMsg::Read { .. }
+            | ClientMsg::Subscribe { .. }
+            | ClientMsg::Unsubscribe { .. }
+            | ClientMsg::Work { .. }
+    )
+}
+
 fn refuse(code: ErrorCode, error: impl Into<String>) -> Refusal {
     Refusal {
         code,
@@ -103,7 +121,7 @@ fn refuse(code: ErrorCode, error: impl Into<String>) -> Refusal {
 impl Dispatch {
     pub fn new(state: AppState, id: ConnectionId, outbox: Outbox) -> Self {
         Dispatch {
-            state,
+            state: state.clone(),
             id,
             outbox,
             user: None,
@@ -113,6 +131,10 @@ impl Dispatch {
             working: HashSet::new(),
             errors_window_start: Instant::now(),
             errors_in_window: 0,
+            membership: Budget::new(Rate {
+                per_sec: state.config().membership_rate,
+                burst: state.config().membership_burst,
+            }),
         }
     }
 
@@ -223,6 +245,9 @@ impl Dispatch {
     }
 
     async fn handle(&mut self, msg: ClientMsg) -> Result<(), Refusal> {
+        if is_membership(&msg) {
+            self.spend_membership()?;
+        }
         match msg {
             ClientMsg::Ping => {
                 self.send(&ServerMsg::Pong);
@@ -457,6 +482,17 @@ impl Dispatch {
         }
         let keep = namespaces.features(channel).keep;
         self.state.node().publish(channel, data, keep).await?;
+        Ok(())
+    }
+
+    /// Takes a token from the connection's membership budget and the user's: joining and
+    /// leaving costs every member of the room a presence change, and subscribing the
+    /// instance's pub/sub a round trip, so neither is free.
+    fn spend_membership(&mut self) -> Result<(), Refusal> {
+        self.membership.take()?;
+        if let Some(user) = &self.user {
+            self.state.limits().membership(&user.id)?;
+        }
         Ok(())
     }
 

@@ -55,9 +55,13 @@ impl TestServer {
         config.port = 0;
         config.redis_url = None;
         config.log = "warn".into();
-        // Most tests send in bursts; the limits have their own tests (abuse.rs).
+        // Most tests send in bursts, and expect presence events in the order things happen;
+        // the limits and the presence grace have their own tests (abuse.rs).
         config.send_rate = 0.0;
         config.typing_rate = 0.0;
+        config.membership_rate = 0.0;
+        config.user_membership_rate = 0.0;
+        config.presence_grace_ms = 0;
         adjust(&mut config);
         let running = server::start(config).await.expect("server starts");
         TestServer {
@@ -836,7 +840,8 @@ pub async fn spawn_instance(
         .env("CONFAB_REDIS_PREFIX", prefix)
         .env("CONFAB_PRESENCE_LEASE_SECS", "2")
         .env("CONFAB_PRESENCE_REFRESH_SECS", "1")
-        .env("CONFAB_LOG", "warn");
+        .env("CONFAB_LOG", "warn")
+        .env("CONFAB_PRESENCE_GRACE_MS", "0");
     for (name, value) in env {
         command.env(name, value);
     }

@@ -1,6 +1,6 @@
 //! A TCP proxy in front of Redis that can wedge pub/sub connections: they stay open but
 //! nothing passes any more, in either direction — what a stuck proxy, a detached replica or
-//! a network blackhole looks like to the instance.
+//! a network blackhole looks like to the instance. It can also slow them down.
 //!
 //! A connection counts as pub/sub once the client sent `SUBSCRIBE` on it. While wedging is
 //! on, every pub/sub connection that passes data is wedged for good (also ones opened later);
@@ -15,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 struct State {
     wedging: AtomicBool,
     wedged: AtomicUsize,
+    /// Milliseconds every chunk on a pub/sub connection waits before it is passed on.
+    pubsub_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 pub struct Proxy {
@@ -80,6 +82,14 @@ impl Proxy {
         self.state.wedging.store(on, Ordering::SeqCst);
     }
 
+    /// Makes every chunk on a pub/sub connection (both ways) wait `delay` before it is passed
+    /// on: a slow link to Redis, where each round trip costs twice that.
+    pub fn delay_pubsub(&self, delay: std::time::Duration) {
+        self.state
+            .pubsub_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// How many connections are wedged.
     pub fn wedged(&self) -> usize {
         self.state.wedged.load(Ordering::SeqCst)
@@ -94,11 +104,13 @@ impl Drop for Proxy {
 
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
     from_client: bool,
     connection: Arc<Connection>,
     state: Arc<State>,
 ) {
+    let (later, chunks) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(deliver(chunks, to));
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buffer).await {
@@ -122,7 +134,26 @@ async fn pump(
         if connection.wedged.load(Ordering::SeqCst) {
             continue; // read and dropped: the socket stays open, nothing gets through
         }
-        if to.write_all(chunk).await.is_err() {
+        let delay = if connection.pubsub.load(Ordering::SeqCst) {
+            state.pubsub_delay_ms.load(Ordering::SeqCst)
+        } else {
+            0
+        };
+        let due = tokio::time::Instant::now() + std::time::Duration::from_millis(delay);
+        if later.send((due, chunk.to_vec())).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes what `pump` read, each chunk once it is due: a delay is latency, not a slower link.
+async fn deliver(
+    mut chunks: tokio::sync::mpsc::UnboundedReceiver<(tokio::time::Instant, Vec<u8>)>,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
+    while let Some((due, chunk)) = chunks.recv().await {
+        tokio::time::sleep_until(due).await;
+        if to.write_all(&chunk).await.is_err() {
             return;
         }
     }

@@ -61,6 +61,7 @@ mod records;
 mod room_index;
 mod scripts;
 mod subscriber;
+mod subscriptions;
 
 use super::rules::{self, MessageBody};
 use super::{
@@ -229,10 +230,9 @@ fn parse_entries(flat: &[String], stride: usize) -> Vec<(ChatMessage, Option<Str
         .collect()
 }
 
-/// What a resume read found: the room's epoch, and the messages after the position (with the
-/// connection each came from) if they can be given exactly.
+/// What a resume read found: the messages after the position (with the connection each
+/// came from) if they can be given exactly.
 struct SinceRead {
-    pub epoch: String,
     pub resume: Resume,
     pub origins: Vec<Option<String>>,
 }
@@ -265,7 +265,6 @@ async fn read_since(
     let (messages, origins): (Vec<_>, Vec<_>) = parse_entries(entries, 3).into_iter().unzip();
     Ok(SinceRead {
         resume: rules::resume(after, &log, messages, max),
-        epoch: epoch.clone(),
         origins,
     })
 }

@@ -51,6 +51,30 @@ pub enum Event {
     Dropped(String),
 }
 
+/// Sends one subscription change on a session: each command is sent when its future is
+/// first polled, so several may be in flight, in the order they were made.
+#[derive(Clone)]
+pub enum Commander {
+    Single(PubSubSink),
+    Cluster(ClusterConnection),
+}
+
+impl Commander {
+    pub async fn subscribe(self, channel: String) -> RedisResult<()> {
+        match self {
+            Commander::Single(mut sink) => sink.subscribe(channel).await,
+            Commander::Cluster(mut connection) => connection.ssubscribe(channel).await,
+        }
+    }
+
+    pub async fn unsubscribe(self, channel: String) -> RedisResult<()> {
+        match self {
+            Commander::Single(mut sink) => sink.unsubscribe(channel).await,
+            Commander::Cluster(mut connection) => connection.sunsubscribe(channel).await,
+        }
+    }
+}
+
 pub enum Session {
     Single {
         sink: PubSubSink,
@@ -121,10 +145,11 @@ impl Session {
         }
     }
 
-    pub async fn unsubscribe(&mut self, channel: &str) -> RedisResult<()> {
+    /// A handle that subscribes and unsubscribes on this session without borrowing it.
+    pub fn commander(&self) -> Commander {
         match self {
-            Session::Single { sink, .. } => sink.unsubscribe(channel).await,
-            Session::Cluster { connection, .. } => connection.sunsubscribe(channel).await,
+            Session::Single { sink, .. } => Commander::Single(sink.clone()),
+            Session::Cluster { connection, .. } => Commander::Cluster(connection.clone()),
         }
     }
 

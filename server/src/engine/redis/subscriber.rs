@@ -4,7 +4,9 @@
 //! Subscriptions follow the instance's local rooms: a request to "sync" a room makes the task
 //! subscribe when the room is wanted ([`LocalDelivery::is_wanted`]) and is not subscribed, or
 //! unsubscribe when it is not wanted and is. Because the task reads that state when it handles
-//! the request, joins and leaves that race each other always end in the right state.
+//! the request, joins and leaves that race each other always end in the right state. The
+//! commands are sent without waiting for their answers ([`super::subscriptions`]): one room's
+//! slow or failed subscription holds up no other room, and fails only its own requests.
 //!
 //! A delivery is an [`Envelope`]: the frame is handed to [`LocalDelivery`] as is, once per
 //! instance, skipping the origin connection when it is one of ours. Chat messages carry their
@@ -15,8 +17,8 @@
 //! wedged) it subscribes every wanted room again and, per room, reads the Stream after the
 //! newest message the room's members have ([`LocalDelivery::catch_up_from`]) and delivers
 //! what is missing, in order. When that cannot be exact (more than the resume window missed,
-//! history trimmed past it, or the room's epoch changed because Redis lost its data) the
-//! room's members are told to resume ([`LocalDelivery::resync`]): never nothing.
+//! history trimmed past it, or the log no longer holds the position because Redis lost its
+//! data) the room's members are told to resume ([`LocalDelivery::resync`]): never nothing.
 //!
 //! The *liveness probe* checks the path end to end: every `probe_interval` the task publishes
 //! a numbered probe on its own channel through the command connection and expects it back on
@@ -38,6 +40,7 @@
 use super::channels::read_kept_since;
 use super::commands::Commands;
 use super::pubsub::{Event, Session, Source};
+use super::subscriptions::Subscriptions;
 use super::{read_since, Keys};
 use crate::engine::{
     CatchUpFrom, EngineError, EngineResult, LocalDelivery, Position, Resume, SessionId,
@@ -45,7 +48,6 @@ use crate::engine::{
 use crate::wire::{channel_of, encode, publication, skip_for, Envelope};
 use app::protocol::ServerMsg;
 use app::validate::MessageId;
-use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -130,7 +132,6 @@ impl Subscriber {
             delivery,
             queue,
             status: status.clone(),
-            epochs: HashMap::new(),
             probe_seq: 0,
         };
         tokio::spawn(task.run());
@@ -204,9 +205,6 @@ struct Task {
     delivery: Arc<dyn LocalDelivery>,
     queue: mpsc::Receiver<Sync>,
     status: Arc<Status>,
-    /// The epoch of each subscribed room's history when it was subscribed (or last caught
-    /// up): a catch-up from another epoch cannot be exact.
-    epochs: HashMap<String, String>,
     probe_seq: u64,
 }
 
@@ -269,19 +267,16 @@ impl Task {
         let mut session = timeout(setup_timeout, setup)
             .await
             .map_err(|_| Lost::SetupTimedOut(setup_timeout))??;
-        let mut subscribed: HashSet<String> = rooms.iter().cloned().collect();
-        self.epochs.retain(|room, _| subscribed.contains(room));
+        let mut subscriptions = Subscriptions::new(session.commander(), setup_timeout, &rooms);
         // Subscribed first, then read: whatever was published in between arrives live too,
         // and the local side drops it as already given.
-        for room in &rooms {
-            if reconnecting {
+        if reconnecting {
+            for room in &rooms {
                 self.catch_up(room).await?;
-            } else {
-                self.learn_epoch(room).await?;
             }
         }
         self.status.connected.store(true, Ordering::Relaxed);
-        tracing::info!(rooms = subscribed.len(), "redis pub/sub connected");
+        tracing::info!(rooms = subscriptions.len(), "redis pub/sub connected");
         if reconnecting {
             self.link.metrics.pubsub_reconnects.increment(1);
             let (commands, keys, delivery) = (
@@ -312,7 +307,7 @@ impl Task {
                     // could reach the old owner, now a replica, through the session's stale
                     // slot map; a new session asks the cluster where slots are now, and
                     // catches every room up.
-                    Some(Event::Dropped(channel)) if self.still_wanted(&subscribed, &channel) => {
+                    Some(Event::Dropped(channel)) if self.still_wanted(&mut subscriptions, &channel) => {
                         return Err(Lost::Moved(channel));
                     }
                     Some(Event::Dropped(_)) => {}
@@ -320,13 +315,11 @@ impl Task {
                 },
                 request = self.queue.recv() => {
                     let Some(request) = request else { return Ok(()) };
-                    let result = self.reconcile(&mut session, &mut subscribed, &request.room).await;
-                    let failed = result.as_ref().err().map(|err| err.to_string());
-                    let _ = request.done.send(result.map_err(|err| EngineError::Unavailable(err.to_string())));
-                    if let Some(err) = failed {
-                        return Err(Lost::Engine(EngineError::Unavailable(format!("subscribe failed: {err}"))));
-                    }
+                    let wanted = self.delivery.is_wanted(&request.room);
+                    let channel = self.link.keys.channel(&request.room);
+                    subscriptions.sync(request.room, channel, wanted, request.done).await;
                 }
+                done = subscriptions.next_done() => subscriptions.finish(done),
                 _ = next_probe.tick(), if in_flight.is_none() => {
                     in_flight = Some(self.send_probe(probe_deadline.as_mut()));
                 }
@@ -361,52 +354,13 @@ impl Task {
         seq
     }
 
-    /// Whether a subscription Redis ended matters: a room still subscribed, or one of the
-    /// instance's own channels (not our own unsubscribe, confirmed).
-    fn still_wanted(&self, subscribed: &HashSet<String>, channel: &str) -> bool {
+    /// Whether a subscription Redis ended matters: a room still subscribed (not the
+    /// confirmation of our own unsubscribe), or one of the instance's own channels.
+    fn still_wanted(&self, subscriptions: &mut Subscriptions, channel: &str) -> bool {
         match self.link.keys.room_of_channel(channel) {
-            Some(room) => subscribed.contains(room),
+            Some(room) => subscriptions.dropped_unexpectedly(room),
             None => channel == self.control || channel == self.probe_channel,
         }
-    }
-
-    async fn reconcile(
-        &mut self,
-        session: &mut Session,
-        subscribed: &mut HashSet<String>,
-        room: &str,
-    ) -> EngineResult<()> {
-        let fail = |err: redis::RedisError| EngineError::Unavailable(err.to_string());
-        let wanted = self.delivery.is_wanted(room);
-        if wanted && !subscribed.contains(room) {
-            session
-                .subscribe(&[self.link.keys.channel(room)])
-                .await
-                .map_err(fail)?;
-            subscribed.insert(room.to_string());
-            self.learn_epoch(room).await?;
-        } else if !wanted && subscribed.contains(room) {
-            session
-                .unsubscribe(&self.link.keys.channel(room))
-                .await
-                .map_err(fail)?;
-            subscribed.remove(room);
-            self.epochs.remove(room);
-        }
-        Ok(())
-    }
-
-    /// Records the room's (or channel's) epoch now: empty while its log was never written.
-    /// Only read: a log makes its epoch with its first write (a channel's, to expire with it).
-    async fn learn_epoch(&mut self, room: &str) -> EngineResult<()> {
-        let epoch: Option<String> = redis::cmd("GET")
-            .arg(self.link.keys.epoch(room))
-            .query_async(&mut self.link.commands.clone())
-            .await
-            .map_err(super::unavailable)?;
-        self.epochs
-            .insert(room.to_string(), epoch.unwrap_or_default());
-        Ok(())
     }
 
     /// Delivers, in order, what the room's members missed while the subscription was not
@@ -416,12 +370,15 @@ impl Task {
             return self.catch_up_channel(room, name).await;
         }
         let from = match self.delivery.catch_up_from(room) {
-            CatchUpFrom::Nothing => return self.learn_epoch(room).await,
+            CatchUpFrom::Nothing => return Ok(()),
             CatchUpFrom::Start => MessageId { ms: 0, seq: 0 },
             CatchUpFrom::After(id) => id,
         };
+        // No epoch: the log proves the position (the message is in it, or it is the start of
+        // a log that lost nothing), which a log Redis made anew after losing its data never
+        // does.
         let position = Position {
-            epoch: self.epochs.get(room).cloned(),
+            epoch: None,
             id: from,
         };
         let keys = &self.link.keys;
@@ -434,7 +391,6 @@ impl Task {
             self.settings.resume_max,
         )
         .await?;
-        self.epochs.insert(room.to_string(), read.epoch);
         match read.resume {
             Resume::Recovered(messages) => {
                 let mut delivered = 0u64;
@@ -468,12 +424,12 @@ impl Task {
     /// publications from a history that is gone since: they resync.
     async fn catch_up_channel(&mut self, key: &str, name: &str) -> EngineResult<()> {
         let from = match self.delivery.catch_up_from(key) {
-            CatchUpFrom::Nothing => return self.learn_epoch(key).await,
+            CatchUpFrom::Nothing => return Ok(()),
             CatchUpFrom::Start => None,
             CatchUpFrom::After(id) => Some(id),
         };
         let position = Position {
-            epoch: self.epochs.get(key).cloned(),
+            epoch: None,
             id: from.unwrap_or(MessageId { ms: 0, seq: 0 }),
         };
         let mut commands = self.link.commands.clone();
@@ -485,7 +441,6 @@ impl Task {
             self.settings.resume_max,
         )
         .await?;
-        self.epochs.insert(key.to_string(), read.epoch);
         match read.found {
             Resume::Recovered(kept) => {
                 let mut delivered = 0u64;
