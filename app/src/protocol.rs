@@ -418,11 +418,15 @@ pub enum ErrorCode {
     /// `done` for a job this connection does not hold (never given, finished, or given to
     /// another worker after its time ran out).
     UnknownJob,
+    /// `work` (or a claim) in a group the queue's namespace does not list.
+    UnknownGroup,
+    /// `work` asking for more unfinished jobs than the user may hold (`--max-jobs-per-user`).
+    TooManyJobs,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (a test checks it against serde's list).
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidMessage,
@@ -452,6 +456,8 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotAQueue,
         ErrorCode::UnknownJob,
+        ErrorCode::UnknownGroup,
+        ErrorCode::TooManyJobs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -485,6 +491,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotAQueue => "not_a_queue",
             ErrorCode::UnknownJob => "unknown_job",
+            ErrorCode::UnknownGroup => "unknown_group",
+            ErrorCode::TooManyJobs => "too_many_jobs",
         }
     }
 }
@@ -521,7 +529,7 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, DecodeError> {
         #[serde(rename = "type", borrow, default)]
         kind: Option<std::borrow::Cow<'a, str>>,
     }
-    const KNOWN: [&str; 10] = [
+    const KNOWN: [&str; 12] = [
         "auth",
         "join",
         "leave",
@@ -532,6 +540,8 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, DecodeError> {
         "subscribe",
         "unsubscribe",
         "publish",
+        "work",
+        "done",
     ];
     match serde_json::from_str::<Tagged>(text) {
         Ok(Tagged { kind: Some(kind) }) if KNOWN.contains(&kind.as_ref()) => Err(DecodeError {
@@ -672,6 +682,27 @@ mod tests {
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"roomId":"a"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::InvalidMessage);
+        for every in [
+            "auth",
+            "leave",
+            "message",
+            "read",
+            "subscribe",
+            "unsubscribe",
+            "publish",
+        ] {
+            let text = format!(r#"{{"type":"{every}"}}"#);
+            assert_eq!(code(&text), ErrorCode::InvalidMessage, "{text}");
+        }
+        assert_eq!(
+            code(r#"{"type":"work","channel":"jobs:x"}"#),
+            ErrorCode::InvalidMessage,
+            "a work without its group"
+        );
+        assert_eq!(
+            code(r#"{"type":"done","channel":"jobs:x","group":"g","id":1}"#),
+            ErrorCode::InvalidMessage
+        );
         assert_eq!(
             code(r#"{"type":"typing","roomId":"a","isTyping":"yes"}"#),
             ErrorCode::InvalidMessage

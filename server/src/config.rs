@@ -114,6 +114,11 @@ pub struct Config {
     #[arg(long, env = "CONFAB_USER_MEMBERSHIP_BURST", default_value_t = 400)]
     pub user_membership_burst: u32,
 
+    /// Unfinished jobs one user's workers may hold on one instance (the sum of their
+    /// `prefetch`, over every queue and group): past it `work` is `too_many_jobs`.
+    #[arg(long, env = "CONFAB_MAX_JOBS_PER_USER", default_value_t = 100)]
+    pub max_jobs_per_user: usize,
+
     /// WebSocket connections one user may hold on one instance.
     #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: usize,
@@ -333,6 +338,7 @@ impl Config {
             ("outbound-queue-bytes", self.outbound_queue_bytes),
             ("max-answer-bytes", self.max_answer_bytes),
             ("max-rooms-per-connection", self.max_rooms_per_connection),
+            ("max-jobs-per-user", self.max_jobs_per_user),
             ("history-max", self.history_max),
             ("history-page", self.history_page),
             ("resume-max", self.resume_max),

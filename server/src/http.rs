@@ -374,7 +374,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         let sent = match namespaces.queue(&publication.channel) {
             Some(rules) => state
                 .node()
-                .enqueue(&publication.channel, &publication.data, rules)
+                .enqueue(&publication.channel, &publication.data, &rules)
                 .await
                 .map(Some),
             None => {

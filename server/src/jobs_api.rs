@@ -1,11 +1,13 @@
 //! Workers over HTTP, for backends that do not hold a WebSocket: with an API key,
 //! `POST /api/jobs/claim {channel, group, count?}` takes up to `count` (1–100, default 1)
 //! jobs of the group (200 `{"jobs": [{id, data, attempt}]}`, empty when there are none), and
-//! `POST /api/jobs/done {channel, group, id}` finishes one (200 `{"done": true}`, or 404
-//! `unknown_job` when it is not pending: done already, trimmed, or never given). A job not
-//! done within the namespace's `ack_timeout` is given again, as it is to WebSocket workers.
-//! Claims are made as the consumer `api:<key name>`.
+//! `POST /api/jobs/done {channel, group, id, attempt?}` finishes one (200 `{"done": true}`,
+//! or 404 `unknown_job` when it is not out with this key: done already, trimmed, never given,
+//! or, with `attempt`, given again since). A job not done within the namespace's
+//! `ack_timeout` is given again, as it is to WebSocket workers. Claims are made as the
+//! consumer `api:<key name>`; the group must be one the namespace lists (`unknown_group`).
 
+use crate::engine::Holder;
 use crate::http::{api_key_name, parse_body, ApiError, ApiResult};
 use crate::state::AppState;
 use app::protocol::ErrorCode;
@@ -35,31 +37,28 @@ struct Done {
     channel: String,
     group: String,
     id: String,
+    /// The delivery that is done (the claim's `attempt`): a job given again since is the
+    /// other claim's to finish.
+    #[serde(default)]
+    attempt: Option<u32>,
 }
 
 fn bad(invalid: validate::Invalid) -> ApiError {
     ApiError::bad_request(invalid.code, invalid.reason)
 }
 
-/// The queue's rules, or 400 `not_a_queue`.
-fn queue(state: &AppState, channel: &str) -> Result<crate::engine::QueueRules, ApiError> {
-    state
-        .namespaces()
-        .may_publish_as_server(channel)
-        .map_err(bad)?;
-    state.namespaces().queue(channel).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::NotAQueue,
-            format!("“{channel}” is not in a queue namespace"),
-        )
-    })
+/// The consumer a backend claims as: one per API key.
+fn consumer(key: &str) -> String {
+    format!("api:{key}")
 }
 
 pub async fn claim(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let key = api_key_name(&state, &headers)?;
     let request: Claim = parse_body(&body)?;
-    let rules = queue(&state, &request.channel)?;
-    let group = validate::channel(&request.group).map_err(bad)?;
+    let (channel, rules) = state
+        .namespaces()
+        .queue_group(&request.channel, &request.group)
+        .map_err(bad)?;
     let count = request.count.unwrap_or(1);
     if !(1..=CLAIM_MAX).contains(&count) {
         return Err(ApiError::bad_request(
@@ -69,7 +68,7 @@ pub async fn claim(State(state): State<AppState>, headers: HeaderMap, body: Byte
     }
     let jobs = state
         .node()
-        .claim_jobs(&request.channel, group, &format!("api:{key}"), count, rules)
+        .claim_jobs(channel, &request.group, &consumer(&key), count, &rules)
         .await
         .map_err(unavailable)?;
     let jobs: Vec<_> = jobs
@@ -80,28 +79,34 @@ pub async fn claim(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 pub async fn done(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    api_key_name(&state, &headers)?;
+    let key = api_key_name(&state, &headers)?;
     let request: Done = parse_body(&body)?;
-    queue(&state, &request.channel)?;
-    let group = validate::channel(&request.group).map_err(bad)?;
-    let unknown = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownJob.as_str(),
-            format!(
-                "no pending job “{}” in {group}",
-                validate::truncate(&request.id)
-            ),
+    let (channel, _) = state
+        .namespaces()
+        .queue_group(&request.channel, &request.group)
+        .map_err(bad)?;
+    let id = MessageId::parse(&request.id).map_err(|_| {
+        ApiError::bad_request(
+            ErrorCode::InvalidMessage,
+            format!("“{}” is not a job id", validate::truncate(&request.id)),
         )
+    })?;
+    let consumer = consumer(&key);
+    let holder = Holder {
+        consumer: &consumer,
+        attempt: request.attempt,
     };
-    let id = MessageId::parse(&request.id).map_err(|_| unknown())?;
     let acked = state
         .node()
-        .ack_job(&request.channel, group, id)
+        .ack_job(channel, &request.group, id, holder)
         .await
         .map_err(unavailable)?;
     if !acked {
-        return Err(unknown());
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownJob.as_str(),
+            format!("no job “{id}” of {} is out with this key", request.group),
+        ));
     }
     Ok(Json(json!({ "done": true })).into_response())
 }

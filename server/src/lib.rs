@@ -185,6 +185,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
             max_rooms: config.max_rooms_per_connection,
             max_answer_bytes: config.max_answer_bytes,
             presence_grace: Duration::from_millis(config.presence_grace_ms),
+            max_jobs_per_user: config.max_jobs_per_user,
             guest_rooms_ttl: std::time::Duration::from_secs(config.session_max_age_secs),
         },
         &server_id,

@@ -21,10 +21,12 @@
 //! - `presence`: who is subscribed is tracked (per user, across instances) and given with
 //!   `subscribed`; `join_leave` (needs `presence`) announces a user's first subscription and
 //!   last unsubscription as `joined` / `left`.
-//! - `queue: {ack_timeout, max_deliveries, size}`: a queue namespace. Publishing adds a job;
-//!   `work` (allowed by the `subscribe` rule) takes jobs as one worker of a group, each job
-//!   going to one worker of every group (see [`crate::node`]'s workers). Defaults: 30 s,
-//!   5 deliveries, 100,000 jobs kept.
+//! - `queue: {groups, workers, ack_timeout, max_deliveries, size}`: a queue namespace.
+//!   Publishing adds a job, which goes to one worker of each listed group (see
+//!   [`crate::node`]'s workers); a group exists from the first job after it was listed.
+//!   `workers` says who may take jobs over a WebSocket (`work`): `signed_in`, `owner` or
+//!   `nobody` (the default: only backends, over the jobs API). Defaults: 30 s, 5 deliveries,
+//!   100,000 jobs kept.
 //! - `publish_rate` (per second, per user) and `publish_burst`: the namespace's own budget for
 //!   publications from connections (the server API is not limited); without, a user's
 //!   publications share their chat send rate.
@@ -62,7 +64,7 @@ pub enum Publishers {
     Server,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     pub subscribe: Subscribers,
@@ -91,10 +93,29 @@ pub struct Rules {
     pub queue: Option<QueueSettings>,
 }
 
+/// Who may take a queue's jobs over a WebSocket (`work`). Backends with an API key always
+/// may, over HTTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workers {
+    SignedIn,
+    /// Only the user whose id is the rest of the queue's name (`jobs:<id>`).
+    Owner,
+    /// Nobody over a WebSocket: the queue's workers are backends.
+    #[default]
+    Nobody,
+}
+
 /// A queue namespace's settings, as the file gives them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
+    /// The worker groups each job goes to (one worker of each). Workers join only these: a
+    /// group nobody listed would start a copy of every job for whoever named it.
+    pub groups: Vec<String>,
+    /// Who may work over a WebSocket (default: nobody, only backends over HTTP).
+    #[serde(default)]
+    pub workers: Workers,
     /// Seconds a worker has to finish a job before it is given to another.
     #[serde(default = "QueueSettings::default_ack_timeout")]
     pub ack_timeout: u64,
@@ -131,6 +152,9 @@ pub struct ChannelFeatures {
 
 /// Confab's own namespace (the dashboard's channel, `confab:stats`): never configured.
 const RESERVED: &str = "confab";
+
+/// Most worker groups a queue namespace may list.
+pub const GROUPS_MAX: usize = 32;
 
 /// Most publications a namespace may keep per channel.
 pub const HISTORY_SIZE_MAX: usize = 10_000;
@@ -181,7 +205,7 @@ impl Rules {
                 "{name}: history_size and history_ttl (seconds) are set together"
             ));
         }
-        if let Some(queue) = self.queue {
+        if let Some(queue) = &self.queue {
             if self.history_size > 0 || self.presence {
                 return Err(format!(
                     "{name}: a queue keeps jobs, not history or presence"
@@ -190,6 +214,16 @@ impl Rules {
             if queue.ack_timeout == 0 || queue.max_deliveries == 0 || queue.size == 0 {
                 return Err(format!(
                     "{name}: a queue's ack_timeout, max_deliveries and size are at least 1"
+                ));
+            }
+            if queue.groups.is_empty() || queue.groups.len() > GROUPS_MAX {
+                return Err(format!(
+                    "{name}: a queue lists its worker groups (\"groups\": [\"...\"], 1 to {GROUPS_MAX})"
+                ));
+            }
+            if let Some(bad) = queue.groups.iter().find(|g| validate::channel(g).is_err()) {
+                return Err(format!(
+                    "{name}: “{bad}” is not a group name (1–128 of letters, digits, _ - . : @ =)"
                 ));
             }
         }
@@ -282,27 +316,72 @@ impl Namespaces {
 
     /// The queue rules of `channel`'s namespace, if it is a queue namespace.
     pub fn queue(&self, channel: &str) -> Option<QueueRules> {
-        let queue = self.rules.get(split(channel).0)?.queue?;
+        let queue = self.rules.get(split(channel).0)?.queue.as_ref()?;
         Some(QueueRules {
             ack_timeout: Duration::from_secs(queue.ack_timeout),
             max_deliveries: queue.max_deliveries,
             size: queue.size,
+            groups: queue.groups.iter().cloned().collect(),
         })
     }
 
-    /// Whether `user` may work on the queue `channel` (a subscriber's rules); its rules.
+    /// The queue `channel` and its rules, with `group` one of its listed groups: what a
+    /// backend may work on over HTTP.
+    pub fn queue_group<'a>(
+        &self,
+        channel: &'a str,
+        group: &str,
+    ) -> Result<(&'a str, QueueRules), Invalid> {
+        let (channel, _) = self.rules(channel)?;
+        let Some(rules) = self.queue(channel) else {
+            return Err(Invalid::new(
+                ErrorCode::NotAQueue,
+                format!("“{channel}” is not in a queue namespace"),
+            ));
+        };
+        if validate::channel(group).is_err() {
+            return Err(Invalid::new(
+                ErrorCode::InvalidMessage,
+                "a group name is 1–128 of letters, digits and _ - . : @ =",
+            ));
+        }
+        if !rules.groups.iter().any(|listed| listed == group) {
+            return Err(Invalid::new(
+                ErrorCode::UnknownGroup,
+                format!(
+                    "“{channel}” has no worker group “{}”: its namespace lists {}",
+                    validate::truncate(group),
+                    rules.groups.join(", ")
+                ),
+            ));
+        }
+        Ok((channel, rules))
+    }
+
+    /// Whether `user` may work in `group` of the queue `channel` over a WebSocket (the
+    /// namespace's `workers` rule); the queue and its rules.
     pub fn may_work<'a>(
         &self,
         channel: &'a str,
+        group: &str,
         user: &User,
     ) -> Result<(&'a str, QueueRules), Invalid> {
-        let channel = self.may_subscribe_to_any(channel, user)?;
-        match self.queue(channel) {
-            Some(rules) => Ok((channel, rules)),
-            None => Err(Invalid::new(
-                ErrorCode::NotAQueue,
-                format!("“{channel}” is not in a queue namespace"),
-            )),
+        let (channel, rules) = self.queue_group(channel, group)?;
+        let workers = self
+            .rules
+            .get(split(channel).0)
+            .and_then(|rules| rules.queue.as_ref())
+            .map(|queue| queue.workers)
+            .unwrap_or_default();
+        match workers {
+            Workers::SignedIn => Ok((channel, rules)),
+            Workers::Owner if Self::owns(channel, user) => Ok((channel, rules)),
+            Workers::Owner => Err(forbidden(format!(
+                "only the user named in “{channel}” may work on it"
+            ))),
+            Workers::Nobody => Err(forbidden(format!(
+                "“{channel}”'s workers are backends (the jobs API): its namespace names no \"workers\""
+            ))),
         }
     }
 
@@ -356,7 +435,7 @@ impl Namespaces {
         Ok(channel)
     }
 
-    /// The subscribe rule alone (it also decides who may work on a queue).
+    /// The subscribe rule alone.
     fn may_subscribe_to_any<'a>(&self, channel: &'a str, user: &User) -> Result<&'a str, Invalid> {
         let (channel, rules) = self.rules(channel)?;
         match rules.subscribe {
@@ -529,16 +608,32 @@ mod tests {
                 "is Confab's own",
             ),
             (
-                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"ack_timeout": 0}}}"#,
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"groups": ["g"], "ack_timeout": 0}}}"#,
                 "q: a queue's ack_timeout, max_deliveries and size are at least 1",
             ),
             (
-                r#"{"q": {"subscribe": "signed_in", "publish": "server", "presence": true, "queue": {}}}"#,
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "presence": true, "queue": {"groups": ["g"]}}}"#,
                 "q: a queue keeps jobs, not history or presence",
             ),
             (
-                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"ack_timout": 5}}}"#,
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"groups": ["g"], "ack_timout": 5}}}"#,
                 "unknown field `ack_timout`",
+            ),
+            (
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {}}}"#,
+                "missing field `groups`",
+            ),
+            (
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"groups": []}}}"#,
+                "q: a queue lists its worker groups",
+            ),
+            (
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"groups": ["a b"]}}}"#,
+                "q: “a b” is not a group name",
+            ),
+            (
+                r#"{"q": {"subscribe": "signed_in", "publish": "server", "queue": {"groups": ["g"], "workers": "anyone"}}}"#,
+                "unknown variant `anyone`",
             ),
             (
                 r#"{"p": {"subscribe": "signed_in", "publish": "signed_in", "publish_rate": -1}}"#,

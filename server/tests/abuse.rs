@@ -955,3 +955,301 @@ async fn one_failed_subscribe_fails_only_its_join() {
     assert_eq!(health["pubsub"]["reconnects"], 0, "{health}");
     assert_eq!(health["status"], "ok", "{health}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Worker queues belong to their operators.
+// ---------------------------------------------------------------------------------------
+
+/// `open`: anyone subscribes to its channels, but its queue names its workers' groups and
+/// lets no connection work (backends only); `team`: signed-in workers, in `build` only.
+fn queue_namespaces(extra_group: bool) -> common::TempFile {
+    let groups = if extra_group {
+        r#"["build", "audit"]"#
+    } else {
+        r#"["build"]"#
+    };
+    common::TempFile::with(&format!(
+        r#"{{"open": {{"subscribe": "anyone", "publish": "signed_in",
+                      "queue": {{"groups": ["billing"], "ack_timeout": 1, "max_deliveries": 2}}}},
+            "team": {{"subscribe": "signed_in", "publish": "signed_in",
+                      "queue": {{"groups": {groups}, "workers": "signed_in",
+                                 "ack_timeout": 1, "max_deliveries": 2}}}}}}"#
+    ))
+}
+
+async fn work(client: &mut Client, channel: &str, group: &str, prefetch: u32) -> serde_json::Value {
+    client
+        .send(json!({"type": "work", "channel": channel, "group": group, "prefetch": prefetch}))
+        .await;
+    client.recv().await
+}
+
+#[tokio::test]
+async fn who_may_work_is_the_queues_own_rule_and_only_in_listed_groups() {
+    let namespaces = queue_namespaces(false);
+    let server = TestServer::start_with(|c| c.namespaces_file = Some(namespaces.path())).await;
+    let mut guest = server.client("Guest").await;
+    let refused = work(&mut guest, "open:jobs", "billing", 1).await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    let refused = work(&mut guest, "team:jobs", "anything", 100).await;
+    assert_eq!(refused["code"], "unknown_group", "{refused}");
+    let working = work(&mut guest, "team:jobs", "build", 1).await;
+    assert_eq!(working["type"], "working", "{working}");
+}
+
+#[tokio::test]
+async fn a_new_group_starts_with_new_jobs() {
+    let redis = common::RedisServer::start().await;
+    let before = queue_namespaces(false);
+    let after = queue_namespaces(true);
+    let old = common::redis_instance_with(&redis, "groups", |c| {
+        c.namespaces_file = Some(before.path())
+    })
+    .await;
+    let mut producer = old.client("Producer").await;
+    for n in 0..3 {
+        producer
+            .send(json!({"type": "publish", "channel": "team:jobs", "data": n}))
+            .await;
+    }
+    producer.assert_alive().await;
+    // The operator lists `audit`: it gets the jobs added from now on, not the ones kept.
+    let new =
+        common::redis_instance_with(&redis, "groups", |c| c.namespaces_file = Some(after.path()))
+            .await;
+    let mut auditor = new.client("Auditor").await;
+    assert_eq!(
+        work(&mut auditor, "team:jobs", "audit", 10).await["type"],
+        "working"
+    );
+    auditor.expect_silence(Duration::from_millis(400)).await;
+    let mut producer = new.client("Producer").await;
+    producer
+        .send(json!({"type": "publish", "channel": "team:jobs", "data": 3}))
+        .await;
+    let job = auditor.expect("job").await;
+    assert_eq!(job["data"], 3);
+    auditor.expect_silence(Duration::from_millis(400)).await;
+    // `build` existed all along: it has all four.
+    let mut builder = new.client("Builder").await;
+    work(&mut builder, "team:jobs", "build", 10).await;
+    for n in 0..4 {
+        assert_eq!(builder.expect("job").await["data"], n);
+    }
+}
+
+#[tokio::test]
+async fn a_users_unfinished_jobs_are_capped() {
+    let namespaces = queue_namespaces(false);
+    let server = TestServer::start_with(|c| {
+        c.namespaces_file = Some(namespaces.path());
+        c.max_jobs_per_user = 10;
+    })
+    .await;
+    let mut first = server.client("Worker").await;
+    assert_eq!(
+        work(&mut first, "team:a", "build", 8).await["type"],
+        "working"
+    );
+    let mut second = server.second_tab(&first).await;
+    let refused = work(&mut second, "team:b", "build", 5).await;
+    assert_eq!(refused["code"], "too_many_jobs", "{refused}");
+    assert_eq!(
+        work(&mut second, "team:b", "build", 2).await["type"],
+        "working"
+    );
+    // Asking again for the same group replaces that worker's prefetch.
+    assert_eq!(
+        work(&mut first, "team:a", "build", 6).await["type"],
+        "working"
+    );
+}
+
+#[tokio::test]
+async fn acknowledged_jobs_are_trimmed() {
+    let redis = common::RedisServer::start().await;
+    let namespaces = queue_namespaces(false);
+    let server = common::redis_instance_with(&redis, "trim", |c| {
+        c.namespaces_file = Some(namespaces.path())
+    })
+    .await;
+    let mut producer = server.client("Producer").await;
+    for n in 0..10 {
+        producer
+            .send(json!({"type": "publish", "channel": "team:jobs", "data": n}))
+            .await;
+    }
+    producer.assert_alive().await;
+    let key = "trim:queue:team:jobs:jobs";
+    assert_eq!(redis.command(&["XLEN", key]).await, ":10");
+    let mut worker = server.client("Worker").await;
+    work(&mut worker, "team:jobs", "build", 10).await;
+    let mut jobs = Vec::new();
+    for _ in 0..10 {
+        jobs.push(worker.expect("job").await);
+    }
+    for job in jobs {
+        worker
+            .send(
+                json!({"type": "done", "channel": "team:jobs", "group": "build", "id": job["id"]}),
+            )
+            .await;
+        worker.expect("done").await;
+    }
+    assert_eq!(
+        redis.command(&["XLEN", key]).await,
+        ":0",
+        "every group is done"
+    );
+}
+
+#[tokio::test]
+async fn a_late_done_never_acknowledges_the_job_given_again_on_another_instance() {
+    let redis = common::RedisServer::start().await;
+    let namespaces = queue_namespaces(false);
+    let (a, b) = common::two_redis_instances_with(&redis, "late", |c| {
+        c.namespaces_file = Some(namespaces.path())
+    })
+    .await;
+    let mut slow = a.client("Slow").await;
+    work(&mut slow, "team:jobs", "build", 1).await;
+    let mut producer = a.client("Producer").await;
+    producer
+        .send(json!({"type": "publish", "channel": "team:jobs", "data": "x"}))
+        .await;
+    let first = slow.expect("job").await;
+    let mut quick = b.client("Quick").await;
+    work(&mut quick, "team:jobs", "build", 1).await;
+    let again = tokio::time::timeout(Duration::from_secs(4), quick.expect("job"))
+        .await
+        .expect("given again after its 1 s");
+    assert_eq!(
+        (again["id"].clone(), again["attempt"].clone()),
+        (first["id"].clone(), json!(2))
+    );
+    slow.send(json!({"type": "done", "channel": "team:jobs", "group": "build", "id": first["id"]}))
+        .await;
+    slow.expect_error("unknown_job").await;
+    quick
+        .send(json!({"type": "done", "channel": "team:jobs", "group": "build", "id": again["id"]}))
+        .await;
+    assert_eq!(
+        quick.expect("done").await["id"],
+        first["id"],
+        "still the quick one's to finish"
+    );
+}
+
+#[tokio::test]
+async fn a_done_that_cannot_reach_redis_keeps_the_job_held() {
+    let mut redis = common::RedisServer::start_durable().await;
+    let namespaces = queue_namespaces(false);
+    let server = common::redis_instance_with(&redis, "held", |c| {
+        c.namespaces_file = Some(namespaces.path());
+        c.redis_timeout_ms = 500;
+    })
+    .await;
+    let mut worker = server.client("Worker").await;
+    work(&mut worker, "team:jobs", "build", 1).await;
+    let mut producer = server.client("Producer").await;
+    producer
+        .send(json!({"type": "publish", "channel": "team:jobs", "data": "x"}))
+        .await;
+    let job = worker.expect("job").await;
+    redis.kill();
+    let done = json!({"type": "done", "channel": "team:jobs", "group": "build", "id": job["id"]});
+    worker.send(done.clone()).await;
+    worker.expect_error("unavailable").await;
+    redis.restart().await;
+    server.until_ready().await;
+    worker.send(done).await;
+    assert_eq!(
+        worker.expect("done").await["id"],
+        job["id"],
+        "still held: done again works"
+    );
+}
+
+/// What the server logs while `test` runs (the test's own runtime: every task of its
+/// in-process server logs on this thread).
+async fn logged<F: std::future::Future<Output = ()>>(test: F) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    test.await;
+    drop(guard);
+    let text = buffer.0.lock().unwrap().clone();
+    String::from_utf8(text).unwrap()
+}
+
+#[tokio::test]
+async fn jobs_dropped_at_max_deliveries_are_logged_with_their_ids() {
+    let redis = common::RedisServer::start().await;
+    let namespaces = queue_namespaces(false);
+    let mut id = String::new();
+    let log = logged(async {
+        let server = common::redis_instance_with(&redis, "poison", |c| {
+            c.namespaces_file = Some(namespaces.path())
+        })
+        .await;
+        let mut producer = server.client("Producer").await;
+        producer
+            .send(json!({"type": "publish", "channel": "team:poison", "data": "x"}))
+            .await;
+        // Two deliveries nobody finishes (each worker leaves with it), then it is dropped.
+        for attempt in 1..=2 {
+            let mut worker = server.client("Worker").await;
+            work(&mut worker, "team:poison", "build", 1).await;
+            let job = worker.expect("job").await;
+            assert_eq!(job["attempt"], attempt);
+            id = job["id"].as_str().unwrap().to_string();
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let mut last = server.client("Last").await;
+        work(&mut last, "team:poison", "build", 1).await;
+        last.expect_silence(Duration::from_millis(1500)).await;
+    })
+    .await;
+    let dropped = log
+        .lines()
+        .find(|line| line.contains("dropping a job nobody finished"))
+        .unwrap_or_else(|| panic!("no drop logged:\n{log}"));
+    assert!(dropped.contains(&id), "{dropped}");
+    assert!(dropped.contains("team:poison"), "{dropped}");
+}
+
+#[tokio::test]
+async fn a_malformed_work_or_done_is_invalid_message() {
+    let namespaces = queue_namespaces(false);
+    let server = TestServer::start_with(|c| c.namespaces_file = Some(namespaces.path())).await;
+    let mut client = server.client("Ana").await;
+    for request in [
+        json!({"type": "work", "channel": "team:x"}),
+        json!({"type": "work", "channel": "team:x", "group": "a b"}),
+        json!({"type": "work", "channel": "team:x", "group": "build", "prefetch": "ten"}),
+        json!({"type": "done", "channel": "team:x", "group": "build"}),
+        json!({"type": "done", "channel": "team:x", "group": "build", "id": "soon"}),
+        json!({"type": "done", "channel": "team:x", "group": "build", "id": 7}),
+    ] {
+        client.send(request.clone()).await;
+        let error = client.expect_error("invalid_message").await;
+        assert!(error["error"].as_str().is_some(), "{request}");
+    }
+    client.assert_alive().await;
+}

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// `jobs`: a queue (1 s to finish, 3 deliveries); `flaky`: 2 deliveries; `news`: no queue.
+/// `jobs`: a queue (1 s to finish, 3 deliveries) with its groups; `flaky`: 2 deliveries;
+/// `news`: no queue. Signed-in connections may work on both queues.
 struct Files {
     namespaces: TempFile,
     keys: TempFile,
@@ -26,9 +27,11 @@ fn files() -> Files {
     Files {
         namespaces: TempFile::with(
             r#"{"jobs":  {"subscribe": "signed_in", "publish": "signed_in",
-                          "queue": {"ack_timeout": 1, "max_deliveries": 3}},
+                          "queue": {"ack_timeout": 1, "max_deliveries": 3, "workers": "signed_in",
+                                    "groups": ["resize", "audit", "encode", "send", "render", "g"]}},
                 "flaky": {"subscribe": "signed_in", "publish": "signed_in",
-                          "queue": {"ack_timeout": 1, "max_deliveries": 2}},
+                          "queue": {"ack_timeout": 1, "max_deliveries": 2, "workers": "signed_in",
+                                    "groups": ["g"]}},
                 "news":  {"subscribe": "signed_in", "publish": "signed_in"}}"#,
         ),
         keys: TempFile::with(&server::api_keys::file_line("backend", &key)),
@@ -339,7 +342,14 @@ async fn workers_over_http() {
             json!({"channel": "jobs:pdf", "group": "a b"}),
             true,
             400,
-            "invalid_channel",
+            "invalid_message",
+        ),
+        (
+            "/api/jobs/claim",
+            json!({"channel": "jobs:pdf", "group": "unlisted"}),
+            true,
+            400,
+            "unknown_group",
         ),
         (
             "/api/jobs/claim",
@@ -358,6 +368,13 @@ async fn workers_over_http() {
         (
             "/api/jobs/done",
             json!({"channel": "jobs:pdf", "group": "g", "id": "nope"}),
+            true,
+            400,
+            "invalid_message",
+        ),
+        (
+            "/api/jobs/done",
+            json!({"channel": "jobs:pdf", "group": "g", "id": "1-0"}),
             true,
             404,
             "unknown_job",
@@ -381,7 +398,11 @@ async fn bad_worker_requests_are_refused_and_the_connection_lives_on() {
         ),
         (
             json!({"type": "work", "channel": "jobs:x", "group": "a b"}),
-            "invalid_channel",
+            "invalid_message",
+        ),
+        (
+            json!({"type": "work", "channel": "jobs:x", "group": "unlisted"}),
+            "unknown_group",
         ),
         (
             json!({"type": "work", "channel": "jobs:x", "group": "g", "prefetch": 0}),
@@ -401,7 +422,7 @@ async fn bad_worker_requests_are_refused_and_the_connection_lives_on() {
         ),
         (
             json!({"type": "done", "channel": "jobs:x", "group": "g", "id": "soon"}),
-            "unknown_job",
+            "invalid_message",
         ),
         (
             json!({"type": "done", "channel": "news:x", "group": "g", "id": "1-0"}),

@@ -1,11 +1,13 @@
 //! The memory engine's work queues: per queue its jobs (oldest first, trimmed to the
-//! namespace's size), and per group where its new jobs start and which jobs are out with a
-//! consumer, since when and how often. The same rules as the Redis consumer groups: a group
-//! starts from the oldest job kept; a job out longer than `ack_timeout` is given again; one
-//! given `max_deliveries` times is dropped.
+//! namespace's size and to what every group is done with), and per group where its new jobs
+//! start and which jobs are out with a consumer, since when and how often. The same rules as
+//! the Redis consumer groups: a group is made by the first job added after it was listed,
+//! and starts with it; a job out longer than `ack_timeout` is given again; one given
+//! `max_deliveries` times is dropped; a `done` counts only from the consumer that holds the
+//! job, for the delivery it holds.
 
 use super::memory::MemoryEngine;
-use super::{rules, EngineResult, Job, QueueRules, Queues};
+use super::{rules, EngineResult, Holder, Job, QueueRules, Queues};
 use crate::engine::now_ms;
 use app::validate::MessageId;
 use async_trait::async_trait;
@@ -21,12 +23,28 @@ pub(super) struct Queue {
 
 pub(super) type QueueMap = HashMap<String, Queue>;
 
-#[derive(Default)]
 struct Group {
-    /// The newest job given out for the first time (none: start from the oldest).
+    /// The newest job given out for the first time, or the newest when the group was made
+    /// (none: the queue was empty then).
     cursor: Option<MessageId>,
     /// Jobs given and not done.
     out: BTreeMap<MessageId, Out>,
+}
+
+impl Group {
+    /// The oldest job the group still needs: its oldest one out, else the first after its
+    /// cursor.
+    fn needs_from(&self) -> Option<MessageId> {
+        let after_cursor = self.cursor.map(|cursor| MessageId {
+            ms: cursor.ms,
+            seq: cursor.seq + 1,
+        });
+        match (self.out.keys().next().copied(), after_cursor) {
+            (Some(out), Some(next)) => Some(out.min(next)),
+            (Some(out), None) => Some(out),
+            (None, next) => next,
+        }
+    }
 }
 
 struct Out {
@@ -40,6 +58,26 @@ impl Queue {
         let at = self.jobs.binary_search_by(|(job, _)| job.cmp(&id)).ok()?;
         Some(&self.jobs[at].1)
     }
+
+    /// Drops the jobs every group is done with (a group that never gave anything out needs
+    /// them all).
+    fn trim_done(&mut self) {
+        let mut needed = Some(MessageId {
+            ms: u64::MAX,
+            seq: u64::MAX,
+        });
+        for group in self.groups.values() {
+            needed = match (needed, group.needs_from()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+        }
+        if let Some(needed) = needed {
+            while self.jobs.front().is_some_and(|(id, _)| *id < needed) {
+                self.jobs.pop_front();
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -48,10 +86,17 @@ impl Queues for MemoryEngine {
         &self,
         queue: &str,
         data: &serde_json::Value,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<MessageId> {
         let mut queues = self.queues();
         let queue = queues.entry(queue.to_string()).or_default();
+        for group in rules.groups.iter() {
+            let cursor = queue.last;
+            queue.groups.entry(group.clone()).or_insert(Group {
+                cursor,
+                out: BTreeMap::new(),
+            });
+        }
         let id = rules::next_id(queue.last, now_ms());
         queue.last = Some(id);
         queue.jobs.push_back((id, data.clone()));
@@ -67,12 +112,16 @@ impl Queues for MemoryEngine {
         group: &str,
         consumer: &str,
         count: usize,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<Vec<Job>> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let queue = queues.entry(queue.to_string()).or_default();
-        let mut state = queue.groups.remove(group).unwrap_or_default();
+        let Some(queue) = queues.get_mut(queue) else {
+            return Ok(Vec::new());
+        };
+        let Some(mut state) = queue.groups.remove(group) else {
+            return Ok(Vec::new());
+        };
         let mut given = Vec::new();
         // Jobs whose time ran out, oldest first.
         let overdue: Vec<MessageId> = state
@@ -131,12 +180,31 @@ impl Queues for MemoryEngine {
         Ok(given)
     }
 
-    async fn ack(&self, queue: &str, group: &str, id: MessageId) -> EngineResult<bool> {
+    async fn ack(
+        &self,
+        queue: &str,
+        group: &str,
+        id: MessageId,
+        holder: Holder<'_>,
+    ) -> EngineResult<bool> {
         let mut queues = self.queues();
-        Ok(queues
-            .get_mut(queue)
-            .and_then(|queue| queue.groups.get_mut(group))
-            .is_some_and(|state| state.out.remove(&id).is_some()))
+        let Some(queue) = queues.get_mut(queue) else {
+            return Ok(false);
+        };
+        let Some(state) = queue.groups.get_mut(group) else {
+            return Ok(false);
+        };
+        let held = state.out.get(&id).is_some_and(|out| {
+            out.consumer == holder.consumer
+                && holder
+                    .attempt
+                    .is_none_or(|attempt| attempt == out.deliveries)
+        });
+        if held {
+            state.out.remove(&id);
+            queue.trim_done();
+        }
+        Ok(held)
     }
 
     async fn release(
@@ -145,7 +213,7 @@ impl Queues for MemoryEngine {
         group: &str,
         consumer: &str,
         ids: &[MessageId],
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<()> {
         let mut queues = self.queues();
         let Some(state) = queues
@@ -163,5 +231,80 @@ impl Queues for MemoryEngine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::memory::MemoryConfig;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn engine() -> MemoryEngine {
+        let config = MemoryConfig {
+            server_id: "s".into(),
+            history_max: 100,
+            idempotency_window: Duration::from_secs(300),
+        };
+        MemoryEngine::new(config, Arc::new(crate::hub::Hub::new(8)))
+    }
+
+    fn rules(groups: &[&str]) -> QueueRules {
+        QueueRules {
+            ack_timeout: Duration::from_secs(30),
+            max_deliveries: 5,
+            size: 100,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn claiming_creates_nothing_and_a_group_starts_with_new_jobs() {
+        let engine = engine();
+        let one = rules(&["a"]);
+        for n in 0..50 {
+            let jobs = engine
+                .claim(&format!("q{n}"), "a", "c", 5, &one)
+                .await
+                .unwrap();
+            assert!(jobs.is_empty());
+        }
+        assert_eq!(engine.queues().len(), 0, "claims made nothing");
+        engine.enqueue("q", &1.into(), &one).await.unwrap();
+        engine.enqueue("q", &2.into(), &one).await.unwrap();
+        // `b` is listed from now on: it starts with the next job.
+        let both = rules(&["a", "b"]);
+        engine.enqueue("q", &3.into(), &both).await.unwrap();
+        let data = |jobs: &[Job]| jobs.iter().map(|j| j.data.clone()).collect::<Vec<_>>();
+        let a = engine.claim("q", "a", "c", 10, &both).await.unwrap();
+        assert_eq!(data(&a), [1, 2, 3].map(serde_json::Value::from));
+        let b = engine.claim("q", "b", "c", 10, &both).await.unwrap();
+        assert_eq!(data(&b), [serde_json::Value::from(3)]);
+        // Done by every group: trimmed.
+        for job in &a {
+            let holder = Holder {
+                consumer: "c",
+                attempt: Some(1),
+            };
+            assert!(engine.ack("q", "a", job.id, holder).await.unwrap());
+        }
+        assert_eq!(engine.queues()["q"].jobs.len(), 1, "b still needs job 3");
+        let late = Holder {
+            consumer: "someone else",
+            attempt: None,
+        };
+        assert!(!engine.ack("q", "b", b[0].id, late).await.unwrap());
+        let wrong_attempt = Holder {
+            consumer: "c",
+            attempt: Some(2),
+        };
+        assert!(!engine.ack("q", "b", b[0].id, wrong_attempt).await.unwrap());
+        let holder = Holder {
+            consumer: "c",
+            attempt: Some(1),
+        };
+        assert!(engine.ack("q", "b", b[0].id, holder).await.unwrap());
+        assert!(engine.queues()["q"].jobs.is_empty());
     }
 }

@@ -244,7 +244,7 @@ pub trait ChannelHistory: Send + Sync {
 }
 
 /// A queue namespace's settings (see [`crate::namespaces`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueRules {
     /// A job not done this long after it was given is given again (to any worker).
     pub ack_timeout: Duration,
@@ -252,6 +252,18 @@ pub struct QueueRules {
     pub max_deliveries: u32,
     /// Jobs kept per queue; the oldest beyond it are trimmed, done or not.
     pub size: usize,
+    /// The worker groups each job goes to (one worker of each). A group exists from the
+    /// first job added after it was listed, and starts with that job.
+    pub groups: Arc<[String]>,
+}
+
+/// Who a job is out with: a `done` counts only from them, for that delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder<'a> {
+    /// The consumer it was given to (an instance's, or `api:<key>` over HTTP).
+    pub consumer: &'a str,
+    /// The delivery it was (`attempt`); None: whichever is current.
+    pub attempt: Option<u32>,
 }
 
 /// A job as a worker gets it.
@@ -263,29 +275,40 @@ pub struct Job {
     pub attempt: u32,
 }
 
-/// Work queues: each job goes to one consumer of each group, and again after `ack_timeout`
-/// until it is acknowledged (at least once). Queues are named by their channel.
+/// Work queues: each job goes to one consumer of each listed group, and again after
+/// `ack_timeout` until it is acknowledged (at least once). Queues are named by their
+/// channel. Only adding a job creates a queue and its groups: claiming from a queue or group
+/// that does not exist finds nothing and creates nothing.
 #[async_trait]
 pub trait Queues: Send + Sync {
-    /// Adds a job; its id.
+    /// Adds a job (creating the listed groups that do not exist yet, starting with it); its id.
     async fn enqueue(
         &self,
         queue: &str,
         data: &serde_json::Value,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<MessageId>;
     /// Up to `count` jobs for `consumer` in `group`: first those whose time ran out (given
-    /// again), then new ones. Jobs past `max_deliveries` are dropped on the way.
+    /// again), then new ones. Jobs past `max_deliveries` are dropped on the way (and logged
+    /// with their ids).
     async fn claim(
         &self,
         queue: &str,
         group: &str,
         consumer: &str,
         count: usize,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<Vec<Job>>;
-    /// Acknowledges a job of `group`: false when it was not pending (done already, or trimmed).
-    async fn ack(&self, queue: &str, group: &str, id: MessageId) -> EngineResult<bool>;
+    /// Acknowledges a job of `group` held by `holder`: false (and nothing changes) when it is
+    /// not pending with them (done already, trimmed, or given to another since). Jobs every
+    /// group is done with are trimmed.
+    async fn ack(
+        &self,
+        queue: &str,
+        group: &str,
+        id: MessageId,
+        holder: Holder<'_>,
+    ) -> EngineResult<bool>;
     /// Gives jobs that `consumer` holds back at once (their worker went away), without waiting
     /// for their time to run out.
     async fn release(
@@ -294,7 +317,7 @@ pub trait Queues: Send + Sync {
         group: &str,
         consumer: &str,
         ids: &[MessageId],
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<()>;
 }
 

@@ -31,8 +31,8 @@
 use super::redis::RedisEngine;
 use super::{
     AccountRecord, Accounts, Broker, CatchUpFrom, ChannelHistory, Counters, Draft, EngineResult,
-    Follow, History, Job, Kept, KeptRead, Lifecycle, LocalDelivery, Position, Posted, Presence,
-    QueueRules, Queues, Reading, Resume, Retention, SessionId, SessionRecord, Sessions,
+    Follow, History, Holder, Job, Kept, KeptRead, Lifecycle, LocalDelivery, Position, Posted,
+    Presence, QueueRules, Queues, Reading, Resume, Retention, SessionId, SessionRecord, Sessions,
     WindowCount,
 };
 use crate::wire::{ConnectionId, Frame};
@@ -227,7 +227,7 @@ impl Queues for ShardedEngine {
         &self,
         queue: &str,
         data: &serde_json::Value,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<MessageId> {
         self.of(queue).enqueue(queue, data, rules).await
     }
@@ -237,14 +237,20 @@ impl Queues for ShardedEngine {
         group: &str,
         consumer: &str,
         count: usize,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<Vec<Job>> {
         self.of(queue)
             .claim(queue, group, consumer, count, rules)
             .await
     }
-    async fn ack(&self, queue: &str, group: &str, id: MessageId) -> EngineResult<bool> {
-        self.of(queue).ack(queue, group, id).await
+    async fn ack(
+        &self,
+        queue: &str,
+        group: &str,
+        id: MessageId,
+        holder: Holder<'_>,
+    ) -> EngineResult<bool> {
+        self.of(queue).ack(queue, group, id, holder).await
     }
     async fn release(
         &self,
@@ -252,7 +258,7 @@ impl Queues for ShardedEngine {
         group: &str,
         consumer: &str,
         ids: &[MessageId],
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<()> {
         self.of(queue)
             .release(queue, group, consumer, ids, rules)

@@ -21,7 +21,7 @@ mod channels;
 pub use channels::{check_data, SubscribeRequest};
 mod reading;
 mod workers;
-pub use workers::PREFETCH_MAX;
+pub use workers::{TooManyJobs, WorkerOf, PREFETCH_MAX};
 
 use crate::engine::{Draft, Engine, EngineResult, Position, Posted, Resume};
 use crate::hub::{Hub, Outbox};
@@ -45,6 +45,8 @@ pub struct NodeSettings {
     pub max_answer_bytes: usize,
     /// How long a join or leave must last before it is announced ([`announcements`]).
     pub presence_grace: Duration,
+    /// Most unfinished jobs one user's workers may ask for on this instance.
+    pub max_jobs_per_user: usize,
     /// How long a guest's room list and read positions outlive its last join (its session).
     pub guest_rooms_ttl: Duration,
 }
@@ -82,7 +84,11 @@ impl Node {
     /// `server_id`: this instance's consumer name in worker groups.
     pub fn new(hub: Arc<Hub>, engine: Engine, settings: NodeSettings, server_id: &str) -> Self {
         Node {
-            workers: workers::Workers::new(engine.queues.clone(), server_id.to_string()),
+            workers: workers::Workers::new(
+                engine.queues.clone(),
+                server_id.to_string(),
+                settings.max_jobs_per_user,
+            ),
             announcements: announcements::Announcements::new(
                 settings.presence_grace,
                 engine.broker.clone(),

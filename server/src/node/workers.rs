@@ -9,19 +9,21 @@
 //!
 //! Delivery is at least once. A job not done within the namespace's `ack_timeout` is claimed
 //! again, by any instance, and given to another worker (its `attempt` grows; its id stays,
-//! for deduplication); the first worker's late `done` is then refused (`unknown_job`). A
-//! worker that disconnects hands its jobs back at once ([`Queues::release`]). A job given
-//! `max_deliveries` times is dropped, and logged.
+//! for deduplication); the first worker's late `done` is then refused (`unknown_job`) and
+//! acknowledges nothing: the engine acknowledges a job only for the consumer and delivery
+//! that hold it. A worker that disconnects hands its jobs back at once ([`Queues::release`]).
+//! A job given `max_deliveries` times is dropped, and logged with its id. A user's workers
+//! on an instance hold at most `--max-jobs-per-user` unfinished jobs together.
 //!
 //! [`Queues::release`]: crate::engine::Queues::release
 
 use super::Node;
-use crate::engine::{EngineResult, Job, QueueRules, Queues};
+use crate::engine::{EngineResult, Holder, Job, QueueRules, Queues};
 use crate::hub::Outbox;
 use crate::wire::{encode, ConnectionId};
 use app::protocol::ServerMsg;
 use app::validate::MessageId;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -33,9 +35,25 @@ pub const PREFETCH_MAX: u32 = 100;
 
 struct Worker {
     conn: ConnectionId,
+    /// Whose connection it is: a user's workers together hold at most `max_jobs_per_user`.
+    user: String,
     outbox: Outbox,
     prefetch: usize,
-    holding: HashSet<MessageId>,
+    /// The jobs it holds, with the delivery each was (its `attempt`).
+    holding: HashMap<MessageId, u32>,
+}
+
+/// Why a connection may not become a worker.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManyJobs {
+    pub max: usize,
+}
+
+/// Who asks to work: their connection's outbox, their user, how many jobs at once.
+pub struct WorkerOf<'a> {
+    pub outbox: &'a Outbox,
+    pub user: &'a str,
+    pub prefetch: u32,
 }
 
 struct Pool {
@@ -51,15 +69,18 @@ pub struct Workers {
     queues: Arc<dyn Queues>,
     /// This instance's consumer name in every group.
     consumer: String,
+    /// Most unfinished jobs (the sum of their prefetch) one user's workers may ask for here.
+    max_jobs_per_user: usize,
     // std Mutex: map operations only, never held across an await.
     pools: Mutex<HashMap<PoolKey, Pool>>,
 }
 
 impl Workers {
-    pub fn new(queues: Arc<dyn Queues>, consumer: String) -> Arc<Self> {
+    pub fn new(queues: Arc<dyn Queues>, consumer: String, max_jobs_per_user: usize) -> Arc<Self> {
         Arc::new(Workers {
             queues,
             consumer,
+            max_jobs_per_user,
             pools: Mutex::default(),
         })
     }
@@ -68,16 +89,30 @@ impl Workers {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a worker to its pool (starting the pool's task for its first worker).
+    /// Adds a worker to its pool (starting the pool's task for its first worker), within
+    /// what its user may hold: the prefetch of all their workers here together.
     pub fn add(
         self: &Arc<Self>,
         key: PoolKey,
         conn: ConnectionId,
-        outbox: &Outbox,
-        prefetch: u32,
+        worker: WorkerOf<'_>,
         rules: QueueRules,
-    ) {
+    ) -> Result<(), TooManyJobs> {
         let mut pools = self.lock();
+        let mut asked = 0;
+        for (pool_key, pool) in pools.iter() {
+            for other in &pool.workers {
+                let this_one = other.conn == conn && *pool_key == key;
+                if other.user == worker.user && !this_one {
+                    asked += other.prefetch;
+                }
+            }
+        }
+        if asked + worker.prefetch as usize > self.max_jobs_per_user {
+            return Err(TooManyJobs {
+                max: self.max_jobs_per_user,
+            });
+        }
         let pool = pools.entry(key.clone()).or_insert_with(|| {
             let wake = Arc::new(Notify::new());
             tokio::spawn(self.clone().feed(key.clone(), wake.clone()));
@@ -88,42 +123,54 @@ impl Workers {
             }
         });
         match pool.workers.iter_mut().find(|w| w.conn == conn) {
-            Some(worker) => worker.prefetch = prefetch as usize,
+            Some(existing) => existing.prefetch = worker.prefetch as usize,
             None => pool.workers.push(Worker {
                 conn,
-                outbox: outbox.clone(),
-                prefetch: prefetch as usize,
-                holding: HashSet::new(),
+                user: worker.user.to_string(),
+                outbox: worker.outbox.clone(),
+                prefetch: worker.prefetch as usize,
+                holding: HashMap::new(),
             }),
         }
         pool.wake.notify_one();
+        Ok(())
     }
 
-    /// A worker says a job is done: true when it held it (it is acknowledged then).
+    /// A worker says a job is done: true when it held it and it was acknowledged. A job
+    /// given to another worker since (on any instance) is no longer this one's, and its
+    /// `done` acknowledges nothing; a `done` that cannot reach the engine keeps the job held
+    /// (the worker may say it again).
     pub async fn done(
         &self,
         key: &PoolKey,
         conn: ConnectionId,
         id: MessageId,
     ) -> EngineResult<bool> {
-        let held = {
-            let mut pools = self.lock();
+        let attempt = {
+            let pools = self.lock();
             let worker = pools
-                .get_mut(key)
-                .and_then(|pool| pool.workers.iter_mut().find(|w| w.conn == conn));
-            worker.is_some_and(|worker| worker.holding.remove(&id))
+                .get(key)
+                .and_then(|pool| pool.workers.iter().find(|w| w.conn == conn));
+            match worker.and_then(|worker| worker.holding.get(&id)) {
+                Some(attempt) => *attempt,
+                None => return Ok(false),
+            }
         };
-        if !held {
-            return Ok(false);
-        }
-        let acked = self.queues.ack(&key.0, &key.1, id).await?;
-        if !acked {
-            tracing::debug!(queue = key.0, group = key.1, job = %id, "a job was acknowledged already");
-        }
-        if let Some(pool) = self.lock().get(key) {
+        let holder = Holder {
+            consumer: &self.consumer,
+            attempt: Some(attempt),
+        };
+        let acked = self.queues.ack(&key.0, &key.1, id, holder).await?;
+        if let Some(pool) = self.lock().get_mut(key) {
+            if let Some(worker) = pool.workers.iter_mut().find(|w| w.conn == conn) {
+                worker.holding.remove(&id);
+            }
             pool.wake.notify_one();
         }
-        Ok(true)
+        if !acked {
+            tracing::info!(queue = key.0, group = key.1, job = %id, attempt, "a late done: the job was given to another worker since");
+        }
+        Ok(acked)
     }
 
     /// A connection ends: it leaves its pools, and the jobs it held are handed back.
@@ -134,8 +181,8 @@ impl Workers {
             for (key, pool) in pools.iter_mut() {
                 if let Some(at) = pool.workers.iter().position(|w| w.conn == conn) {
                     let worker = pool.workers.swap_remove(at);
-                    let held: Vec<MessageId> = worker.holding.into_iter().collect();
-                    handed_back.push((key.clone(), held, pool.rules));
+                    let held: Vec<MessageId> = worker.holding.into_keys().collect();
+                    handed_back.push((key.clone(), held, pool.rules.clone()));
                     pool.wake.notify_one();
                 }
             }
@@ -143,7 +190,7 @@ impl Workers {
         for ((queue, group), held, rules) in handed_back {
             if let Err(err) = self
                 .queues
-                .release(&queue, &group, &self.consumer, &held, rules)
+                .release(&queue, &group, &self.consumer, &held, &rules)
                 .await
             {
                 tracing::warn!(queue, group, error = %err, "could not hand jobs back; they return after their timeout");
@@ -173,7 +220,7 @@ impl Workers {
             .iter()
             .map(|w| w.prefetch.saturating_sub(w.holding.len()))
             .sum();
-        Some((room, pool.rules))
+        Some((room, pool.rules.clone()))
     }
 
     /// Gives claimed jobs to the workers with the most room; what cannot be given (the
@@ -206,7 +253,7 @@ impl Workers {
                 attempt: job.attempt,
             });
             if worker.outbox.send(frame) {
-                worker.holding.insert(job.id);
+                worker.holding.insert(job.id, job.attempt);
             } else {
                 unplaced.push(job.id);
             }
@@ -222,7 +269,7 @@ impl Workers {
             if room > 0 {
                 match self
                     .queues
-                    .claim(queue, group, &self.consumer, room, rules)
+                    .claim(queue, group, &self.consumer, room, &rules)
                     .await
                 {
                     Ok(jobs) => {
@@ -231,7 +278,7 @@ impl Workers {
                         if !unplaced.is_empty() {
                             if let Err(err) = self
                                 .queues
-                                .release(queue, group, &self.consumer, &unplaced, rules)
+                                .release(queue, group, &self.consumer, &unplaced, &rules)
                                 .await
                             {
                                 tracing::warn!(queue, group, error = %err, "could not hand jobs back");
@@ -255,7 +302,7 @@ impl Node {
         &self,
         queue: &str,
         data: &serde_json::Value,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<MessageId> {
         let id = self.engine.queues.enqueue(queue, data, rules).await?;
         self.workers.added(queue);
@@ -263,18 +310,18 @@ impl Node {
         Ok(id)
     }
 
-    /// The connection becomes a worker of `group` on `queue` (again: with a new prefetch).
+    /// The connection becomes a worker of `group` on `queue` (again: with a new prefetch),
+    /// unless its user's workers would ask for more unfinished jobs than allowed.
     pub fn work(
         &self,
         conn: ConnectionId,
-        outbox: &Outbox,
+        worker: WorkerOf<'_>,
         queue: &str,
         group: &str,
-        prefetch: u32,
         rules: QueueRules,
-    ) {
+    ) -> Result<(), TooManyJobs> {
         let key = (queue.to_string(), group.to_string());
-        self.workers.add(key, conn, outbox, prefetch, rules);
+        self.workers.add(key, conn, worker, rules)
     }
 
     /// The worker finished job `id`: false when it does not hold it.
@@ -302,7 +349,7 @@ impl Node {
         group: &str,
         consumer: &str,
         count: usize,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<Vec<Job>> {
         self.engine
             .queues
@@ -310,10 +357,16 @@ impl Node {
             .await
     }
 
-    /// Acknowledges a job for a worker outside this instance's pools: false when it was not
-    /// pending.
-    pub async fn ack_job(&self, queue: &str, group: &str, id: MessageId) -> EngineResult<bool> {
-        let acked = self.engine.queues.ack(queue, group, id).await?;
+    /// Acknowledges a job for a worker outside this instance's pools: false when it is not
+    /// pending with `holder`.
+    pub async fn ack_job(
+        &self,
+        queue: &str,
+        group: &str,
+        id: MessageId,
+        holder: Holder<'_>,
+    ) -> EngineResult<bool> {
+        let acked = self.engine.queues.ack(queue, group, id, holder).await?;
         if let Some(pool) = self
             .workers
             .lock()

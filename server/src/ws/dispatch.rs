@@ -6,7 +6,7 @@
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
 use crate::limits::{Budget, ConnectionSlot, Limited, Rate};
-use crate::node::{check_data, JoinRequest, SubscribeRequest, PREFETCH_MAX};
+use crate::node::{check_data, JoinRequest, SubscribeRequest, TooManyJobs, WorkerOf, PREFETCH_MAX};
 use crate::state::AppState;
 use crate::stats::STATS_CHANNEL;
 use crate::wire::{encode, ConnectionId};
@@ -337,29 +337,27 @@ impl Dispatch {
             }
             ClientMsg::Done { channel, group, id } => {
                 let user = self.user()?;
-                let (channel, _) = self.state.namespaces().may_work(&channel, &user)?;
-                let group = validate::channel(&group)?;
-                let unknown = || {
+                let (channel, _) = self.state.namespaces().may_work(&channel, &group, &user)?;
+                let id = MessageId::parse(&id).map_err(|_| {
                     refuse(
-                        ErrorCode::UnknownJob,
-                        format!(
-                            "this connection holds no job “{}” of {group}",
-                            validate::truncate(&id)
-                        ),
+                        ErrorCode::InvalidMessage,
+                        format!("“{}” is not a job id", validate::truncate(&id)),
                     )
-                };
-                let id = MessageId::parse(&id).map_err(|_| unknown())?;
+                })?;
                 if !self
                     .state
                     .node()
-                    .job_done(self.id, channel, group, id)
+                    .job_done(self.id, channel, &group, id)
                     .await?
                 {
-                    return Err(unknown());
+                    return Err(refuse(
+                        ErrorCode::UnknownJob,
+                        format!("this connection holds no job “{id}” of {group}"),
+                    ));
                 }
                 self.send(&ServerMsg::Done {
                     channel: channel.to_string(),
-                    group: group.to_string(),
+                    group,
                     id: id.to_string(),
                 });
                 Ok(())
@@ -434,8 +432,7 @@ impl Dispatch {
         group: &str,
         prefetch: u32,
     ) -> Result<(), Refusal> {
-        let (channel, rules) = self.state.namespaces().may_work(channel, &user)?;
-        let group = validate::channel(group)?;
+        let (channel, rules) = self.state.namespaces().may_work(channel, group, &user)?;
         if !(1..=PREFETCH_MAX).contains(&prefetch) {
             return Err(refuse(
                 ErrorCode::InvalidMessage,
@@ -452,9 +449,20 @@ impl Dispatch {
                 format!("a connection may join at most {limit} rooms, channels and worker groups"),
             ));
         }
+        let worker = WorkerOf {
+            outbox: &self.outbox,
+            user: &user.id,
+            prefetch,
+        };
         self.state
             .node()
-            .work(self.id, &self.outbox, channel, group, prefetch, rules);
+            .work(self.id, worker, channel, group, rules)
+            .map_err(|TooManyJobs { max }| {
+                refuse(
+                    ErrorCode::TooManyJobs,
+                    format!("your workers may hold at most {max} unfinished jobs together (their prefetch)"),
+                )
+            })?;
         self.working.insert(key);
         self.send(&ServerMsg::Working {
             channel: channel.to_string(),
@@ -477,7 +485,7 @@ impl Dispatch {
             None => self.state.limits().send(&user.id, channel)?,
         }
         if let Some(rules) = namespaces.queue(channel) {
-            self.state.node().enqueue(channel, &data, rules).await?;
+            self.state.node().enqueue(channel, &data, &rules).await?;
             return Ok(());
         }
         let keep = namespaces.features(channel).keep;

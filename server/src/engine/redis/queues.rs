@@ -1,15 +1,19 @@
-//! Work queues in Redis: a Stream per queue (`XADD … MAXLEN`), a consumer group per worker
-//! group, one consumer per instance. Claiming is one script ([`scripts::QUEUE_CLAIM`]):
-//! overdue jobs first (`XAUTOCLAIM`), then new ones (`XREADGROUP`); `XACK` finishes a job;
-//! a job whose worker went away is handed back at once by setting its idle time past the
-//! timeout (`XCLAIM … IDLE … JUSTID`, which does not count a delivery).
+//! Work queues in Redis: a Stream per queue (`XADD … MAXLEN`), a consumer group per listed
+//! worker group (made by the first job added after it was listed, at the stream's end, so
+//! it starts with that job), one consumer per instance. Claiming is one script
+//! ([`scripts::QUEUE_CLAIM`]): overdue jobs first (`XAUTOCLAIM`), then new ones
+//! (`XREADGROUP`); a claim never makes a stream or a group. `done` is one script
+//! ([`scripts::QUEUE_ACK`]): `XACK` only if the job is still out with the worker's consumer
+//! for the delivery it was given, then `XTRIM MINID` of what every group is done with. A job
+//! whose worker went away is handed back at once by setting its idle time past the timeout
+//! (`XCLAIM … IDLE … JUSTID`, which does not count a delivery).
 
 use super::{scripts, unavailable, RedisEngine};
-use crate::engine::{EngineResult, Job, QueueRules, Queues};
+use crate::engine::{EngineResult, Holder, Job, QueueRules, Queues};
 use app::validate::MessageId;
 use async_trait::async_trait;
 
-fn millis(rules: QueueRules) -> u128 {
+fn millis(rules: &QueueRules) -> u128 {
     rules.ack_timeout.as_millis().max(1)
 }
 
@@ -19,17 +23,19 @@ impl Queues for RedisEngine {
         &self,
         queue: &str,
         data: &serde_json::Value,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<MessageId> {
         let _latency = self.timed("enqueue");
-        let id: String = redis::cmd("XADD")
-            .arg(self.keys.queue(queue))
-            .arg("MAXLEN")
+        let mut script = scripts::QUEUE_ADD.prepare_invoke();
+        script
+            .key(self.keys.queue(queue))
             .arg(rules.size.max(1))
-            .arg("*")
-            .arg("d")
-            .arg(data.to_string())
-            .query_async(&mut self.conn())
+            .arg(data.to_string());
+        for group in rules.groups.iter() {
+            script.arg(group);
+        }
+        let id: String = script
+            .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         MessageId::parse(&id).map_err(|_| unavailable(format!("bad stream id {id}")))
@@ -41,7 +47,7 @@ impl Queues for RedisEngine {
         group: &str,
         consumer: &str,
         count: usize,
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<Vec<Job>> {
         let _latency = self.timed("claim");
         let flat: Vec<String> = scripts::QUEUE_CLAIM
@@ -54,11 +60,21 @@ impl Queues for RedisEngine {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let Some((dropped, entries)) = flat.split_first() else {
+        let Some((dropped, rest)) = flat.split_first() else {
             return Err(unavailable("empty reply to claim"));
         };
-        if dropped != "0" {
-            tracing::warn!(queue, group, dropped, "dropped jobs nobody finished");
+        let dropped: usize = dropped
+            .parse()
+            .map_err(|_| unavailable("bad reply to claim"))?;
+        let (dropped, entries) = rest.split_at(dropped.min(rest.len()));
+        for id in dropped {
+            tracing::warn!(
+                queue,
+                group,
+                job = id,
+                deliveries = rules.max_deliveries,
+                "dropping a job nobody finished"
+            );
         }
         Ok(entries
             .chunks_exact(3)
@@ -76,13 +92,21 @@ impl Queues for RedisEngine {
             .collect())
     }
 
-    async fn ack(&self, queue: &str, group: &str, id: MessageId) -> EngineResult<bool> {
+    async fn ack(
+        &self,
+        queue: &str,
+        group: &str,
+        id: MessageId,
+        holder: Holder<'_>,
+    ) -> EngineResult<bool> {
         let _latency = self.timed("ack");
-        let acked: u64 = redis::cmd("XACK")
-            .arg(self.keys.queue(queue))
+        let acked: u64 = scripts::QUEUE_ACK
+            .key(self.keys.queue(queue))
             .arg(group)
             .arg(id.to_string())
-            .query_async(&mut self.conn())
+            .arg(holder.consumer)
+            .arg(holder.attempt.map(|a| a.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         Ok(acked == 1)
@@ -94,7 +118,7 @@ impl Queues for RedisEngine {
         group: &str,
         consumer: &str,
         ids: &[MessageId],
-        rules: QueueRules,
+        rules: &QueueRules,
     ) -> EngineResult<()> {
         if ids.is_empty() {
             return Ok(());

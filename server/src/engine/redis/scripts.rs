@@ -184,18 +184,33 @@ return out
     ))
 });
 
-/// Up to ARGV[3] jobs of the queue KEYS[1] for consumer ARGV[2] of group ARGV[1] (made, from
-/// the oldest job kept, if missing): first those pending longer than ARGV[4] ms (XAUTOCLAIM,
-/// which counts the delivery), then new ones (XREADGROUP, not blocking). A job delivered more
-/// than ARGV[5] times is acknowledged unfinished, i.e. dropped. Reply: `dropped, id, data,
-/// deliveries, id, data, deliveries, ...` (all strings).
+/// Adds a job to the queue KEYS[1] (capped at ARGV[1] jobs), first making each listed group
+/// (ARGV[3] on) that does not exist yet, at the end of the stream: a new group starts with
+/// this job, never with the jobs kept before it. Reply: the job's id. ARGV[2]: the data.
+pub static QUEUE_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i = 3, #ARGV do redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[i], '$', 'MKSTREAM') end
+return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[2])
+"#,
+    )
+});
+
+/// Up to ARGV[3] jobs of the queue KEYS[1] for consumer ARGV[2] of group ARGV[1]: first those
+/// pending longer than ARGV[4] ms (XAUTOCLAIM, which counts the delivery), then new ones
+/// (XREADGROUP, not blocking). A queue or group that does not exist gives nothing (and is not
+/// made: only adding a job does). A job delivered more than ARGV[5] times is acknowledged
+/// unfinished, i.e. dropped. Reply: `dropped count, dropped ids..., id, data, deliveries,
+/// ...` (all strings).
 pub static QUEUE_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'0'} end
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if consumers['err'] then return {'0'} end
 local count = tonumber(ARGV[3])
-local out = {'0'}
-local dropped = 0
+local jobs = {}
+local dropped = {}
 local given = 0
 local start = '0-0'
 repeat
@@ -207,9 +222,9 @@ repeat
     local deliveries = pending[1] and pending[1][4] or 1
     if deliveries > tonumber(ARGV[5]) then
       redis.call('XACK', KEYS[1], ARGV[1], id)
-      dropped = dropped + 1
+      dropped[#dropped + 1] = id
     else
-      out[#out + 1] = id; out[#out + 1] = e[2][2]; out[#out + 1] = tostring(deliveries)
+      jobs[#jobs + 1] = id; jobs[#jobs + 1] = e[2][2]; jobs[#jobs + 1] = tostring(deliveries)
       given = given + 1
     end
   end
@@ -218,12 +233,54 @@ if given < count then
   local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - given, 'STREAMS', KEYS[1], '>')
   if r then
     for _, e in ipairs(r[1][2]) do
-      out[#out + 1] = e[1]; out[#out + 1] = e[2][2]; out[#out + 1] = '1'
+      jobs[#jobs + 1] = e[1]; jobs[#jobs + 1] = e[2][2]; jobs[#jobs + 1] = '1'
     end
   end
 end
-out[1] = tostring(dropped)
+local out = {tostring(#dropped)}
+for _, id in ipairs(dropped) do out[#out + 1] = id end
+for _, field in ipairs(jobs) do out[#out + 1] = field end
 return out
+"#,
+    )
+});
+
+/// Acknowledges job ARGV[2] of group ARGV[1] in the queue KEYS[1] if it is pending with
+/// consumer ARGV[3], for delivery ARGV[4] (empty: any): a worker whose job was given to
+/// another since never acknowledges the other's. Then trims the jobs every group is done
+/// with (older than each group's oldest pending job, or than the first after its last
+/// delivered one). Reply: 1, or 0 when it was not pending with them.
+pub static QUEUE_ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if pending['err'] or not pending[1] then return 0 end
+if pending[1][2] ~= ARGV[3] then return 0 end
+if ARGV[4] ~= '' and tostring(pending[1][4]) ~= ARGV[4] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+local function parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local keep_ms, keep_seq = nil, nil
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local f = {}
+  for i = 1, #group, 2 do f[group[i]] = group[i + 1] end
+  local ms, seq
+  if tonumber(f['pending']) > 0 then
+    ms, seq = parts(redis.call('XPENDING', KEYS[1], f['name'])[2])
+  else
+    ms, seq = parts(f['last-delivered-id'])
+    seq = seq + 1
+  end
+  if not keep_ms or ms < keep_ms or (ms == keep_ms and seq < keep_seq) then
+    keep_ms, keep_seq = ms, seq
+  end
+end
+if keep_ms then
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', keep_ms, keep_seq))
+end
+return 1
 "#,
     )
 });
