@@ -599,8 +599,11 @@ pub mod close {
     pub const PROTOCOL_ERRORS: u16 = 4501;
     /// The user already has as many connections as allowed. Terminal: close another first.
     pub const TOO_MANY_CONNECTIONS: u16 = 4502;
-    /// The session was ended (signed out, on any instance). Terminal: sign in again.
+    /// The session was ended (signed out or expired, on any instance). Terminal: sign in again.
     pub const SESSION_ENDED: u16 = 4503;
+    /// Too many connections without a session from this address (or on this instance).
+    /// Terminal: sign in first, or close other connections.
+    pub const TOO_MANY_ANONYMOUS: u16 = 4504;
 
     /// Whether a client should reconnect after this close code.
     pub fn should_reconnect(code: u16) -> bool {

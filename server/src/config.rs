@@ -119,6 +119,20 @@ pub struct Config {
     #[arg(long, env = "CONFAB_MAX_JOBS_PER_USER", default_value_t = 100)]
     pub max_jobs_per_user: usize,
 
+    /// WebSocket connections without a session (not signed in, or subscribed to channels
+    /// open to anyone) one client address may hold on one instance (0: no limit). Past it
+    /// the connection is told why and closed with 4504.
+    #[arg(long, env = "CONFAB_MAX_ANONYMOUS_PER_ADDRESS", default_value_t = 32)]
+    pub max_anonymous_per_address: usize,
+
+    /// WebSocket connections without a session one instance holds in all (0: no limit).
+    #[arg(
+        long,
+        env = "CONFAB_MAX_ANONYMOUS_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_anonymous_connections: usize,
+
     /// WebSocket connections one user may hold on one instance.
     #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
     pub max_connections_per_user: usize,

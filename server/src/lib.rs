@@ -26,6 +26,7 @@
 //! - [`assets`]: the built site's files, fingerprinted, precompressed and cached.
 //! - [`http`]: the JSON API (`/api/...`, `/api/publish`, `/health`) and its one error type;
 //!   [`jobs_api`]: workers over HTTP (`/api/jobs/claim`, `/api/jobs/done`).
+//! - [`directory`]: the room directory (home page, `/api/rooms`), bounded and cached.
 //! - [`stats`]: what each instance counts for the live dashboard (a leaf the hub writes to);
 //!   [`dashboard`]: the task that publishes it once a second.
 //! - [`metrics`]: Prometheus metrics on their own listener.
@@ -41,6 +42,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod directory;
 pub mod engine;
 pub mod guard;
 pub mod http;

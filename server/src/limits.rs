@@ -328,6 +328,77 @@ impl UserLimits {
     }
 }
 
+/// Connections that have not signed in (including subscribers of channels open to anyone),
+/// counted per client address and in total on this instance: each such connection costs a
+/// socket and a task while proving nothing about who holds it.
+pub struct Anonymous {
+    per_address: usize,
+    total: usize,
+    // std Mutex: a counter per address, never held across an await.
+    counts: Mutex<(HashMap<String, usize>, usize)>,
+}
+
+/// A held anonymous slot; dropping it (the connection signed in, or ended) frees it.
+pub struct AnonymousSlot {
+    anonymous: Arc<Anonymous>,
+    address: String,
+}
+
+/// Why an anonymous connection was refused: which cap it met.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AnonymousRefused {
+    FromAddress(usize),
+    InTotal(usize),
+}
+
+impl Anonymous {
+    /// `per_address` and `total`: 0 is no limit.
+    pub fn new(per_address: usize, total: usize) -> Arc<Self> {
+        Arc::new(Anonymous {
+            per_address,
+            total,
+            counts: Mutex::default(),
+        })
+    }
+
+    /// A slot for a connection from `address`, or which cap it met.
+    pub fn take(self: &Arc<Self>, address: &str) -> Result<AnonymousSlot, AnonymousRefused> {
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (by_address, total) = &mut *guard;
+        if self.total > 0 && *total >= self.total {
+            return Err(AnonymousRefused::InTotal(self.total));
+        }
+        let here = by_address.entry(address.to_string()).or_default();
+        if self.per_address > 0 && *here >= self.per_address {
+            return Err(AnonymousRefused::FromAddress(self.per_address));
+        }
+        *here += 1;
+        *total += 1;
+        Ok(AnonymousSlot {
+            anonymous: self.clone(),
+            address: address.to_string(),
+        })
+    }
+}
+
+impl Drop for AnonymousSlot {
+    fn drop(&mut self) {
+        let mut guard = self
+            .anonymous
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (by_address, total) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(here) = by_address.get_mut(&self.address) {
+            *here -= 1;
+            if *here == 0 {
+                by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// A token bucket per client address (history reads over HTTP), kept in this process:
 /// counting in the engine would make every read a write. An address whose bucket is full
 /// again is forgotten by a sweep now and then, so the map holds recent readers only.
@@ -524,6 +595,24 @@ mod tests {
         assert!(reads.take("10.0.0.2").is_ok(), "another address");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(reads.take("10.0.0.1").is_ok());
+    }
+
+    #[test]
+    fn anonymous_connections_are_capped_per_address_and_in_total() {
+        let anonymous = Anonymous::new(2, 3);
+        let a1 = anonymous.take("a").unwrap();
+        let _a2 = anonymous.take("a").unwrap();
+        assert_eq!(
+            anonymous.take("a").err(),
+            Some(AnonymousRefused::FromAddress(2))
+        );
+        let _b1 = anonymous.take("b").unwrap();
+        assert_eq!(
+            anonymous.take("c").err(),
+            Some(AnonymousRefused::InTotal(3))
+        );
+        drop(a1);
+        assert!(anonymous.take("c").is_ok(), "a slot freed is a slot free");
     }
 
     #[test]

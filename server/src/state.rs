@@ -4,10 +4,11 @@
 use crate::api_keys::ApiKeys;
 use crate::auth::{Auth, SignedIn};
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::engine::Engine;
 use crate::guard::OriginPolicy;
 use crate::hub::Hub;
-use crate::limits::{PerAddress, Rate, UserLimits, UserRates};
+use crate::limits::{Anonymous, PerAddress, Rate, UserLimits, UserRates};
 use crate::namespaces::Namespaces;
 use crate::node::Node;
 use app::backend::{Backend, BackendError, Client, SESSION_COOKIE};
@@ -16,7 +17,6 @@ use app::validate::{self, MessageId};
 use async_trait::async_trait;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,10 @@ struct Shared {
     limits: Arc<UserLimits>,
     /// History pages read over HTTP, per client address.
     history_reads: PerAddress,
+    /// WebSocket connections without a session, per client address and in total.
+    anonymous: Arc<Anonymous>,
+    /// The room directory, computed at most once a second.
+    directory: Directory,
     origins: OriginPolicy,
     api_keys: ApiKeys,
     namespaces: Namespaces,
@@ -69,6 +73,11 @@ impl AppState {
             per_sec: config.history_rate,
             burst: config.history_burst,
         });
+        let anonymous = Anonymous::new(
+            config.max_anonymous_per_address,
+            config.max_anonymous_connections,
+        );
+        let directory = Directory::new(engine.clone());
         let origins = OriginPolicy::new(&config.allowed_origins);
         AppState(Arc::new(Shared {
             config,
@@ -79,6 +88,8 @@ impl AppState {
             auth,
             limits,
             history_reads,
+            anonymous,
+            directory,
             origins,
             api_keys: extras.api_keys,
             namespaces: extras.namespaces,
@@ -108,6 +119,10 @@ impl AppState {
     }
     pub fn limits(&self) -> &Arc<UserLimits> {
         &self.0.limits
+    }
+    /// The caps on connections without a session.
+    pub fn anonymous(&self) -> &Arc<Anonymous> {
+        &self.0.anonymous
     }
     pub fn origins(&self) -> &OriginPolicy {
         &self.0.origins
@@ -247,46 +262,7 @@ impl Backend for AppState {
     }
 
     async fn rooms(&self) -> Result<Vec<RoomSummary>, BackendError> {
-        let engine = self.engine();
-        let mut rooms: HashMap<String, RoomSummary> = HashMap::new();
-        for (room_id, last) in engine.history.rooms().await? {
-            rooms.insert(
-                room_id.clone(),
-                RoomSummary {
-                    room_id,
-                    members: 0,
-                    last_message_id: Some(last),
-                },
-            );
-        }
-        // Channels with presence are counted under their hub key (`#name`): not rooms.
-        let room_counts = engine.presence.room_counts().await?;
-        let room_counts = room_counts
-            .into_iter()
-            .filter(|(key, _)| crate::wire::channel_of(key).is_none());
-        for (room_id, count) in room_counts {
-            rooms
-                .entry(room_id.clone())
-                .or_insert_with(|| RoomSummary {
-                    room_id,
-                    members: 0,
-                    last_message_id: None,
-                })
-                .members = count;
-        }
-        let mut rooms: Vec<RoomSummary> = rooms.into_values().collect();
-        // Busiest first, then most recently active, then by name.
-        rooms.sort_by(|a, b| {
-            b.members
-                .cmp(&a.members)
-                .then_with(|| {
-                    let a_last = a.last_message_id.as_deref().unwrap_or("");
-                    let b_last = b.last_message_id.as_deref().unwrap_or("");
-                    MessageId::compare(b_last, a_last)
-                })
-                .then_with(|| a.room_id.cmp(&b.room_id))
-        });
-        Ok(rooms)
+        Ok(self.0.directory.rooms().await?.as_ref().clone())
     }
 
     fn session_cookie(&self, token: &str, client: &Client) -> String {

@@ -1253,3 +1253,137 @@ async fn a_malformed_work_or_done_is_invalid_message() {
     }
     client.assert_alive().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Anonymous connections capped; the room list bounded.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connections_without_a_session_are_capped_per_address_and_in_total() {
+    let server = TestServer::start_with(|c| {
+        c.max_anonymous_per_address = 3;
+        c.max_anonymous_connections = 5;
+        c.client_ip_header = Some("X-Forwarded-For".into());
+    })
+    .await;
+    let from = |address: &'static str| [("X-Forwarded-For", address)];
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut anonymous = Client::connect(&server.ws_url(), &from("10.0.0.1")).await;
+        anonymous.expect("connected").await;
+        anonymous.assert_alive().await;
+        held.push(anonymous);
+    }
+    let mut refused = Client::connect(&server.ws_url(), &from("10.0.0.1")).await;
+    refused.expect("connected").await;
+    let error = refused.expect_error("too_many_connections").await;
+    assert!(
+        error["error"].as_str().unwrap().contains("your address"),
+        "{error}"
+    );
+    assert_eq!(refused.expect_close().await.0, 4504);
+    for _ in 0..2 {
+        let mut other = Client::connect(&server.ws_url(), &from("10.0.0.2")).await;
+        other.expect("connected").await;
+        other.assert_alive().await;
+        held.push(other);
+    }
+    let mut over = Client::connect(&server.ws_url(), &from("10.0.0.3")).await;
+    over.expect("connected").await;
+    let error = over.expect_error("too_many_connections").await;
+    assert!(
+        error["error"].as_str().unwrap().contains("this server"),
+        "{error}"
+    );
+    assert_eq!(over.expect_close().await.0, 4504);
+    // Signed in from the upgrade (the browser's cookie), a connection is no anonymous one.
+    let (token, _) = server.guest("Ana").await;
+    let cookie = format!("confab_session={token}");
+    let mut browser = Client::connect(
+        &server.ws_url(),
+        &[("X-Forwarded-For", "10.0.0.1"), ("Cookie", &cookie)],
+    )
+    .await;
+    browser.expect("authenticated").await;
+    // One that signs in gives its slot back.
+    held[0].send(json!({"type": "auth", "token": token})).await;
+    held[0].expect("authenticated").await;
+    let mut again = Client::connect(&server.ws_url(), &from("10.0.0.1")).await;
+    again.expect("connected").await;
+    again.assert_alive().await;
+}
+
+/// Calls of every command Redis has run, from `INFO commandstats`.
+async fn commands_run(redis: &redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis.clone())
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| line.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_room_list_does_a_bounded_amount_of_redis_work() {
+    let redis = common::RedisServer::start().await;
+    let server = common::redis_instance(&redis, "many").await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // 10,000 rooms with someone present: one person each, on a live instance.
+    let _: () = redis::cmd("SET")
+        .arg("many:instance:elsewhere")
+        .arg(1)
+        .arg("EX")
+        .arg(600)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for batch in 0..10 {
+        let mut pipe = redis::pipe();
+        for n in batch * 1000..(batch + 1) * 1000 {
+            let room = format!("busy-{n}");
+            pipe.hset(
+                format!("many:room:{room}:members"),
+                format!("elsewhere/{n}"),
+                format!("u{n}\tPerson {n}"),
+            )
+            .ignore()
+            .sadd("many:active-rooms", &room)
+            .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    let before = commands_run(&conn).await;
+    let started = tokio::time::Instant::now();
+    let first = server.http("GET", "/api/rooms", None, &[]).await;
+    let cold = started.elapsed();
+    assert_eq!(first.status, 200);
+    let listed = first.json()["rooms"].as_array().unwrap().len();
+    assert_eq!(listed, 100, "at most 100 listed");
+    let one_computation = commands_run(&conn).await - before;
+    // 50 more visits, from the API and the home page, within the second: no more work.
+    let started = tokio::time::Instant::now();
+    let visits = (0..25)
+        .flat_map(|_| ["/api/rooms", "/"])
+        .map(|path| server.http("GET", path, None, &[]));
+    for page in futures::future::join_all(visits).await {
+        assert_eq!(page.status, 200);
+    }
+    let warm = started.elapsed() / 50;
+    let after = commands_run(&conn).await - before;
+    eprintln!(
+        "10,000 active rooms: the first /api/rooms took {cold:?} and {one_computation} Redis commands; 50 more visits (API and home page) {warm:?} each, {} commands in all",
+        after
+    );
+    assert!(
+        one_computation < 10_100,
+        "one computation: a pipeline of members, not a round trip per room ({one_computation})"
+    );
+    assert!(
+        after < 2 * one_computation + 100,
+        "visits within a second share one computation ({after})"
+    );
+}

@@ -187,7 +187,7 @@ async fn history_orders_pages_and_resumes(state: &AppState) {
     // The room index: in a cluster written apart, within a second or so.
     let newest = ("h".to_string(), ids[3].clone());
     eventually(Duration::from_secs(5), "the room index", || async {
-        history.rooms().await.unwrap().contains(&newest)
+        history.rooms(100).await.unwrap().contains(&newest)
     })
     .await;
 
@@ -247,9 +247,17 @@ async fn presence_counts_people_not_tabs(state: &AppState) {
         .collect();
     assert_eq!(names, ["ANA", "BEN"]);
     assert_eq!(
-        presence.room_counts().await.unwrap(),
+        presence.room_counts(100).await.unwrap(),
         [("p".to_string(), 2)]
     );
+    let other = ConnectionId(94);
+    assert!(presence.join("q", other, &ben).await.unwrap());
+    assert_eq!(
+        presence.room_counts(1).await.unwrap().len(),
+        1,
+        "at most as many rooms as asked for"
+    );
+    assert!(presence.leave("q", other, &ben).await.unwrap());
 
     assert!(
         !presence.leave("p", tab1, &ana).await.unwrap(),
@@ -265,7 +273,7 @@ async fn presence_counts_people_not_tabs(state: &AppState) {
     );
     assert_eq!(presence.members("p").await.unwrap().len(), 1);
     assert!(presence.leave("p", ben_tab, &ben).await.unwrap());
-    assert!(presence.room_counts().await.unwrap().is_empty());
+    assert!(presence.room_counts(100).await.unwrap().is_empty());
 
     for tab in [tab1, tab2, ben_tab] {
         presence.disconnect(tab).await.unwrap();

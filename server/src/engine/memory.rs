@@ -303,11 +303,12 @@ impl History for MemoryEngine {
             .collect())
     }
 
-    async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
+    async fn rooms(&self, max: usize) -> EngineResult<Vec<(String, String)>> {
         let rooms = lock(&self.history);
         Ok(rooms
             .iter()
             .filter_map(|(room, log)| log.last.map(|id| (room.clone(), id.to_string())))
+            .take(max)
             .collect())
     }
 }
@@ -401,12 +402,13 @@ impl Presence for MemoryEngine {
         Ok(state.members_of(state.online.keys()))
     }
 
-    async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>> {
+    async fn room_counts(&self, max: usize) -> EngineResult<Vec<(String, usize)>> {
         let state = lock(&self.presence);
         Ok(state
             .rooms
             .iter()
             .map(|(room, users)| (room.clone(), users.len()))
+            .take(max)
             .collect())
     }
 }

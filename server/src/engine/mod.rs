@@ -178,8 +178,9 @@ pub trait History: Send + Sync {
         after: Option<MessageId>,
         max: usize,
     ) -> EngineResult<Vec<ChatMessage>>;
-    /// Every room with stored history: its id and the id of its newest message.
-    async fn rooms(&self) -> EngineResult<Vec<(String, String)>>;
+    /// Rooms with stored history, at most `max` of them (any, when there are more): each
+    /// id with the id of its newest message.
+    async fn rooms(&self, max: usize) -> EngineResult<Vec<(String, String)>>;
 }
 
 /// How much of a channel's publications its namespace keeps: the newest `size`, for `ttl`
@@ -336,8 +337,9 @@ pub trait Presence: Send + Sync {
     async fn members(&self, room: &str) -> EngineResult<Vec<Member>>;
     /// Users with at least one connection, sorted by name.
     async fn online(&self) -> EngineResult<Vec<Member>>;
-    /// Rooms with anyone present, and how many users each.
-    async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>>;
+    /// Rooms with anyone present, and how many users each: of at most `max` rooms (any,
+    /// when more have people), in a bounded number of round trips.
+    async fn room_counts(&self, max: usize) -> EngineResult<Vec<(String, usize)>>;
 }
 
 /// Per user: the rooms they follow, in the order they came to them, and their read position

@@ -192,9 +192,10 @@ impl History for ShardedEngine {
     ) -> EngineResult<Vec<ChatMessage>> {
         self.of(room).after(room, after, max).await
     }
-    async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
-        let per_shard = try_join_all(self.shards.iter().map(|shard| shard.rooms())).await?;
-        Ok(per_shard.into_iter().flatten().collect())
+    async fn rooms(&self, max: usize) -> EngineResult<Vec<(String, String)>> {
+        let share = max.div_ceil(self.shards.len());
+        let per_shard = try_join_all(self.shards.iter().map(|shard| shard.rooms(share))).await?;
+        Ok(per_shard.into_iter().flatten().take(max).collect())
     }
 }
 
@@ -289,9 +290,11 @@ impl Presence for ShardedEngine {
     async fn online(&self) -> EngineResult<Vec<Member>> {
         self.home().online().await
     }
-    async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>> {
-        let per_shard = try_join_all(self.shards.iter().map(|shard| shard.room_counts())).await?;
-        Ok(per_shard.into_iter().flatten().collect())
+    async fn room_counts(&self, max: usize) -> EngineResult<Vec<(String, usize)>> {
+        let share = max.div_ceil(self.shards.len());
+        let per_shard =
+            try_join_all(self.shards.iter().map(|shard| shard.room_counts(share))).await?;
+        Ok(per_shard.into_iter().flatten().take(max).collect())
     }
 }
 

@@ -16,12 +16,12 @@
 use super::batching::{BatchPolicy, Batching};
 use super::dispatch::Dispatch;
 use super::handshake::Socket;
-use crate::engine::SessionId;
+use super::Admission;
 use crate::hub::{Frame, Inbox, Kick};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::wire::ConnectionId;
-use app::protocol::{close, User};
+use app::protocol::close;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use std::future::Future;
@@ -69,7 +69,7 @@ impl LastSeen {
 }
 
 /// Runs a connection to its end, then cleans up its rooms and presence.
-pub async fn run(socket: Socket, state: AppState, session: Option<(SessionId, User)>) {
+pub async fn run(socket: Socket, state: AppState, admission: Admission) {
     let registration = state.hub().register();
     let id = registration.id;
     let kick = registration.kick.clone();
@@ -90,7 +90,7 @@ pub async fn run(socket: Socket, state: AppState, session: Option<(SessionId, Us
     // The reader's own handle on the queue: each request waits for room for its answer.
     let outbox = registration.outbox.clone();
     let mut dispatch = Dispatch::new(state.clone(), id, registration.outbox);
-    Box::pin(dispatch.start(session)).await;
+    Box::pin(dispatch.start(admission)).await;
     tracing::debug!(connection = id.0, "connection opened");
 
     let auth_deadline = sleep(state.config().auth_timeout());

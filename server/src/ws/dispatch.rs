@@ -3,9 +3,10 @@
 //! Every client mistake is answered with an `error` event carrying a stable code, and the
 //! connection lives on; a client making too many of them in a short time is closed (4501).
 
+use super::Admission;
 use crate::engine::{Draft, EngineError, Position, SessionId};
 use crate::hub::Outbox;
-use crate::limits::{Budget, ConnectionSlot, Limited, Rate};
+use crate::limits::{AnonymousRefused, AnonymousSlot, Budget, ConnectionSlot, Limited, Rate};
 use crate::node::{check_data, JoinRequest, SubscribeRequest, TooManyJobs, WorkerOf, PREFETCH_MAX};
 use crate::state::AppState;
 use crate::stats::STATS_CHANNEL;
@@ -27,6 +28,8 @@ pub struct Dispatch {
     user: Option<User>,
     /// This connection's place in the user's connection limit, held while signed in.
     slot: Option<ConnectionSlot>,
+    /// Its place in the caps on connections without a session, held until it signs in.
+    anonymous: Option<AnonymousSlot>,
     rooms: HashSet<String>,
     /// Channels subscribed on this connection ([`crate::node`]'s channels).
     channels: HashSet<String>,
@@ -126,6 +129,7 @@ impl Dispatch {
             outbox,
             user: None,
             slot: None,
+            anonymous: None,
             rooms: HashSet::new(),
             channels: HashSet::new(),
             working: HashSet::new(),
@@ -153,14 +157,42 @@ impl Dispatch {
         }
     }
 
-    /// Greets the client; a user known from the upgrade (cookie or bearer) is signed in at once.
-    pub async fn start(&mut self, session: Option<(SessionId, User)>) {
+    /// Greets the client; a user known from the upgrade (cookie or bearer) is signed in at
+    /// once, and a connection without a session that found no anonymous slot is told why and
+    /// closed.
+    pub async fn start(&mut self, admission: Admission) {
         self.send(&ServerMsg::Connected {
             connection_id: format!("{}-{}", self.state.server_id(), self.id.0),
             server_id: self.state.server_id().to_string(),
         });
-        if let Some((session, user)) = session {
-            if let Err(refusal) = self.sign_in(session, user).await {
+        match admission {
+            Admission::SignedIn(session, user) => {
+                if let Err(refusal) = self.sign_in(session, user).await {
+                    self.refuse(refusal, About::default());
+                }
+            }
+            Admission::Anonymous(Ok(slot)) => self.anonymous = Some(slot),
+            Admission::Anonymous(Err(refused)) => {
+                let why = match refused {
+                    AnonymousRefused::FromAddress(max) => format!(
+                        "{max} connections without a session are open from your address already: sign in first, or close one"
+                    ),
+                    AnonymousRefused::InTotal(max) => format!(
+                        "this server holds {max} connections without a session already: sign in first"
+                    ),
+                };
+                tracing::warn!(
+                    connection = self.id.0,
+                    why,
+                    "connection without a session refused"
+                );
+                let refusal = Refusal {
+                    closes: Some((
+                        close::TOO_MANY_ANONYMOUS,
+                        "too many connections without a session",
+                    )),
+                    ..refuse(ErrorCode::TooManyConnections, why)
+                };
                 self.refuse(refusal, About::default());
             }
         }
@@ -198,6 +230,7 @@ impl Dispatch {
             }
         }
         self.slot = None;
+        self.anonymous = None;
         self.state.hub().unregister(self.id);
     }
 
@@ -564,6 +597,7 @@ impl Dispatch {
         self.send_authenticated(&user);
         self.user = Some(user);
         self.slot = Some(slot);
+        self.anonymous = None;
         Ok(())
     }
 

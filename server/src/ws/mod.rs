@@ -1,7 +1,9 @@
 //! The `/ws` endpoint: one [`connection`] task pair per socket, requests handled by [`dispatch`].
 //!
 //! A browser is authenticated by its session cookie on the upgrade request; a program by
-//! `Authorization: Bearer` on the upgrade or by the token in an `auth` message. An upgrade
+//! `Authorization: Bearer` on the upgrade or by the token in an `auth` message. Until it
+//! signs in, a connection holds a slot of the caps on connections without a session (per
+//! client address and in total); one that finds none is told why and closed (4504). An upgrade
 //! from a page of a foreign origin is refused with 403 before anything else happens
 //! (cross-site WebSocket hijacking, see [`crate::guard`]).
 
@@ -10,9 +12,12 @@ mod connection;
 mod dispatch;
 mod handshake;
 
+use crate::engine::SessionId;
+use crate::limits::{AnonymousRefused, AnonymousSlot};
 use crate::state::AppState;
-use app::backend::session_token;
-use axum::extract::State;
+use app::backend::{session_token, Client};
+use app::protocol::User;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use handshake::Upgrade;
@@ -23,7 +28,19 @@ use tungstenite::protocol::WebSocketConfig;
 /// work (the buffer grows for them).
 const SOCKET_BUFFER_BYTES: usize = 1024;
 
-pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: Upgrade) -> Response {
+/// How a new connection starts: signed in from the upgrade (cookie or bearer), or without a
+/// session, holding (or refused) a slot of the anonymous caps.
+pub enum Admission {
+    SignedIn(SessionId, User),
+    Anonymous(Result<AnonymousSlot, AnonymousRefused>),
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+    ws: Upgrade,
+) -> Response {
     if let Err(why) = state.origins().check_upgrade(&headers) {
         tracing::warn!(why, "WebSocket upgrade refused");
         return crate::middleware::forbidden_origin();
@@ -37,6 +54,10 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: Upgr
             }
         },
         None => None,
+    };
+    let admission = match session {
+        Some((session, user)) => Admission::SignedIn(session, user),
+        None => Admission::Anonymous(state.anonymous().take(&client.address_key())),
     };
     let config = state.config();
     let max_frame = config.max_frame_bytes;
@@ -53,6 +74,6 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: Upgr
             SOCKET_BUFFER_BYTES,
         ));
     ws.on_upgrade(socket_config, move |socket| {
-        connection::run(socket, state, session)
+        connection::run(socket, state, admission)
     })
 }

@@ -75,6 +75,40 @@ impl Commands {
     }
 }
 
+impl Commands {
+    /// Runs independent commands and returns their replies in order: one pipeline (one round
+    /// trip) on one Redis; in a cluster each command on its own node, a bounded number at
+    /// once.
+    pub async fn query_all<T: redis::FromRedisValue>(
+        &mut self,
+        commands: Vec<Cmd>,
+    ) -> RedisResult<Vec<T>> {
+        match self {
+            Commands::Single(_) => {
+                if commands.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut pipe = redis::pipe();
+                for command in commands {
+                    pipe.add_command(command);
+                }
+                pipe.query_async(self).await
+            }
+            Commands::Cluster(connection) => {
+                use futures::{StreamExt, TryStreamExt};
+                let runs = commands.into_iter().map(|command| {
+                    let mut connection = connection.clone();
+                    async move { command.query_async::<T>(&mut connection).await }
+                });
+                futures::stream::iter(runs)
+                    .buffered(RUN_ALL_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
+        }
+    }
+}
+
 impl ConnectionLike for Commands {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

@@ -637,14 +637,34 @@ impl History for RedisEngine {
             .collect())
     }
 
-    async fn rooms(&self) -> EngineResult<Vec<(String, String)>> {
+    async fn rooms(&self, max: usize) -> EngineResult<Vec<(String, String)>> {
         let _latency = self.timed("rooms");
-        let rooms: HashMap<String, String> = self
-            .conn()
-            .hgetall(self.keys.rooms())
-            .await
-            .map_err(unavailable)?;
-        Ok(rooms.into_iter().collect())
+        let mut conn = self.conn();
+        let count: usize = conn.hlen(self.keys.rooms()).await.map_err(unavailable)?;
+        if count <= max {
+            let rooms: HashMap<String, String> =
+                conn.hgetall(self.keys.rooms()).await.map_err(unavailable)?;
+            return Ok(rooms.into_iter().collect());
+        }
+        // More than asked for: a scan, stopped once it has `max`.
+        let mut rooms = Vec::with_capacity(max);
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(self.keys.rooms())
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            rooms.extend(found);
+            cursor = next;
+            if cursor == 0 || rooms.len() >= max {
+                rooms.truncate(max);
+                return Ok(rooms);
+            }
+        }
     }
 }
 
@@ -756,21 +776,50 @@ impl Presence for RedisEngine {
         self.live_members(entries).await
     }
 
-    async fn room_counts(&self) -> EngineResult<Vec<(String, usize)>> {
+    /// Four round trips however many rooms: how many have people, which (all, or `max`
+    /// of them at random), every one's members in one pipeline, and the leases of the
+    /// instances those name in one `MGET`.
+    async fn room_counts(&self, max: usize) -> EngineResult<Vec<(String, usize)>> {
         let _latency = self.timed("room_counts");
-        let rooms: Vec<String> = self
-            .conn()
-            .smembers(self.keys.active_rooms())
-            .await
-            .map_err(unavailable)?;
-        let mut counts = Vec::with_capacity(rooms.len());
-        for room in rooms {
-            let members = self.members(&room).await?;
-            if !members.is_empty() {
-                counts.push((room, members.len()));
-            }
-        }
-        Ok(counts)
+        let mut conn = self.conn();
+        let active = self.keys.active_rooms();
+        let count: usize = conn.scard(&active).await.map_err(unavailable)?;
+        let rooms: Vec<String> = if count <= max {
+            conn.smembers(&active).await.map_err(unavailable)?
+        } else {
+            conn.srandmember_multiple(&active, max as isize)
+                .await
+                .map_err(unavailable)?
+        };
+        let lookups = rooms
+            .iter()
+            .map(|room| redis::Cmd::hgetall(self.keys.members(room)))
+            .collect();
+        let entries: Vec<HashMap<String, String>> =
+            conn.query_all(lookups).await.map_err(unavailable)?;
+        let sids: HashSet<&str> = entries
+            .iter()
+            .flat_map(|entries| entries.keys())
+            .filter_map(|field| field.split_once('/').map(|(sid, _)| sid))
+            .collect();
+        let sids: Vec<&str> = sids.into_iter().collect();
+        let live = self.live_instances(&sids).await?;
+        Ok(rooms
+            .into_iter()
+            .zip(entries.iter())
+            .filter_map(|(room, entries)| {
+                let users: HashSet<&str> = entries
+                    .iter()
+                    .filter(|(field, _)| {
+                        field
+                            .split_once('/')
+                            .is_some_and(|(sid, _)| live.contains(sid))
+                    })
+                    .filter_map(|(_, value)| value.split_once('\t').map(|(user, _)| user))
+                    .collect();
+                (!users.is_empty()).then(|| (room, users.len()))
+            })
+            .collect())
     }
 }
 
