@@ -62,6 +62,15 @@ mod ssr {
     pub fn to_error(err: BackendError) -> ServerFnError {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
             response.set_status(err.status());
+            let code = match &err {
+                BackendError::Invalid(invalid) => invalid.code,
+                BackendError::RateLimited { .. } => crate::protocol::ErrorCode::RateLimited,
+                BackendError::Unavailable => crate::protocol::ErrorCode::Unavailable,
+            };
+            response.insert_header(
+                http::HeaderName::from_static(crate::server_call::REFUSAL_CODE_HEADER),
+                http::HeaderValue::from_static(code.as_str()),
+            );
         }
         ServerFnError::new(err.to_string())
     }

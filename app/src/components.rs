@@ -4,7 +4,7 @@
 use crate::api::{error_text, CurrentUser, SignOut, StartGuestSession};
 use crate::protocol::User;
 use crate::routing::Location;
-use crate::server_call::{form_name, run};
+use crate::server_call::{form_name, refusal_text, run};
 use crate::validate::room_name_to_id;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
@@ -83,7 +83,8 @@ pub(crate) fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<Str
 }
 
 /// Why the form posting to server function `S` was refused, when the page came back from a
-/// post without JavaScript (`?error=…&form=…`, set by the server; see [`form_name`]).
+/// post without JavaScript (`?error=<code>&form=…`, set by the server; see [`form_name`]):
+/// the text of our own for that code ([`refusal_text`]), never words from the URL.
 pub fn refusal_in_url<S: ServerFn>() -> impl Fn() -> Option<String> + Copy {
     let location = Location::expect();
     let function = form_name::<S>();
@@ -91,6 +92,7 @@ pub fn refusal_in_url<S: ServerFn>() -> impl Fn() -> Option<String> + Copy {
         (location.query_value("form").as_deref() == Some(function))
             .then(|| location.query_value("error"))
             .flatten()
+            .map(|code| refusal_text(&code).to_string())
     }
 }
 

@@ -460,6 +460,13 @@ impl ErrorCode {
         ErrorCode::TooManyJobs,
     ];
 
+    /// The code named `text` (its [`ErrorCode::as_str`]), if it is one.
+    pub fn parse(text: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|code| code.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",

@@ -46,6 +46,45 @@ pub fn form_name<S: ServerFn>() -> &'static str {
 /// empty answer, a proxy's error page, the JSON error of a malformed call, an overlong text.
 pub const UNREADABLE_REFUSAL: &str = "the request could not be completed";
 
+/// The header a server function's refusal carries its [`ErrorCode`] in (as well as its
+/// text in the body), so that a form posted without JavaScript can be sent back to its page
+/// with the code alone in the URL.
+///
+/// [`ErrorCode`]: crate::protocol::ErrorCode
+pub const REFUSAL_CODE_HEADER: &str = "x-confab-refusal";
+
+/// What a form shows for a refusal named by its code in the page's URL (a post without
+/// JavaScript came back refused). Only these texts: whatever else a URL says is never shown,
+/// so a link cannot put words of its own on one of our pages.
+pub fn refusal_text(code: &str) -> &'static str {
+    use crate::protocol::ErrorCode as Code;
+    let Some(code) = Code::parse(code) else {
+        return UNREADABLE_REFUSAL;
+    };
+    match code {
+        Code::InvalidUsername => {
+            "a username has 3 to 32 characters: letters A–Z, digits, _ and -, starting with a letter or digit"
+        }
+        Code::InvalidPassword => "a password has 8 to 128 characters and is not the username",
+        Code::UsernameTaken => "that name is taken: pick another",
+        Code::InvalidCredentials => "wrong username or password",
+        Code::RateLimited => "too many attempts: wait a little and try again",
+        Code::Unavailable => "the chat service is unavailable, try again shortly",
+        Code::NotAuthenticated => "sign in first",
+        Code::EmptyContent => "the message is empty",
+        Code::ContentTooLong => "the message is too long",
+        Code::InvalidContent => {
+            "the message holds control characters (only newline and tab are allowed)"
+        }
+        Code::InvalidRoom => {
+            "a room name is 1 to 64 of a–z, 0–9, - and _, starting with a letter or digit"
+        }
+        Code::InvalidMessage => "that name cannot be used: 1 to 32 characters, no control characters",
+        Code::ForbiddenOrigin => "this request must come from the chat's own pages",
+        _ => UNREADABLE_REFUSAL,
+    }
+}
+
 /// Longest refusal (in bytes) shown as it is: it goes into a page's URL without JavaScript.
 const REFUSAL_MAX_BYTES: usize = 300;
 

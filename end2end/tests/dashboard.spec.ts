@@ -2,24 +2,24 @@
 // while a scripted load runs; everyone else is refused. Screenshots in light and dark, on a
 // desktop and a phone.
 import { expect, Page, test } from "@playwright/test";
-import { ConfabServer } from "./server";
+import { ConfabServer, OPERATOR_PASSWORD } from "./server";
 import { enterRoom, send, uniqueRoom } from "./helpers";
 
 const operator = `ops_${Date.now().toString(36)}`;
 let server: ConfabServer;
 test.beforeAll(async () => {
-  server = await ConfabServer.start({ CONFAB_OPERATORS: operator });
+  server = await ConfabServer.withOperator(operator);
 });
 test.afterAll(async () => {
   await server.stop();
 });
 
-async function signUp(page: Page, username: string): Promise<void> {
+async function signIn(page: Page, username: string): Promise<void> {
   await page.goto(`${server.url}/signin`);
-  const form = page.getByTestId("register-form");
+  const form = page.getByTestId("sign-in-form");
   await form.getByLabel("Username").fill(username);
-  await form.getByLabel("Password").fill("correct horse battery");
-  await form.getByRole("button", { name: "Create account" }).click();
+  await form.getByLabel("Password").fill(OPERATOR_PASSWORD);
+  await form.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByTestId("me")).toHaveText(username);
 }
 
@@ -32,7 +32,7 @@ async function points(page: Page, testid: string): Promise<number> {
 test("the dashboard follows a scripted load, for operators only", async ({ browser }) => {
   const opsContext = await browser.newContext();
   const ops = await opsContext.newPage();
-  await signUp(ops, operator);
+  await signIn(ops, operator);
   const dashboard = await ops.goto(`${server.url}/dashboard`);
   expect(dashboard?.status()).toBe(200);
   await expect(ops.getByRole("heading", { name: "Dashboard" })).toBeVisible();

@@ -4,13 +4,13 @@
 // 404 page. Sign-in and the operators' dashboard are in the full WASM bundle only: the
 // readers' bundle leaves them to the browser, the full one has every page.
 import { expect, Page, test } from "@playwright/test";
-import { ConfabServer } from "./server";
+import { ConfabServer, OPERATOR_PASSWORD } from "./server";
 import { enterRoom, sidebar, uniqueRoom } from "./helpers";
 
 const operator = `navops_${Date.now().toString(36)}`;
 let server: ConfabServer;
 test.beforeAll(async () => {
-  server = await ConfabServer.start({ CONFAB_OPERATORS: operator });
+  server = await ConfabServer.withOperator(operator);
 });
 test.afterAll(async () => {
   await server.stop();
@@ -108,12 +108,12 @@ test("sign-in and the dashboard load the full bundle, which goes on to every pag
   expect(await sameDocument(page), "a new document").toBe(false);
   await expect.poll(() => bundles).toEqual(["/pkg/confab-full.wasm"]);
 
-  // Signing up on the way to the dashboard.
+  // Signing in on the way to the dashboard.
   await page.goto(`${server.url}/signin?next=/dashboard`);
-  const form = page.getByTestId("register-form");
+  const form = page.getByTestId("sign-in-form");
   await form.getByLabel("Username").fill(operator);
-  await form.getByLabel("Password").fill("correct horse battery");
-  await form.getByRole("button", { name: "Create account" }).click();
+  await form.getByLabel("Password").fill(OPERATOR_PASSWORD);
+  await form.getByRole("button", { name: "Sign in" }).click();
   await expect(page).toHaveURL(`${server.url}/dashboard`);
   await expect(page.getByRole("heading", { name: "Dashboard" })).toBeVisible();
   await expect(page.getByTestId("dashboard-status")).toHaveText("Live");

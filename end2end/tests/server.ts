@@ -1,7 +1,10 @@
 // Starts the real `confab` binary (built by `make build`, or $CONFAB_BIN) on a free loopback port,
 // waits until /health answers, and stops it with SIGTERM like an operator would.
 import { ChildProcess, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
@@ -19,6 +22,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The password every operator account of the tests has. */
+export const OPERATOR_PASSWORD = "correct horse battery";
+
 export class ConfabServer {
   private child: ChildProcess | null = null;
   private output = "";
@@ -28,6 +34,32 @@ export class ConfabServer {
   static async start(env: Record<string, string> = {}): Promise<ConfabServer> {
     const server = new ConfabServer(await freePort(), env);
     await server.start();
+    return server;
+  }
+
+  /**
+   * A server whose `--operators` names `operator`, with that account made as its
+   * administrator makes it: with an API key (`confab account create`), since visitors cannot
+   * register an operator's username.
+   */
+  static async withOperator(operator: string, env: Record<string, string> = {}): Promise<ConfabServer> {
+    const key = `cfk_${randomBytes(32).toString("hex")}`;
+    const dir = mkdtempSync(path.join(tmpdir(), "confab-keys-"));
+    const keys = path.join(dir, "api-keys");
+    writeFileSync(keys, `tests ${createHash("sha256").update(key).digest("hex")}\n`);
+    const server = await ConfabServer.start({
+      CONFAB_OPERATORS: operator,
+      CONFAB_API_KEYS_FILE: keys,
+      ...env,
+    });
+    const created = await fetch(`${server.url}/api/accounts`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": key },
+      body: JSON.stringify({ username: operator, password: OPERATOR_PASSWORD }),
+    });
+    if (created.status !== 201) {
+      throw new Error(`the operator's account was not made: ${created.status} ${await created.text()}`);
+    }
     return server;
   }
 

@@ -142,6 +142,17 @@ impl ApiKeys {
                 return;
             }
         }
+        if !file.exists() {
+            // Deleting the file is how an operator revokes every key at once: keeping the
+            // keys read last would leave them valid with no file to say so.
+            let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            if !loaded.entries.is_empty() {
+                tracing::warn!(file = %file.display(), "the API key file is gone: every key is revoked");
+            }
+            loaded.entries.clear();
+            loaded.modified = None;
+            return;
+        }
         match read(file) {
             Ok((entries, modified)) => {
                 let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());

@@ -63,6 +63,12 @@ pub struct Config {
     #[arg(long, env = "CONFAB_SESSION_MAX_AGE_SECS", default_value_t = 90 * 24 * 3600)]
     pub session_max_age_secs: u64,
 
+    /// Seconds between checks of the sessions open connections are signed in with: the
+    /// sockets of one that expired or was removed are closed (4503). A check is a use (at
+    /// most half of --session-ttl-secs, so an open connection's session never idles out).
+    #[arg(long, env = "CONFAB_SESSION_CHECK_SECS", default_value_t = 60)]
+    pub session_check_secs: u64,
+
     /// Argon2id memory cost per password hash, KiB (OWASP: 19456 with 2 iterations).
     #[arg(long, env = "CONFAB_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
@@ -78,6 +84,11 @@ pub struct Config {
     /// Password hashes computed at once (each takes the memory cost); more wait their turn.
     #[arg(long, env = "CONFAB_MAX_CONCURRENT_HASHES", default_value_t = 4)]
     pub max_concurrent_hashes: usize,
+
+    /// Password checks that may wait for the hasher beyond those running; past it a sign-in
+    /// or registration is refused with `rate_limited` (429) instead of waiting.
+    #[arg(long, env = "CONFAB_MAX_QUEUED_HASHES", default_value_t = 32)]
+    pub max_queued_hashes: usize,
 
     /// Chat messages per second a user may send, sustained (token bucket; 0: no limit).
     #[arg(long, env = "CONFAB_SEND_RATE", default_value_t = 1.0)]
@@ -365,6 +376,7 @@ impl Config {
             ("ping-interval-secs", self.ping_interval_secs),
             ("pong-timeout-secs", self.pong_timeout_secs),
             ("auth-timeout-secs", self.auth_timeout_secs),
+            ("session-check-secs", self.session_check_secs),
         ] {
             if secs == 0 {
                 return Err(format!("--{name} must be at least 1"));
@@ -400,6 +412,7 @@ impl Config {
                 "--session-ttl-secs must be at least 1 and at most --session-max-age-secs".into(),
             );
         }
+
         if argon2::Params::new(
             self.argon2_memory_kib,
             self.argon2_iterations,
@@ -451,6 +464,15 @@ impl Config {
             if !(50..=600_000).contains(&ms) {
                 return Err(format!("--{name} must be between 50 and 600000"));
             }
+        }
+        if let Some(bad) = self
+            .operators
+            .iter()
+            .find(|name| app::validate::username(name).is_err())
+        {
+            return Err(format!(
+                "--operators: “{bad}” is not a username (3–32 of A-Z a-z 0-9 _ -)"
+            ));
         }
         for origin in &self.allowed_origins {
             if crate::guard::normalize_origin(origin).is_none() {
@@ -528,6 +550,12 @@ impl Config {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    /// How often open connections' sessions are checked: `--session-check-secs`, and at
+    /// most half the idle lifetime, so a check keeps an open connection's session alive.
+    pub fn session_check(&self) -> Duration {
+        Duration::from_secs(self.session_check_secs)
+            .min(Duration::from_secs(self.session_ttl_secs) / 2)
     }
     pub fn attempt_window(&self) -> Duration {
         Duration::from_secs(self.attempt_window_secs)

@@ -128,7 +128,9 @@ pub fn client_of(proxy_header: Option<&str>, headers: &HeaderMap, peer: Option<I
 }
 
 /// The path and query of `referer` when it is a page of this origin (`host`), else None: a
-/// plain form post is only ever sent back to one of our own pages.
+/// plain form post is only ever sent back to one of our own pages. The path must be a local
+/// one ([`local_path`]): `http://host//evil.example/x` names our host, but its path would
+/// send the browser to `//evil.example/x`, another site.
 pub fn same_origin_path(referer: &str, host: &str) -> Option<String> {
     let rest = referer
         .strip_prefix("http://")
@@ -136,7 +138,10 @@ pub fn same_origin_path(referer: &str, host: &str) -> Option<String> {
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     let path = path.split('#').next().unwrap_or("/");
-    (authority.eq_ignore_ascii_case(host)).then(|| path.to_string())
+    if !authority.eq_ignore_ascii_case(host) {
+        return None;
+    }
+    local_path(path)
 }
 
 /// A query string's pairs, decoded.
@@ -288,6 +293,16 @@ mod tests {
             None
         );
         assert_eq!(same_origin_path("/relative", "chat.example"), None);
+        for elsewhere in [
+            "http://chat.example//evil.example/x",
+            "http://chat.example/\\evil.example",
+        ] {
+            assert_eq!(
+                same_origin_path(elsewhere, "chat.example"),
+                None,
+                "{elsewhere}"
+            );
+        }
         assert_eq!(local_path("/rooms/a").as_deref(), Some("/rooms/a"));
         for open_redirect in ["//evil.example", "https://evil.example", "/\\evil", "rooms"] {
             assert_eq!(local_path(open_redirect), None, "{open_redirect}");

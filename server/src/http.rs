@@ -19,6 +19,7 @@
 //! 401 `invalid_credentials`, 409 `username_taken`, 429 `rate_limited` with `Retry-After`,
 //! 403 `forbidden_origin` (see [`crate::guard`]).
 
+use crate::auth::Creator;
 use crate::state::AppState;
 use app::backend::{session_token, Backend, BackendError, Client};
 use app::protocol::ErrorCode;
@@ -146,13 +147,28 @@ pub async fn create_session(
     Ok(signed_in(&state, &client, StatusCode::OK, signed))
 }
 
+/// Registers an account. With an API key (`confab account create`) the server's
+/// administrator registers the usernames `--operators` reserves.
 pub async fn register(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
+    // Only `X-API-Key` here: a client may send its session token as a bearer anywhere.
+    let creator = match headers.get("x-api-key") {
+        Some(_) => {
+            let key = api_key_name(&state, &headers)?;
+            tracing::info!(key, "an account created with an API key");
+            Creator::Operator
+        }
+        None => Creator::Visitor,
+    };
     let request: Credentials = parse_body(&body)?;
-    let signed = Backend::register(&state, &request.username, &request.password, &client).await?;
+    let signed = state
+        .auth()
+        .register(&request.username, &request.password, &client, creator)
+        .await?;
     Ok(signed_in(&state, &client, StatusCode::CREATED, signed))
 }
 

@@ -167,11 +167,21 @@ impl Hub {
     /// A scan over the connections: sign-outs are rare next to deliveries, which stay free
     /// of a second index to maintain.
     pub fn close_session(&self, session: &SessionId) -> usize {
+        self.close_session_with(session, close::SESSION_ENDED, "signed out")
+    }
+
+    /// Closes every local connection signed in with `session` with `code` and `reason`.
+    pub fn close_session_with(
+        &self,
+        session: &SessionId,
+        code: u16,
+        reason: &'static str,
+    ) -> usize {
         let registry = self.read();
         let mut closed = 0;
         for (id, _) in registry.sessions.iter().filter(|(_, s)| *s == session) {
             if let Some(outbox) = registry.connections.get(id) {
-                outbox.kick(close::SESSION_ENDED, "signed out");
+                outbox.kick(code, reason);
                 closed += 1;
             }
         }

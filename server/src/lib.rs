@@ -30,6 +30,7 @@
 //! - [`stats`]: what each instance counts for the live dashboard (a leaf the hub writes to);
 //!   [`dashboard`]: the task that publishes it once a second.
 //! - [`metrics`]: Prometheus metrics on their own listener.
+//! - [`session_watch`]: closes the sockets of sessions that expired or were removed.
 //! - [`cli`]: the binary's tools besides serving (`confab publish`, `confab api-key new`).
 //! - [`state`]: the shared state, and the `Backend` that server functions read through.
 //!
@@ -55,6 +56,7 @@ pub mod namespaces;
 pub mod node;
 pub mod outbox;
 pub mod pages;
+pub mod session_watch;
 pub mod state;
 pub mod stats;
 pub mod wire;
@@ -322,6 +324,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let router = app(state.clone());
     let serve_state = state.clone();
     let figures = tokio::spawn(dashboard::publish_every_second(state.clone()));
+    let sessions = tokio::spawn(session_watch::close_ended_sessions(state.clone()));
     let task = tokio::spawn(async move {
         let mut drained = stopped.clone();
         // Chat frames are small and latency-bound: send them at once (no Nagle delay).
@@ -340,6 +343,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let served = tokio::spawn(async move { serve.await });
         let _ = drained.wait_for(|stop| *stop).await;
         figures.abort();
+        sessions.abort();
         drain(&serve_state).await;
         served
             .await

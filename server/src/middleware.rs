@@ -53,6 +53,10 @@ pub async fn identify_client(
     next.run(request).await
 }
 
+/// HTTPS only, for a year (what browsers' preload lists ask of a site; subdomains are left
+/// to their own servers).
+const HSTS: &str = "max-age=31536000";
+
 /// What a response that is no page may do in a browser: nothing (JSON, files, errors).
 const DEFAULT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
@@ -68,8 +72,8 @@ pub struct PageNonce(pub std::sync::Arc<str>);
 
 /// Adds the security headers to every response: a Content-Security-Policy (a page's allows
 /// the app's own scripts, WebAssembly and WebSocket; anything else's allows nothing), no
-/// framing by other sites, no content-type sniffing, and only the origin as referrer to other
-/// sites (a room's path stays private).
+/// framing by other sites, no content-type sniffing, only the origin as referrer to other
+/// sites (a room's path stays private), and over HTTPS, Strict-Transport-Security.
 pub async fn security_headers(
     State(state): State<AppState>,
     mut request: Request,
@@ -79,6 +83,13 @@ pub async fn security_headers(
     request
         .extensions_mut()
         .insert(PageNonce(nonce.as_inner().clone()));
+    // Served over HTTPS (said so, or through a proxy saying so): browsers are told to use
+    // nothing else, so the Secure session cookie is never offered to a downgraded page.
+    let https = state.config().secure_cookies
+        || request
+            .extensions()
+            .get::<app::backend::Client>()
+            .is_some_and(|client| client.https);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let html = headers
@@ -105,6 +116,12 @@ pub async fn security_headers(
         headers
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
+    }
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
     }
     // Pages are always revalidated: they name the current assets and carry the user's data.
     if html {
@@ -193,9 +210,10 @@ pub async fn server_fn_errors(request: Request, next: Next) -> Response {
 /// A form posted by a page without JavaScript (it accepts HTML and came from one of our
 /// pages): answered with a redirect, never with the server function's raw reply. Success goes
 /// back to the page, or to its `next` (after signing in: where the reader came from); a
-/// refusal goes back to the page with `?error=<why>&form=<which>`, which the form shows.
+/// refusal goes back to the page with `?error=<code>&form=<which>`, which the form shows in
+/// its own words (`app::server_call::refusal_text`).
 struct PlainForm {
-    /// The page the form is on: path and query of the Referer (our own origin only).
+    /// The page the form is on: path and query of the Referer (our own origin only), or `/`.
     page: String,
     /// The server function's name: the form the error belongs to.
     function: String,
@@ -208,9 +226,15 @@ impl PlainForm {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/html"));
+        // Back to the page the form is on when it is one of ours; else home: never to a
+        // page of another site, nor to a path that leaves this one (`//elsewhere`).
         let host = request.headers().get(header::HOST)?.to_str().ok()?;
-        let referer = request.headers().get(header::REFERER)?.to_str().ok()?;
-        let page = crate::guard::same_origin_path(referer, host)?;
+        let page = request
+            .headers()
+            .get(header::REFERER)
+            .and_then(|referer| referer.to_str().ok())
+            .and_then(|referer| crate::guard::same_origin_path(referer, host))
+            .unwrap_or_else(|| "/".to_string());
         let function = request
             .uri()
             .path()
@@ -239,13 +263,15 @@ impl PlainForm {
                 None => crate::guard::with_query(path, &params, &[]),
             }
         } else {
-            let bytes = axum::body::to_bytes(response.into_body(), SERVER_FN_ERROR_BYTES)
-                .await
-                .unwrap_or_default();
-            let text = String::from_utf8_lossy(&bytes);
-            let why =
-                app::server_call::refusal(&text).unwrap_or(app::server_call::UNREADABLE_REFUSAL);
-            crate::guard::with_query(path, &params, &[("error", why), ("form", &self.function)])
+            // The refusal's code, never its text: the page shows its own words for a code,
+            // so a link cannot make one of our pages say anything.
+            let code = response
+                .headers()
+                .get(app::server_call::REFUSAL_CODE_HEADER)
+                .and_then(|code| code.to_str().ok())
+                .and_then(app::protocol::ErrorCode::parse)
+                .map_or("failed", |code| code.as_str());
+            crate::guard::with_query(path, &params, &[("error", code), ("form", &self.function)])
         };
         let mut redirect = StatusCode::SEE_OTHER.into_response();
         let headers = redirect.headers_mut();

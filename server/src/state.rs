@@ -2,7 +2,7 @@
 //! [`Backend`] that server functions and HTTP endpoints read through.
 
 use crate::api_keys::ApiKeys;
-use crate::auth::{Auth, SignedIn};
+use crate::auth::{Auth, Creator, SignedIn};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::engine::Engine;
@@ -157,7 +157,9 @@ impl Backend for AppState {
         password: &str,
         client: &Client,
     ) -> Result<SignedIn, BackendError> {
-        self.auth().register(username, password, client).await
+        self.auth()
+            .register(username, password, client, Creator::Visitor)
+            .await
     }
 
     async fn sign_in(

@@ -1387,3 +1387,388 @@ async fn the_room_list_does_a_bounded_amount_of_redis_work() {
         "visits within a second share one computation ({after})"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Exact refusals, and smaller holes.
+// ---------------------------------------------------------------------------------------
+
+/// A form posted by a page without JavaScript, from the page `referer`.
+async fn plain_form(
+    server: &TestServer,
+    path: &str,
+    body: &str,
+    referer: &str,
+) -> common::HttpResponse {
+    http_request(
+        server.addr,
+        "POST",
+        path,
+        Some(body.to_string()),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Accept", "text/html"),
+            ("Referer", referer),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_plain_form_goes_back_only_to_a_local_page() {
+    let server = TestServer::start().await;
+    let host = server.addr.to_string();
+    let home = plain_form(
+        &server,
+        "/fn/sign_out",
+        "",
+        &format!("http://{host}/rooms/a"),
+    )
+    .await;
+    assert_eq!(home.status, 303);
+    assert_eq!(home.header("location").as_deref(), Some("/rooms/a"));
+    for elsewhere in [
+        format!("http://{host}//evil.example/x"),
+        format!("http://{host}/\\evil.example/x"),
+        "http://evil.example/x".to_string(),
+    ] {
+        let response = plain_form(&server, "/fn/sign_out", "", &elsewhere).await;
+        let location = response.header("location").unwrap_or_default();
+        assert!(
+            location.is_empty() || (location.starts_with('/') && !location.starts_with("//")),
+            "{elsewhere} sent the browser to {location}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn form_errors_in_the_url_are_only_our_own_codes_texts() {
+    let server = TestServer::start().await;
+    let host = server.addr.to_string();
+    let refused = plain_form(
+        &server,
+        "/fn/sign_in",
+        "username=nobody&password=wrong+horse",
+        &format!("http://{host}/signin"),
+    )
+    .await;
+    assert_eq!(refused.status, 303);
+    let location = refused.header("location").unwrap();
+    assert_eq!(location, "/signin?error=invalid_credentials&form=sign_in");
+    let page = server.http("GET", &location, None, &[]).await;
+    assert!(
+        page.body.contains("wrong username or password"),
+        "{}",
+        page.body
+    );
+    // Words put in the URL by someone else are never shown.
+    let planted = server
+        .http(
+            "GET",
+            "/signin?form=sign_in&error=Your+account+is+locked%2C+call+555",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(planted.status, 200);
+    assert!(
+        !planted.body.contains("Your account is locked"),
+        "{}",
+        planted.body
+    );
+    assert!(planted.body.contains("the request could not be completed"));
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_counted_before_the_password_is_checked() {
+    let server = TestServer::start_with(|c| {
+        c.client_ip_header = Some("X-Forwarded-For".into());
+        c.guests_per_address = 0;
+    })
+    .await;
+    assert_eq!(server.register("ana", "correct horse").await.status, 201);
+    // 60 wrong passwords at once, each from its own address: the per-username limit (10)
+    // holds although every one of them started before any was counted as failed.
+    let attempts = (0..60).map(|n| {
+        let server = &server;
+        async move {
+            let address = format!("10.1.0.{n}");
+            let body = json!({"username": "ana", "password": "wrong horse"});
+            server
+                .http(
+                    "POST",
+                    "/api/login",
+                    Some(body),
+                    &[("X-Forwarded-For", &address)],
+                )
+                .await
+                .status
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (10, 50), "{statuses:?}");
+    // A right password gives its count back: one account signs in again and again.
+    assert_eq!(server.register("ben", "correct horse").await.status, 201);
+    for _ in 0..15 {
+        assert_eq!(server.login("ben", "correct horse").await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_username_that_breaks_the_rules_never_becomes_a_key() {
+    let redis = common::RedisServer::start().await;
+    let server = common::redis_instance(&redis, "names").await;
+    let junk = "x".repeat(5000) + "\n\u{0}evil";
+    let response = server
+        .http(
+            "POST",
+            "/api/login",
+            Some(json!({"username": junk, "password": "p"})),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(response.json()["code"], "invalid_credentials");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("names:count:login-user:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    let by_address: Vec<String> = redis::cmd("KEYS")
+        .arg("names:count:login-addr:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_address.len(),
+        1,
+        "the attempt counts against its address"
+    );
+}
+
+#[tokio::test]
+async fn password_checks_past_the_queue_are_refused_not_queued() {
+    let server = TestServer::start_with(|c| {
+        c.max_concurrent_hashes = 1;
+        c.max_queued_hashes = 1;
+        c.client_ip_header = Some("X-Forwarded-For".into());
+    })
+    .await;
+    let attempts = (0..12).map(|n| {
+        let server = &server;
+        async move {
+            let address = format!("10.2.0.{n}");
+            let body = json!({"username": format!("user{n}"), "password": "wrong horse"});
+            let response = server
+                .http(
+                    "POST",
+                    "/api/login",
+                    Some(body),
+                    &[("X-Forwarded-For", &address)],
+                )
+                .await;
+            (response.status, response.header("retry-after"))
+        }
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 429)
+        .collect();
+    assert!(!busy.is_empty(), "{answers:?}");
+    assert!(
+        busy.iter().all(|(_, retry)| retry.as_deref() == Some("1")),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().any(|(status, _)| *status == 401),
+        "some were checked"
+    );
+}
+
+#[tokio::test]
+async fn operators_are_made_by_the_administrator_only() {
+    let key = server::api_keys::new_key();
+    let keys = common::TempFile::with(&server::api_keys::file_line("admin", &key));
+    let server = TestServer::start_with(|c| {
+        c.operators = vec!["Boss".into()];
+        c.api_keys_file = Some(keys.path());
+    })
+    .await;
+    // Nobody else can take the name: not by the API, the form, or as a guest.
+    let taken = server.register("boss", "correct horse").await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    assert_eq!(taken.json()["code"], "username_taken");
+    let form = http_request(
+        server.addr,
+        "POST",
+        "/fn/register",
+        Some("username=BOSS&password=correct+horse".into()),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    )
+    .await;
+    assert_eq!(form.status, 409, "{}", form.body);
+    let guest = server
+        .http("POST", "/api/session", Some(json!({"name": "boss"})), &[])
+        .await;
+    assert_eq!(guest.status, 409, "{}", guest.body);
+    // The administrator's tool makes it (the password from standard input).
+    let tool = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args([
+            "account",
+            "create",
+            "Boss",
+            "--url",
+            &format!("http://{}", server.addr),
+        ])
+        .env("CONFAB_API_KEY", &key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    tool.stdin
+        .as_ref()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let made = tokio::task::spawn_blocking(move || tool.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let signed_in = server.login("boss", "correct horse").await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    // A wrong key makes nothing.
+    let refused = server
+        .http(
+            "POST",
+            "/api/accounts",
+            Some(json!({"username": "someone", "password": "correct horse"})),
+            &[("X-API-Key", "cfk_wrong")],
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    // Operators must be usernames: the start is refused otherwise.
+    let mut config = server::config::Config::defaults();
+    config.port = 0;
+    config.operators = vec!["not a name".into()];
+    let refused = match server::start(config).await {
+        Ok(_) => panic!("started with a bad operator name"),
+        Err(err) => err.to_string(),
+    };
+    assert!(refused.contains("--operators"), "{refused}");
+}
+
+#[tokio::test]
+async fn deleting_the_api_key_file_revokes_its_keys() {
+    let key = server::api_keys::new_key();
+    let keys = common::TempFile::with(&server::api_keys::file_line("backend", &key));
+    let server = TestServer::start_with(|c| c.api_keys_file = Some(keys.path())).await;
+    let publish = || async {
+        server
+            .http(
+                "POST",
+                "/api/publish",
+                Some(json!({"channel": "news", "data": 1})),
+                &[("X-API-Key", &key)],
+            )
+            .await
+            .status
+    };
+    assert_eq!(publish().await, 200);
+    std::fs::remove_file(&keys.0).unwrap();
+    common::eventually(Duration::from_secs(5), "the key revoked", || async {
+        publish().await == 401
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_that_end_close_their_sockets_on_every_instance() {
+    let redis = common::RedisServer::start().await;
+    let (a, b) =
+        common::two_redis_instances_with(&redis, "ends", |c| c.session_check_secs = 1).await;
+    let mut on_a = a.client("Ana").await;
+    let mut on_b = Client::signed_in(&b.ws_url(), &on_a.token).await;
+    let other = a.client("Ben").await;
+    // The session is removed from the store (it expired, or an operator removed it).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let sessions: Vec<String> = redis::cmd("KEYS")
+        .arg("ends:session:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 2);
+    let ana = server::auth::tokens::session_id(&on_a.token).unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("ends:session:{ana}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for socket in [&mut on_a, &mut on_b] {
+        let (code, reason) = tokio::time::timeout(Duration::from_secs(4), socket.expect_close())
+            .await
+            .expect("closed within the check interval");
+        assert_eq!((code, reason.as_str()), (4503, "session expired"));
+    }
+    drop(other);
+}
+
+#[tokio::test]
+async fn a_session_past_its_maximum_age_closes_its_sockets() {
+    let server = TestServer::start_with(|c| {
+        c.session_check_secs = 1;
+        c.session_ttl_secs = 2;
+        c.session_max_age_secs = 4;
+    })
+    .await;
+    let mut ana = server.client("Ana").await;
+    // Checked every second, the connection keeps the session from idling out...
+    ana.expect_silence(Duration::from_millis(3000)).await;
+    // ...but not past its maximum age.
+    let (code, _) = tokio::time::timeout(Duration::from_secs(4), ana.expect_close())
+        .await
+        .expect("closed once the session is four seconds old");
+    assert_eq!(code, 4503);
+}
+
+#[tokio::test]
+async fn hsts_is_sent_when_cookies_are_secure() {
+    let plain = TestServer::start().await;
+    let page = plain.http("GET", "/", None, &[]).await;
+    assert_eq!(page.header("strict-transport-security"), None);
+    let secure = TestServer::start_with(|c| c.secure_cookies = true).await;
+    let page = secure.http("GET", "/", None, &[]).await;
+    assert_eq!(
+        page.header("strict-transport-security").as_deref(),
+        Some("max-age=31536000")
+    );
+    let proxied =
+        TestServer::start_with(|c| c.client_ip_header = Some("X-Forwarded-For".into())).await;
+    let page = proxied
+        .http(
+            "GET",
+            "/health",
+            None,
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-For", "10.0.0.9"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.header("strict-transport-security").as_deref(),
+        Some("max-age=31536000")
+    );
+}

@@ -309,8 +309,22 @@ async fn a_bad_namespaces_file_stops_the_start() {
 
 #[tokio::test]
 async fn operators_get_every_instances_figures_each_second_and_nobody_else_does() {
-    let server = TestServer::start_with(|c| c.operators = vec!["Boss".into()]).await;
-    let registered = server.register("boss", "correct horse").await;
+    let key = server::api_keys::new_key();
+    let keys = TempFile::with(&server::api_keys::file_line("admin", &key));
+    let server = TestServer::start_with(|c| {
+        c.operators = vec!["Boss".into()];
+        c.api_keys_file = Some(keys.path());
+    })
+    .await;
+    // An operator's account is made by the administrator, with an API key.
+    let registered = server
+        .http(
+            "POST",
+            "/api/accounts",
+            Some(json!({"username": "boss", "password": "correct horse"})),
+            &[("X-API-Key", &key)],
+        )
+        .await;
     assert_eq!(registered.status, 201, "{}", registered.body);
     let token = registered.json()["token"].as_str().unwrap().to_string();
     let mut boss = Client::signed_in(&server.ws_url(), &token).await;

@@ -6,8 +6,9 @@
 //! case. Ending a session closes its WebSockets on every instance.
 //!
 //! Attempt limits are fixed windows of `--attempt-window-secs`, counted in the engine (so in
-//! Redis they hold for the whole cluster): failed sign-ins per username and per address,
-//! accounts and guest sessions created per address.
+//! Redis they hold for the whole cluster): failed sign-ins per username and per address
+//! (counted before the password is checked, given back when it was right), accounts and
+//! guest sessions created per address.
 
 mod password;
 pub mod tokens;
@@ -31,6 +32,19 @@ pub struct Auth {
     failures_per_address: u64,
     registrations_per_address: u64,
     guests_per_address: u64,
+    /// The operators' usernames (`--operators`), as keys: reserved for accounts made by the
+    /// server's own administrator ([`Creator::Operator`]).
+    operators: Vec<String>,
+}
+
+/// Who is creating an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creator {
+    /// Anyone, through the registration form or `POST /api/accounts`.
+    Visitor,
+    /// The server's administrator, with an API key (`confab account create`): the only way
+    /// to register a username named in `--operators`.
+    Operator,
 }
 
 /// What a successful sign-in (of any kind) gives: the token for the client and the user.
@@ -45,6 +59,7 @@ impl Auth {
                 config.argon2_iterations,
                 config.argon2_parallelism,
                 config.max_concurrent_hashes,
+                config.max_queued_hashes,
             ),
             idle_ttl: Duration::from_secs(config.session_ttl_secs),
             max_age: Duration::from_secs(config.session_max_age_secs),
@@ -53,6 +68,11 @@ impl Auth {
             failures_per_address: config.login_failures_per_address,
             registrations_per_address: config.registrations_per_address,
             guests_per_address: config.guests_per_address,
+            operators: config
+                .operators
+                .iter()
+                .map(|name| validate::username_key(name))
+                .collect(),
         }
     }
 
@@ -61,6 +81,11 @@ impl Auth {
         let name = validate::display_name(name)?;
         if validate::username(&name).is_ok() {
             let key = validate::username_key(&name);
+            if self.operators.contains(&key) {
+                return Err(taken(
+                    "that name belongs to an operator of this server: pick another",
+                ));
+            }
             if self.engine.accounts.find_account(&key).await?.is_some() {
                 tracing::info!(name, "guest refused: the name is a registered username");
                 return Err(taken(
@@ -77,26 +102,31 @@ impl Auth {
         self.start_session(user).await
     }
 
-    /// Creates an account and signs it in.
+    /// Creates an account and signs it in. A username named in `--operators` is refused
+    /// to visitors (whoever registered it first would be an operator).
     pub async fn register(
         &self,
         username: &str,
         password: &str,
         client: &Client,
+        creator: Creator,
     ) -> Result<SignedIn, BackendError> {
         let username = validate::username(username)?;
         validate::password(password, &username)?;
         let key = validate::username_key(&username);
+        if creator == Creator::Visitor && self.operators.contains(&key) {
+            tracing::warn!(username, "registration refused: an operator's username");
+            return Err(taken(
+                "that username is reserved for an operator of this server",
+            ));
+        }
         if self.engine.accounts.find_account(&key).await?.is_some() {
             tracing::info!(username, "registration refused: username taken");
             return Err(taken("that username is taken"));
         }
         self.spend("register", client, self.registrations_per_address)
             .await?;
-        let password_hash = self.passwords.hash(password).await.map_err(|err| {
-            tracing::error!(error = %err, "registration failed");
-            BackendError::Unavailable
-        })?;
+        let password_hash = self.passwords.hash(password).await.map_err(hash_failed)?;
         let account = AccountRecord {
             user_id: format!("u-{}", &crate::engine::new_token()[..16]),
             username: username.clone(),
@@ -114,40 +144,57 @@ impl Auth {
 
     /// Signs in with a username and password. Wrong password and unknown user get the same
     /// answer, in the same time.
+    ///
+    /// Every attempt is counted before the password is checked (per address, and per
+    /// username when it is one), so parallel attempts cannot all pass a limit that is only
+    /// checked; one refused by a limit, or that succeeds, gives its counts back: only wrong
+    /// passwords stay counted. A username that breaks the
+    /// rules never becomes a counter's key or a log field. Checks wait for the hasher in a
+    /// bounded queue: past it, `rate_limited`.
     pub async fn sign_in(
         &self,
         username: &str,
         password: &str,
         client: &Client,
     ) -> Result<SignedIn, BackendError> {
-        let key = validate::username_key(username);
-        let user_key = format!("login-user:{key}");
-        let address_key = format!("login-addr:{}", client.address_key());
-        for (counter, limit) in [
-            (&user_key, self.failures_per_user),
-            (&address_key, self.failures_per_address),
-        ] {
-            let seen = self.engine.counters.peek(counter).await?;
-            if limit > 0 && seen.count >= limit {
+        let username = validate::username(username).ok();
+        let key = username.as_deref().map(validate::username_key);
+        let mut counted = vec![(
+            format!("login-addr:{}", client.address_key()),
+            self.failures_per_address,
+        )];
+        if let Some(key) = &key {
+            counted.push((format!("login-user:{key}"), self.failures_per_user));
+        }
+        counted.retain(|(_, limit)| *limit > 0);
+        for (taken, (counter, limit)) in counted.iter().enumerate() {
+            let seen = self.engine.counters.hit(counter, self.window).await?;
+            if seen.count > *limit {
                 tracing::warn!(
                     counter,
-                    failures = seen.count,
+                    attempts = seen.count,
                     "sign-in refused: too many failures"
                 );
+                // Refused before any check: this attempt counts against nothing.
+                for (counter, _) in &counted[..=taken] {
+                    self.engine.counters.undo(counter).await?;
+                }
                 return Err(rate_limited(seen.resets_in));
             }
         }
-        let account = match validate::username(username) {
-            Ok(_) => self.engine.accounts.find_account(&key).await?,
-            Err(_) => None,
+        let account = match &key {
+            Some(key) => self.engine.accounts.find_account(key).await?,
+            None => None,
         };
         let stored = account.as_ref().map(|a| a.password_hash.as_str());
-        if !self.passwords.verify(password, stored).await {
-            for counter in [&user_key, &address_key] {
-                self.engine.counters.hit(counter, self.window).await?;
-            }
+        if !self
+            .passwords
+            .verify(password, stored)
+            .await
+            .map_err(hash_failed)?
+        {
             tracing::info!(
-                username = key,
+                username = key.as_deref().unwrap_or("(not a username)"),
                 address = client.address_key(),
                 known = account.is_some(),
                 "sign-in refused: wrong username or password"
@@ -155,6 +202,9 @@ impl Auth {
             return Err(
                 Invalid::new(ErrorCode::InvalidCredentials, "wrong username or password").into(),
             );
+        }
+        for (counter, _) in &counted {
+            self.engine.counters.undo(counter).await?;
         }
         let account = account.expect("only a known account can match");
         tracing::info!(username = account.username, "signed in");
@@ -166,6 +216,13 @@ impl Auth {
         let Some(id) = tokens::session_id(token) else {
             return Ok(None);
         };
+        Ok(self.check(id).await?.map(|user| (id, user)))
+    }
+
+    /// The user of session `id` if it is valid: not ended, not idle past its time, not past
+    /// its maximum age. Being checked counts as a use (an open connection is one): the idle
+    /// expiry is pushed back when due.
+    pub async fn check(&self, id: SessionId) -> Result<Option<User>, EngineError> {
         let sessions = &self.engine.sessions;
         let Some(mut record) = sessions.get_session(&id).await? else {
             return Ok(None);
@@ -184,7 +241,7 @@ impl Auth {
             let ttl = Duration::from_millis(idle_ms.min(ends_ms - now));
             sessions.put_session(&id, &record, ttl).await?;
         }
-        Ok(Some((id, record.user)))
+        Ok(Some(record.user))
     }
 
     /// Ends the token's session everywhere (its sockets on every instance close).
@@ -234,6 +291,23 @@ fn registered_user(account: &AccountRecord) -> User {
         id: account.user_id.clone(),
         name: account.username.clone(),
         guest: false,
+    }
+}
+
+/// A hash that could not be made: the hasher's queue is full (try again shortly), or it
+/// failed (logged here).
+fn hash_failed(err: password::PasswordError) -> BackendError {
+    match err {
+        password::PasswordError::Busy => {
+            tracing::warn!("password check refused: the hashing queue is full");
+            BackendError::RateLimited {
+                retry_after_secs: 1,
+            }
+        }
+        err => {
+            tracing::error!(error = %err, "password hashing failed");
+            BackendError::Unavailable
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 use argon2::password_hash::SaltString;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -16,6 +17,9 @@ use tokio::sync::{OnceCell, Semaphore};
 pub enum PasswordError {
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// As many hashes are running and waiting as allowed: try again shortly.
+    #[error("too many password checks waiting")]
+    Busy,
 }
 
 #[derive(Clone)]
@@ -23,17 +27,39 @@ pub struct Passwords {
     params: Params,
     // Bounds concurrent hashes: each holds `memory_kib` of RAM for tens of milliseconds.
     permits: Arc<Semaphore>,
+    /// Hashes running or waiting for a permit, and how many may: a flood of sign-ins is
+    /// refused past it rather than queued without end.
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
     dummy: Arc<OnceCell<String>>,
 }
 
+/// Counts a hash in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Passwords {
-    /// Parameters as validated by the configuration.
-    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32, concurrent: usize) -> Self {
+    /// Parameters as validated by the configuration; `concurrent` hashes run at once and
+    /// `queued` more may wait.
+    pub fn new(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        concurrent: usize,
+        queued: usize,
+    ) -> Self {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .expect("argon2 parameters are validated with the configuration");
         Passwords {
             params,
             permits: Arc::new(Semaphore::new(concurrent.max(1))),
+            in_flight: Arc::default(),
+            max_in_flight: concurrent.max(1) + queued,
             dummy: Arc::default(),
         }
     }
@@ -60,13 +86,19 @@ impl Passwords {
     }
 
     /// Whether `password` matches the stored PHC string (None: an unknown user, checked
-    /// against a dummy hash so that it takes the same time).
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> bool {
+    /// against a dummy hash so that it takes the same time). [`PasswordError::Busy`] when
+    /// as many checks are waiting as allowed.
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<bool, PasswordError> {
         let (stored, known) = match stored {
             Some(stored) => (stored.to_string(), true),
             None => match self.dummy().await {
-                Some(dummy) => (dummy, false),
-                None => return false,
+                Ok(dummy) => (dummy, false),
+                Err(PasswordError::Busy) => return Err(PasswordError::Busy),
+                Err(_) => return Ok(false),
             },
         };
         let password = password.to_string();
@@ -81,19 +113,19 @@ impl Passwords {
             })
             .await;
         match matched {
-            Ok(matched) => matched && known,
+            Ok(matched) => Ok(matched && known),
+            Err(PasswordError::Busy) => Err(PasswordError::Busy),
             Err(err) => {
                 tracing::error!(error = %err, "a stored password hash cannot be read");
-                false
+                Ok(false)
             }
         }
     }
 
-    async fn dummy(&self) -> Option<String> {
+    async fn dummy(&self) -> Result<String, PasswordError> {
         self.dummy
             .get_or_try_init(|| self.hash("confab dummy password, never matches"))
             .await
-            .ok()
             .cloned()
     }
 
@@ -101,6 +133,11 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
+        let in_flight = InFlight(self.in_flight.clone());
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
+            return Err(PasswordError::Busy);
+        }
+        let _in_flight = in_flight;
         let _permit = self
             .permits
             .acquire()
@@ -119,17 +156,38 @@ mod tests {
     #[tokio::test]
     async fn hashes_verify_and_carry_their_parameters() {
         // Small parameters: this tests the wiring, not the cost.
-        let passwords = Passwords::new(64, 1, 1, 2);
+        let passwords = Passwords::new(64, 1, 1, 2, 4);
         let hash = passwords.hash("correct horse").await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
-        assert!(passwords.verify("correct horse", Some(&hash)).await);
-        assert!(!passwords.verify("correct hors", Some(&hash)).await);
-        assert!(!passwords.verify("correct horse", None).await);
-        assert!(!passwords.verify("x", Some("not a phc string")).await);
+        let verify = |password: &'static str, stored: Option<String>| {
+            let passwords = passwords.clone();
+            async move { passwords.verify(password, stored.as_deref()).await.unwrap() }
+        };
+        assert!(verify("correct horse", Some(hash.clone())).await);
+        assert!(!verify("correct hors", Some(hash.clone())).await);
+        assert!(!verify("correct horse", None).await);
+        assert!(!verify("x", Some("not a phc string".into())).await);
         let again = passwords.hash("correct horse").await.unwrap();
         assert_ne!(hash, again, "each hash has its own salt");
         // A hash made with other parameters still verifies.
-        let stronger = Passwords::new(128, 2, 1, 1);
-        assert!(stronger.verify("correct horse", Some(&hash)).await);
+        let stronger = Passwords::new(128, 2, 1, 1, 4);
+        assert!(stronger.verify("correct horse", Some(&hash)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_past_the_queue_are_refused_not_queued() {
+        // Expensive enough to overlap: one runs, one waits, the rest are refused.
+        let passwords = Passwords::new(8 * 1024, 3, 1, 1, 1);
+        let checks = (0..6).map(|_| {
+            let passwords = passwords.clone();
+            tokio::spawn(async move { passwords.hash("correct horse").await })
+        });
+        let results = futures::future::join_all(checks).await;
+        let busy = results
+            .iter()
+            .filter(|result| matches!(result, Ok(Err(PasswordError::Busy))))
+            .count();
+        assert!(busy >= 1, "some were refused");
+        assert!(busy <= 4, "one ran and one waited");
     }
 }

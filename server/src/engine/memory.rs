@@ -533,6 +533,13 @@ impl Counters for MemoryEngine {
         })
     }
 
+    async fn undo(&self, key: &str) -> EngineResult<()> {
+        if let Some((count, _)) = lock(&self.counters).get_mut(&key.to_string()) {
+            *count = count.saturating_sub(1);
+        }
+        Ok(())
+    }
+
     async fn peek(&self, key: &str) -> EngineResult<WindowCount> {
         let now = Instant::now();
         Ok(match lock(&self.counters).get_mut(&key.to_string()) {

@@ -470,6 +470,8 @@ pub trait Counters: Send + Sync {
     async fn hit(&self, key: &str, window: Duration) -> EngineResult<WindowCount>;
     /// The count of `key` now (zero when no window is open).
     async fn peek(&self, key: &str) -> EngineResult<WindowCount>;
+    /// Takes one back from `key` (an attempt that turned out fine), never below zero.
+    async fn undo(&self, key: &str) -> EngineResult<()>;
 }
 
 /// The engine's own state.

@@ -362,6 +362,9 @@ impl Counters for ShardedEngine {
     async fn peek(&self, key: &str) -> EngineResult<WindowCount> {
         self.of(key).peek(key).await
     }
+    async fn undo(&self, key: &str) -> EngineResult<()> {
+        self.of(key).undo(key).await
+    }
 }
 
 #[async_trait]

@@ -139,7 +139,7 @@ pub struct RedisEngine {
 
 /// The operations whose Redis latency is measured: every engine call that reaches Redis
 /// (the trait methods' names), `post` being the one on every message's path.
-const TIMED: [&str; 32] = [
+const TIMED: [&str; 33] = [
     "post",
     "enqueue",
     "claim",
@@ -172,6 +172,7 @@ const TIMED: [&str; 32] = [
     "mark_read",
     "hit",
     "peek",
+    "undo",
 ];
 
 /// Records how long it lived into a histogram when dropped (also when its operation failed

@@ -229,4 +229,13 @@ impl Counters for RedisEngine {
             resets_in: Duration::from_millis(ttl_ms.max(0) as u64),
         })
     }
+
+    async fn undo(&self, key: &str) -> EngineResult<()> {
+        let _latency = self.timed("undo");
+        scripts::COUNT_UNDO
+            .key(self.keys.counter(key))
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
 }

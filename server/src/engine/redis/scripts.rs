@@ -364,6 +364,17 @@ return {count, redis.call('PTTL', KEYS[1])}
     )
 });
 
+/// Takes one back from a fixed-window counter, never below zero, keeping its window (its
+/// TTL). KEYS: counter.
+pub static COUNT_UNDO: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then redis.call('DECR', KEYS[1]) end
+"#,
+    )
+});
+
 /// Adds a room to a user's list, keeping its place if it is there; the first time, starts the
 /// read position at ARGV[3] (none when empty: the room had no messages). Reply: `{position}`
 /// (empty: none), or `{}` for a new room when the list holds ARGV[4] already. ARGV[5] > 0:
