@@ -599,6 +599,9 @@ pub mod close {
     /// down longer than the resume window, or the store lost its data): reconnect and
     /// resume with `since` + `epoch`, which says exactly what can be recovered.
     pub const RESYNC: u16 = 4003;
+    /// This instance cannot deliver right now (its link to the other instances has been
+    /// broken too long): reconnect, to another instance, and resume with `since` + `epoch`.
+    pub const UNHEALTHY: u16 = 4004;
     /// No successful `auth` within the auth timeout. Terminal: get a session first.
     pub const AUTH_TIMEOUT: u16 = 4500;
     /// Too many protocol errors (including refused sends while rate limited) in a short

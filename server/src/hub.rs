@@ -429,6 +429,14 @@ impl LocalDelivery for Hub {
         );
     }
 
+    fn evacuate(&self, room: &str) {
+        self.close_room(
+            room,
+            close::UNHEALTHY,
+            "this instance cannot deliver: reconnect",
+        );
+    }
+
     fn close_session(&self, session: &SessionId) -> usize {
         Hub::close_session(self, session)
     }

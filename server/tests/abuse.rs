@@ -1772,3 +1772,43 @@ async fn hsts_is_sent_when_cookies_are_secure() {
         Some("max-age=31536000")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The last silent case: a pub/sub path that stays broken.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn clients_of_an_instance_whose_pubsub_stays_broken_are_sent_elsewhere() {
+    let redis = common::RedisServer::start().await;
+    let proxy = common::proxy::Proxy::start(redis.port).await;
+    let fast_probes = |c: &mut server::config::Config| {
+        c.pubsub_probe_interval_ms = 200;
+        c.pubsub_probe_timeout_ms = 500;
+    };
+    let a = common::redis_instance_with(&redis, "stuck", fast_probes).await;
+    let b = common::redis_instance_at_with(&proxy.url(), "stuck", fast_probes).await;
+    b.until_ready().await;
+    let mut sender = a.client("Sender").await;
+    sender.join("r").await;
+    let mut reader = b.client("Reader").await;
+    reader.join("r").await;
+    let first = sender.say("r", "before", "c0").await;
+    assert_eq!(reader.expect("message").await["content"], "before");
+    // Every pub/sub connection through the proxy is wedged, replacements too, for good.
+    proxy.wedge_pubsub(true);
+    let wedged_at = tokio::time::Instant::now();
+    let (code, reason) = tokio::time::timeout(Duration::from_secs(6), reader.expect_close())
+        .await
+        .expect("sent elsewhere within detection plus two probe intervals");
+    assert_eq!(code, 4004, "{reason}");
+    eprintln!("sent elsewhere {:?} after the wedge", wedged_at.elapsed());
+    assert_eq!(b.http("GET", "/health", None, &[]).await.status, 503);
+    // Elsewhere, it resumes where it was and misses nothing.
+    sender.say("r", "after", "c1").await;
+    let mut back = Client::signed_in(&a.ws_url(), &reader.token).await;
+    back.send(json!({"type": "join", "roomId": "r", "since": first["id"]}))
+        .await;
+    let resumed = back.expect("room_history").await;
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    assert_eq!(common::fields(&resumed["messages"], "content"), ["after"]);
+}

@@ -59,6 +59,9 @@ pub trait LocalDelivery: Send + Sync {
     /// The room's local members missed messages that cannot be given to them: each is told
     /// (closed with [`close::RESYNC`](app::protocol::close::RESYNC)) and resumes on its own.
     fn resync(&self, room: &str);
+    /// This instance cannot deliver the room's messages for now: its local members are sent
+    /// elsewhere (closed with [`close::UNHEALTHY`](app::protocol::close::UNHEALTHY)).
+    fn evacuate(&self, room: &str);
     /// Closes every local connection signed in with `session`; returns how many.
     fn close_session(&self, session: &SessionId) -> usize;
     /// The sessions local connections are signed in with.

@@ -118,6 +118,9 @@ impl LocalDelivery for ShardDelivery {
     fn resync(&self, room: &str) {
         self.inner.resync(room)
     }
+    fn evacuate(&self, room: &str) {
+        self.inner.evacuate(room)
+    }
     fn close_session(&self, session: &SessionId) -> usize {
         self.inner.close_session(session)
     }

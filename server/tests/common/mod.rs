@@ -788,6 +788,15 @@ pub async fn redis_instance_at(url: &str, prefix: &str) -> TestServer {
     redis_instance_in(url, None, prefix, |_| {}).await
 }
 
+/// [`redis_instance_at`] with more of the configuration changed by `adjust`.
+pub async fn redis_instance_at_with(
+    url: &str,
+    prefix: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> TestServer {
+    redis_instance_in(url, None, prefix, adjust).await
+}
+
 async fn redis_instance_in(
     url: &str,
     mode: Option<server::config::RedisMode>,

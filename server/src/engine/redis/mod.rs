@@ -53,6 +53,7 @@
 
 mod channels;
 mod commands;
+mod evacuation;
 mod keys;
 mod lease;
 mod pubsub;

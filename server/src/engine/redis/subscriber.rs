@@ -39,6 +39,7 @@
 
 use super::channels::read_kept_since;
 use super::commands::Commands;
+use super::evacuation;
 use super::pubsub::{Event, Session, Source};
 use super::subscriptions::Subscriptions;
 use super::{read_since, Keys};
@@ -115,6 +116,12 @@ impl Status {
     }
 }
 
+impl evacuation::PathHealth for Status {
+    fn path_works(&self) -> bool {
+        self.connected.load(Ordering::Relaxed) && self.problem().is_none()
+    }
+}
+
 pub struct Subscriber {
     requests: mpsc::Sender<Sync>,
     status: Arc<Status>,
@@ -134,6 +141,13 @@ impl Subscriber {
             status: status.clone(),
             probe_seq: 0,
         };
+        let health: Arc<dyn evacuation::PathHealth> = status.clone();
+        evacuation::watch(
+            Arc::downgrade(&health),
+            task.link.commands.clone(),
+            task.delivery.clone(),
+            settings.probe_interval,
+        );
         tokio::spawn(task.run());
         Subscriber { requests, status }
     }
