@@ -819,7 +819,7 @@ impl Presence for RedisEngine {
                     })
                     .filter_map(|(_, value)| value.split_once('\t').map(|(user, _)| user))
                     .collect();
-                (!users.is_empty()).then(|| (room, users.len()))
+                (!users.is_empty()).then_some((room, users.len()))
             })
             .collect())
     }
