@@ -584,6 +584,56 @@ pub enum LogFormat {
 mod tests {
     use super::*;
 
+    /// The README's configuration table, row by row: (flag, environment variable).
+    fn documented() -> Vec<(String, String)> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("the README");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .expect("a Configuration section");
+        table
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let flag = cells.get(1)?.strip_prefix("`--")?.strip_suffix('`')?;
+                let env = cells.get(2)?.trim_matches('`');
+                Some((flag.to_string(), env.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_documents_every_flag_and_no_other() {
+        use clap::CommandFactory;
+        let command = Config::command();
+        let flags: Vec<(String, String)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let flag = arg.get_long()?.to_string();
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                Some((flag, env))
+            })
+            .collect();
+        let documented = documented();
+        for flag in &flags {
+            assert!(
+                documented.contains(flag),
+                "--{} ({}) is not in the README's table",
+                flag.0,
+                flag.1
+            );
+        }
+        for row in &documented {
+            assert!(
+                flags.contains(row),
+                "the README documents --{} ({}), which is no flag",
+                row.0,
+                row.1
+            );
+        }
+    }
+
     #[test]
     fn defaults_match_the_design() {
         let config = Config::defaults();
