@@ -2,7 +2,7 @@
 // waits until /health answers, and stops it with SIGTERM like an operator would.
 import { ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -28,6 +28,8 @@ export const OPERATOR_PASSWORD = "correct horse battery";
 export class ConfabServer {
   private child: ChildProcess | null = null;
   private output = "";
+  /** A directory of this server's own (its API keys), removed when it stops. */
+  private scratch: string | null = null;
 
   constructor(readonly port: number, private readonly env: Record<string, string> = {}) {}
 
@@ -52,6 +54,7 @@ export class ConfabServer {
       CONFAB_API_KEYS_FILE: keys,
       ...env,
     });
+    server.scratch = dir;
     const created = await fetch(`${server.url}/api/accounts`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-api-key": key },
@@ -102,6 +105,10 @@ export class ConfabServer {
     await exited;
     clearTimeout(timeout);
     this.child = null;
+    if (this.scratch) {
+      rmSync(this.scratch, { recursive: true, force: true });
+      this.scratch = null;
+    }
   }
 }
 

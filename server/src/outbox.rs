@@ -196,6 +196,10 @@ impl Outbox {
     /// at most half the queue, then fits), or the connection is closing.
     pub async fn room_for_answers(&self) {
         let queued = &self.queued;
+        // The common case, every request of a client that reads: no waiter to register.
+        if queued.has_room_for_answers() {
+            return;
+        }
         loop {
             let room = queued.room.notified();
             let closing = self.kick.closing.notified();
