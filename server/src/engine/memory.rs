@@ -564,3 +564,14 @@ impl Lifecycle for MemoryEngine {
 
     async fn shutdown(&self) {}
 }
+
+/// A memory engine delivering to a hub of its own, for the engine's unit tests.
+#[cfg(test)]
+pub(super) fn test_engine() -> MemoryEngine {
+    let config = MemoryConfig {
+        server_id: "s".into(),
+        history_max: 100,
+        idempotency_window: Duration::from_secs(300),
+    };
+    MemoryEngine::new(config, Arc::new(crate::hub::Hub::new(8)))
+}

@@ -237,18 +237,8 @@ impl Queues for MemoryEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::memory::MemoryConfig;
-    use std::sync::Arc;
+    use crate::engine::memory::test_engine as engine;
     use std::time::Duration;
-
-    fn engine() -> MemoryEngine {
-        let config = MemoryConfig {
-            server_id: "s".into(),
-            history_max: 100,
-            idempotency_window: Duration::from_secs(300),
-        };
-        MemoryEngine::new(config, Arc::new(crate::hub::Hub::new(8)))
-    }
 
     fn rules(groups: &[&str]) -> QueueRules {
         QueueRules {

@@ -330,28 +330,27 @@ impl Client {
         let (socket, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
             .await
             .expect("websocket connects");
-        let mut client = Client {
+        let client = Client {
             socket,
             user_id: String::new(),
             token: String::new(),
         };
-        client.expect("connected").await;
-        client.send(json!({"type": "auth", "token": token})).await;
-        let authed = client.expect("authenticated").await;
-        client.user_id = authed["userId"].as_str().expect("userId").to_string();
-        client.token = token.to_string();
-        client
+        client.authenticated(token).await
     }
 
     /// Connects and signs in with `token` through the `auth` message.
     pub async fn signed_in(url: &str, token: &str) -> Client {
-        let mut client = Client::connect(url, &[]).await;
-        client.expect("connected").await;
-        client.send(json!({"type": "auth", "token": token})).await;
-        let authed = client.expect("authenticated").await;
-        client.user_id = authed["userId"].as_str().expect("userId").to_string();
-        client.token = token.to_string();
-        client
+        Client::connect(url, &[]).await.authenticated(token).await
+    }
+
+    /// A connection just opened, signed in with `token` through the `auth` message.
+    async fn authenticated(mut self, token: &str) -> Client {
+        self.expect("connected").await;
+        self.send(json!({"type": "auth", "token": token})).await;
+        let authed = self.expect("authenticated").await;
+        self.user_id = authed["userId"].as_str().expect("userId").to_string();
+        self.token = token.to_string();
+        self
     }
 
     pub async fn send(&mut self, value: Value) {
