@@ -45,8 +45,11 @@ pub struct Subscriptions {
     /// Commands sent and not yet answered, per room.
     pending: HashMap<String, u32>,
     /// `UNSUBSCRIBE`s whose confirmation a cluster has not pushed yet, per room: that push
-    /// is no slot moving away.
+    /// is no slot moving away. (One Redis reports no dropped subscriptions: nothing kept.)
     unsubscribing: HashMap<String, u32>,
+    /// Whether Redis confirms an `UNSUBSCRIBE` with a push the session reports (a cluster's
+    /// `sunsubscribe`).
+    confirms_unsubscribe: bool,
     /// Requests answered when their room has no command in flight.
     waiting: HashMap<String, Vec<Reply>>,
     in_flight: FuturesUnordered<InFlight>,
@@ -56,6 +59,7 @@ impl Subscriptions {
     /// The session's state after it subscribed `rooms` while it was set up.
     pub fn new(commander: Commander, timeout: Duration, rooms: &[String]) -> Self {
         Subscriptions {
+            confirms_unsubscribe: matches!(commander, Commander::Cluster(_)),
             commander,
             timeout,
             subscribed: rooms.iter().cloned().collect(),
@@ -91,7 +95,9 @@ impl Subscriptions {
                 self.subscribed.insert(room.clone());
             } else {
                 self.subscribed.remove(&room);
-                *self.unsubscribing.entry(room.clone()).or_default() += 1;
+                if self.confirms_unsubscribe {
+                    *self.unsubscribing.entry(room.clone()).or_default() += 1;
+                }
             }
             self.send(room.clone(), channel, wanted).await;
         }
